@@ -1,0 +1,422 @@
+//! The promfed config file (`promfed.yaml`), validated once when it is loaded.
+//!
+//! The seed's ytt data-values file (`localClusterName`, `clusterLabelName`,
+//! `additionalScrapeConfigs`) is accepted unchanged; everything else is optional.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::engine::ObjectRef;
+use crate::yaml::{self, Limits, Node};
+
+/// The config file could not be used. The message names the setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// What to do with a selector that already has a matcher on the cluster label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum MatcherPolicy {
+    /// Leave the user's matcher as it is and report a warning.
+    #[default]
+    Keep,
+    /// Replace it with `<label>="<local>"`.
+    Override,
+    /// Refuse the ConfigMap.
+    Error,
+}
+
+/// How alerting rules are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertingMode {
+    /// Alerts see every cluster's series, as before federation (default).
+    #[default]
+    Keep,
+    /// Alerts read local series only and carry the local cluster label, like recording rules.
+    Local,
+    /// Alerts carry the local cluster label; their expressions are untouched.
+    LabelOnly,
+}
+
+/// Which ConfigMaps are rewritten.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Selector {
+    /// ConfigMap names (default `[prometheus-server]`).
+    #[serde(default = "default_names")]
+    pub names: Vec<String>,
+    /// Namespaces; empty means any.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Labels that must all be present with these values.
+    #[serde(default = "default_labels")]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn default_names() -> Vec<String> {
+    vec!["prometheus-server".into()]
+}
+
+fn default_labels() -> BTreeMap<String, String> {
+    [("app", "prometheus"), ("component", "server")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+impl Default for Selector {
+    fn default() -> Self {
+        Selector {
+            names: default_names(),
+            namespaces: Vec::new(),
+            labels: default_labels(),
+        }
+    }
+}
+
+impl Selector {
+    pub fn matches(&self, object: &ObjectRef) -> bool {
+        object.kind == "ConfigMap"
+            && self.names.iter().any(|n| *n == object.name)
+            && (self.namespaces.is_empty() || self.namespaces.iter().any(|n| *n == object.namespace))
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| object.labels.get(k) == Some(v))
+    }
+}
+
+/// Which data keys hold what.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Keys {
+    /// Keys holding a Prometheus config (default `[prometheus.yml]`).
+    #[serde(default = "default_config_keys")]
+    pub prometheus: Vec<String>,
+    /// Keys holding rule files. Empty (default): every other key whose YAML has `groups:`.
+    #[serde(default)]
+    pub rules: Vec<String>,
+}
+
+fn default_config_keys() -> Vec<String> {
+    vec!["prometheus.yml".into()]
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Keys {
+            prometheus: default_config_keys(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// A rule or group left exactly as written.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exclude {
+    /// Group name; alone, the whole group is skipped.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// `record` or `alert` name; with `group`, only in that group.
+    #[serde(default)]
+    pub rule: Option<String>,
+}
+
+impl Exclude {
+    pub fn matches(&self, group: &str, rule: Option<&str>) -> bool {
+        let group_ok = self.group.as_deref().is_none_or(|g| g == group);
+        let rule_ok = match (&self.rule, rule) {
+            (None, _) => true,
+            (Some(want), Some(name)) => want == name,
+            (Some(_), None) => false,
+        };
+        group_ok && rule_ok
+    }
+}
+
+/// Settings for rules.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Rules {
+    /// What to do with a selector that already matches on the cluster label.
+    #[serde(default)]
+    pub matcher_policy: MatcherPolicy,
+    /// How alerting rules are treated.
+    #[serde(default)]
+    pub alerting: AlertingMode,
+    /// Groups or rules left untouched.
+    #[serde(default)]
+    pub exclude: Vec<Exclude>,
+}
+
+/// The generated federation health alerts.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FederationAlerts {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Data key the group is written to (it must be listed in `rule_files`).
+    #[serde(default = "default_alerts_key")]
+    pub key: String,
+    /// Group name; an existing group of that name is replaced.
+    #[serde(default = "default_alerts_group")]
+    pub group: String,
+    /// How long a federation target must be down before `FederationTargetDown` fires.
+    #[serde(default = "default_down_for")]
+    pub down_for: String,
+    /// Scrape duration in seconds above which `FederationScrapeSlow` fires.
+    #[serde(default = "default_slow_seconds")]
+    pub slow_scrape_seconds: f64,
+    /// Samples per scrape above which `FederationTooManySamples` fires.
+    #[serde(default = "default_max_samples")]
+    pub max_samples: u64,
+    /// `severity` label of the alerts that are not about a target being down.
+    #[serde(default = "default_severity")]
+    pub severity: String,
+}
+
+fn default_alerts_key() -> String {
+    "alerting_rules.yml".into()
+}
+fn default_alerts_group() -> String {
+    "promfed-federation-health".into()
+}
+fn default_down_for() -> String {
+    "5m".into()
+}
+fn default_slow_seconds() -> f64 {
+    30.0
+}
+fn default_max_samples() -> u64 {
+    100_000
+}
+fn default_severity() -> String {
+    "warning".into()
+}
+
+impl Default for FederationAlerts {
+    fn default() -> Self {
+        FederationAlerts {
+            enabled: false,
+            key: default_alerts_key(),
+            group: default_alerts_group(),
+            down_for: default_down_for(),
+            slow_scrape_seconds: default_slow_seconds(),
+            max_samples: default_max_samples(),
+            severity: default_severity(),
+        }
+    }
+}
+
+/// One workload cluster in the compact form; promfed generates its federation job.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct Cluster {
+    pub name: String,
+    /// `host:port` targets of the workload cluster's Prometheus.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Alternative to `targets`: `https://host[:port][/path-prefix]`; sets scheme, target and
+    /// metrics path (`<path-prefix>/federate`).
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub scheme: Option<String>,
+    #[serde(default)]
+    pub metrics_path: Option<String>,
+    #[serde(default)]
+    pub tls_config: Option<serde_json::Value>,
+    #[serde(default)]
+    pub basic_auth: Option<serde_json::Value>,
+    #[serde(default)]
+    pub authorization: Option<serde_json::Value>,
+    #[serde(default)]
+    pub proxy_url: Option<String>,
+    /// `match[]` selectors (default `['{__name__!=""}']`: everything).
+    #[serde(default, rename = "match")]
+    pub matches: Option<Vec<String>>,
+    #[serde(default)]
+    pub scrape_interval: Option<String>,
+    #[serde(default)]
+    pub scrape_timeout: Option<String>,
+    #[serde(default)]
+    pub sample_limit: Option<u64>,
+    /// Extra target labels (the cluster label is always set).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The typed part of the file; `additionalScrapeConfigs` is kept as YAML nodes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Raw {
+    #[serde(default)]
+    local_cluster_name: Option<String>,
+    #[serde(default)]
+    cluster_label_name: Option<String>,
+    #[serde(default)]
+    additional_scrape_configs: Option<serde_json::Value>,
+    #[serde(default)]
+    clusters: Vec<Cluster>,
+    #[serde(default)]
+    federation_job_prefix: Option<String>,
+    #[serde(default)]
+    configmap: Selector,
+    #[serde(default)]
+    keys: Keys,
+    #[serde(default)]
+    rules: Rules,
+    #[serde(default)]
+    federation_alerts: FederationAlerts,
+}
+
+/// The whole promfed config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Value of the cluster label on local series (default `local`).
+    pub local_cluster_name: String,
+    /// Name of the cluster label (default `cluster`).
+    pub cluster_label_name: String,
+    /// Raw federation scrape configs, exactly as written.
+    pub additional_scrape_configs: Vec<Node>,
+    /// Compact federation targets.
+    pub clusters: Vec<Cluster>,
+    /// Prefix of the job names generated from `clusters` (default `federate-`).
+    pub federation_job_prefix: String,
+    pub configmap: Selector,
+    pub keys: Keys,
+    pub rules: Rules,
+    pub federation_alerts: FederationAlerts,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            local_cluster_name: "local".into(),
+            cluster_label_name: "cluster".into(),
+            additional_scrape_configs: Vec::new(),
+            clusters: Vec::new(),
+            federation_job_prefix: "federate-".into(),
+            configmap: Selector::default(),
+            keys: Keys::default(),
+            rules: Rules::default(),
+            federation_alerts: FederationAlerts::default(),
+        }
+    }
+}
+
+/// The example config embedded in the binary: the seed's data values.
+pub const EXAMPLE: &str = include_str!("../deploy/base/promfed.yaml");
+
+impl Config {
+    /// Parse and validate a config file's text.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        let root = yaml::parse(text, Limits::default())
+            .map_err(|e| ConfigError(format!("config is not valid YAML: {e}")))?;
+        let Some(root) = root else {
+            return Ok(Config::default());
+        };
+        if root.is_null() {
+            return Ok(Config::default());
+        }
+        if root.as_map().is_none() {
+            return Err(ConfigError(format!(
+                "line {}: config must be a mapping of settings",
+                root.line
+            )));
+        }
+        let raw: Raw = serde_path_to_error::deserialize(root.to_json()).map_err(|e| {
+            let path = e.path().to_string();
+            let line = line_of(&root, &path);
+            let at = match line {
+                Some(line) => format!("{path} (line {line})"),
+                None => path,
+            };
+            ConfigError(format!("invalid setting {at}: {}", e.inner()))
+        })?;
+        let additional = match root.get("additionalScrapeConfigs") {
+            None => Vec::new(),
+            Some(node) if node.is_null() => Vec::new(),
+            Some(node) => node.as_seq().cloned().ok_or_else(|| {
+                ConfigError(format!(
+                    "additionalScrapeConfigs (line {}): must be a list of scrape configs",
+                    node.line
+                ))
+            })?,
+        };
+        let _ = raw.additional_scrape_configs;
+        let config = Config {
+            local_cluster_name: non_empty(raw.local_cluster_name).unwrap_or_else(|| "local".into()),
+            cluster_label_name: non_empty(raw.cluster_label_name)
+                .unwrap_or_else(|| "cluster".into()),
+            additional_scrape_configs: additional,
+            clusters: raw.clusters,
+            federation_job_prefix: raw
+                .federation_job_prefix
+                .unwrap_or_else(|| "federate-".into()),
+            configmap: raw.configmap,
+            keys: raw.keys,
+            rules: raw.rules,
+            federation_alerts: raw.federation_alerts,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !is_label_name(&self.cluster_label_name) || self.cluster_label_name.starts_with("__") {
+            return Err(ConfigError(format!(
+                "clusterLabelName {:?} is not a valid, non-reserved Prometheus label name",
+                self.cluster_label_name
+            )));
+        }
+        let alerts = &self.federation_alerts;
+        if !(alerts.slow_scrape_seconds.is_finite() && alerts.slow_scrape_seconds > 0.0) {
+            return Err(ConfigError(
+                "federationAlerts.slowScrapeSeconds must be a positive number".into(),
+            ));
+        }
+        if self.configmap.names.is_empty() {
+            return Err(ConfigError(
+                "configmap.names must name at least one ConfigMap".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
+}
+
+/// Best-effort line of a dotted serde path (`rules.matcherPolicy`, `clusters[0].name`).
+fn line_of(root: &Node, path: &str) -> Option<usize> {
+    let mut node = root;
+    let mut line = None;
+    for part in path.split('.') {
+        let (key, indexes) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !key.is_empty() {
+            node = node.get(key)?;
+            line = Some(node.line);
+        }
+        for index in indexes.split(['[', ']']).filter(|s| !s.is_empty()) {
+            node = node.as_seq()?.get(index.parse::<usize>().ok()?)?;
+            line = Some(node.line);
+        }
+    }
+    line
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, Prometheus's label name syntax.
+pub fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}

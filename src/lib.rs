@@ -5,10 +5,12 @@
 //! [`engine::Engine`] is the pure rewrite; the CLI (`render`) and the webhook (`server`) are
 //! thin shells around it.
 
+pub mod admission;
 pub mod config;
 pub mod engine;
 pub mod yaml;
 
 pub use config::Config;
 pub use engine::Engine;
+pub mod render;
 pub mod server;

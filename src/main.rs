@@ -1,2 +1,150 @@
 #![forbid(unsafe_code)]
-fn main() {}
+//! The `promfed` command: parse arguments, call the library, map errors to exit codes.
+//! Exit 0 ok, 1 invalid input, 2 usage.
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use promfed::render::{render_stream, unified_diff};
+use promfed::{Config, Engine, config};
+
+/// The TKG prometheus-server ConfigMap, for `render --example`.
+const EXAMPLE_CONFIGMAP: &str = include_str!("../tests/data/tkg/prometheus-server-configmap.yaml");
+
+#[derive(Debug, Parser)]
+#[command(name = "promfed", version, about = "Federate a Prometheus prometheus-server ConfigMap")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Rewrite matching ConfigMaps of a manifest stream (file or stdin) to stdout.
+    Render {
+        /// promfed config file.
+        #[arg(long, required_unless_present = "example")]
+        config: Option<PathBuf>,
+        /// Print a unified diff of what would change instead of the stream.
+        #[arg(long)]
+        diff: bool,
+        /// Use the bundled example: the seed's config and the TKG prometheus-server ConfigMap.
+        #[arg(long, conflicts_with = "input")]
+        example: bool,
+        /// Manifest file, or `-` for stdin (default).
+        input: Option<PathBuf>,
+    },
+    /// Validate a promfed config file.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run the HTTPS admission webhook.
+    Serve(promfed::server::ServeArgs),
+}
+
+/// An error for the user: printed once to stderr, exit code 1.
+struct Failure(String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Render {
+            config,
+            diff,
+            example,
+            input,
+        } => render(config.as_deref(), diff, example, input.as_deref()),
+        Command::Check { config } => check(&config),
+        Command::Serve(args) => promfed::server::run(args).map_err(|e| Failure(format!("{e:#}"))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message)) => {
+            eprintln!("promfed: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load_engine(path: Option<&Path>) -> Result<Engine, Failure> {
+    let (name, text) = match path {
+        Some(path) => (
+            path.display().to_string(),
+            std::fs::read_to_string(path)
+                .map_err(|e| Failure(format!("{}: {e}", path.display())))?,
+        ),
+        None => ("embedded example config".to_string(), config::EXAMPLE.to_string()),
+    };
+    let config = Config::from_yaml(&text).map_err(|e| Failure(format!("{name}: {e}")))?;
+    Engine::new(config).map_err(|e| Failure(format!("{name}: {e}")))
+}
+
+fn render(
+    config: Option<&Path>,
+    diff: bool,
+    example: bool,
+    input: Option<&Path>,
+) -> Result<(), Failure> {
+    let engine = load_engine(if example { None } else { config })?;
+    let (name, text) = if example {
+        (
+            "prometheus-server-configmap.yaml".to_string(),
+            EXAMPLE_CONFIGMAP.to_string(),
+        )
+    } else {
+        match input {
+            None => read_stdin()?,
+            Some(path) if path == Path::new("-") => read_stdin()?,
+            Some(path) => (
+                path.display().to_string(),
+                std::fs::read_to_string(path)
+                    .map_err(|e| Failure(format!("{}: {e}", path.display())))?,
+            ),
+        }
+    };
+    let rendered = render_stream(&engine, &text).map_err(|e| Failure(format!("{name}: {e}")))?;
+    for warning in &rendered.warnings {
+        eprintln!("promfed: warning: {name}: {warning}");
+    }
+    let output = if diff {
+        unified_diff(&name, &text, &rendered.text)
+    } else {
+        rendered.text
+    };
+    write_stdout(output.as_bytes())
+}
+
+fn check(path: &Path) -> Result<(), Failure> {
+    let engine = load_engine(Some(path))?;
+    let config = engine.config();
+    println!(
+        "{}: ok (local cluster {:?}, label {:?}, {} federation jobs)",
+        path.display(),
+        config.local_cluster_name,
+        config.cluster_label_name,
+        config.additional_scrape_configs.len() + config.clusters.len()
+    );
+    Ok(())
+}
+
+fn read_stdin() -> Result<(String, String), Failure> {
+    let mut text = String::new();
+    io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| Failure(format!("stdin: {e}")))?;
+    Ok(("stdin".to_string(), text))
+}
+
+/// Write to stdout; a closed stdout (`promfed render | head`) is a normal end.
+fn write_stdout(bytes: &[u8]) -> Result<(), Failure> {
+    let mut stdout = io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure(format!("stdout: {e}"))),
+    }
+}

@@ -2,10 +2,18 @@
 //!
 //! The webhook, the CLI and the tests all call [`Engine::rewrite`]; nothing here does I/O.
 
+pub mod federation;
+pub mod promql;
+pub mod rules;
+pub mod scrape;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::config::{Config, ConfigError};
+use crate::yaml::{self, Limits};
+use federation::Federation;
+use promql::{ScopeOp, Scoper};
 
 /// The identity of a Kubernetes object, as much as matching needs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -84,13 +92,12 @@ pub struct Rewrite {
 }
 
 impl Rewrite {
-    /// Keys whose value differs from `input`.
-    pub fn changed_keys<'a>(&'a self, input: &'a [(String, String)]) -> Vec<&'a str> {
+    /// Keys whose value differs from `input` (or that `input` lacks).
+    pub fn changed_keys<'a>(&'a self, input: &[(String, String)]) -> Vec<&'a str> {
         self.data
             .iter()
-            .zip(input)
-            .filter(|((_, new), (_, old))| new != old)
-            .map(|((key, _), _)| key.as_str())
+            .filter(|(key, new)| !input.iter().any(|(k, old)| k == key && old == new))
+            .map(|(key, _)| key.as_str())
             .collect()
     }
 }
@@ -99,11 +106,31 @@ impl Rewrite {
 #[derive(Debug, Clone)]
 pub struct Engine {
     config: Config,
+    federation: Federation,
+    scoper: Scoper,
+    alert_group: Option<yaml::Node>,
 }
 
 impl Engine {
     pub fn new(config: Config) -> Result<Self, ConfigError> {
-        Ok(Engine { config })
+        let federation = Federation::from_config(&config)?;
+        let scoper = Scoper::new(
+            &config.cluster_label_name,
+            &config.local_cluster_name,
+            ScopeOp::Equal,
+            config.rules.matcher_policy,
+        );
+        let alert_group = if config.federation_alerts.enabled {
+            federation.alert_group(&config)
+        } else {
+            None
+        };
+        Ok(Engine {
+            config,
+            federation,
+            scoper,
+            alert_group,
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -115,11 +142,107 @@ impl Engine {
         self.config.configmap.matches(object)
     }
 
-    /// Rewrite the data of a matched ConfigMap. Keys and their order are kept.
+    /// Rewrite the data of a matched ConfigMap. Keys and their order are kept; a key is
+    /// added only for the federation alerts when it does not exist yet.
     pub fn rewrite(&self, data: &[(String, String)]) -> Result<Rewrite, Error> {
-        Ok(Rewrite {
+        let mut out = Rewrite {
             data: data.to_vec(),
-            ..Rewrite::default()
-        })
+            warnings: Vec::new(),
+            stats: Stats::default(),
+        };
+        let mut memo = rules::Memo::new();
+        let mut rule_files = Vec::new();
+        let alerts_key = &self.config.federation_alerts.key;
+        let owned_group = self
+            .alert_group
+            .as_ref()
+            .map(|_| self.config.federation_alerts.group.as_str());
+
+        for (key, value) in out.data.iter_mut() {
+            let is_config = self.config.keys.prometheus.iter().any(|k| k == key);
+            let listed_rules = self.config.keys.rules.iter().any(|k| k == key);
+            let auto_rules = self.config.keys.rules.is_empty() && value.contains("groups");
+            let is_alerts_key = self.alert_group.is_some() && key == alerts_key;
+            if !(is_config || listed_rules || auto_rules || is_alerts_key) {
+                continue;
+            }
+            let parsed = yaml::parse(value, Limits::default()).map_err(|e| Error {
+                location: Location {
+                    key: key.clone(),
+                    line: Some(e.line).filter(|l| *l > 0),
+                    ..Location::default()
+                },
+                reason: format!("not valid YAML: {}", e.message),
+            });
+            let mut root = match parsed {
+                Ok(Some(root)) => root,
+                Ok(None) => yaml::Node::from_json(&serde_json::Value::Null),
+                // An auto-detected key that merely mentions "groups" need not be YAML.
+                Err(_) if auto_rules && !is_config && !listed_rules && !is_alerts_key => continue,
+                Err(e) => return Err(e),
+            };
+            let mut changed = false;
+            if is_config {
+                changed |= scrape::rewrite(
+                    &mut root,
+                    key,
+                    &self.config,
+                    &self.federation,
+                    &mut out.stats,
+                    &mut out.warnings,
+                )?;
+                rule_files = scrape::rule_files(&root);
+            } else if listed_rules || rules::is_rule_file(&root) {
+                changed |= rules::rewrite(
+                    &mut root,
+                    key,
+                    &self.config,
+                    &self.scoper,
+                    owned_group,
+                    &mut memo,
+                    &mut out.stats,
+                    &mut out.warnings,
+                )?;
+            }
+            if is_alerts_key && let Some(group) = &self.alert_group {
+                changed |= rules::upsert_group(&mut root, group).map_err(|reason| Error {
+                    location: Location {
+                        key: key.clone(),
+                        ..Location::default()
+                    },
+                    reason,
+                })?;
+            }
+            if changed {
+                *value = yaml::emit(&root);
+            }
+        }
+
+        if let Some(group) = &self.alert_group
+            && !out.data.iter().any(|(k, _)| k == alerts_key)
+        {
+            let mut root = yaml::Node::from_json(&serde_json::Value::Null);
+            rules::upsert_group(&mut root, group).expect("a null document takes a group");
+            out.data.push((alerts_key.clone(), yaml::emit(&root)));
+        }
+        if self.alert_group.is_some()
+            && !rule_files.is_empty()
+            && !rule_files
+                .iter()
+                .any(|f| f == alerts_key || f.ends_with(&format!("/{alerts_key}")))
+        {
+            out.warnings.push(Warning {
+                location: Location {
+                    key: alerts_key.clone(),
+                    ..Location::default()
+                },
+                message: "federation alerts are written here, but rule_files does not list it"
+                    .into(),
+            });
+        }
+        if !self.federation.jobs.is_empty() {
+            out.warnings.extend(self.federation.warnings.iter().cloned());
+        }
+        Ok(out)
     }
 }

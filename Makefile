@@ -1,0 +1,31 @@
+# The project's vocabulary. `make test` is the one command that runs every test: CI (.ci/run)
+# and the README use it. It installs the real peers the tests compare with first
+# (scripts/test-deps.sh: promtool/prometheus, wrk, hyperfine, the Python venv).
+
+CARGO ?= cargo
+VENV_PYTHON := $(CURDIR)/.venv/bin/python
+
+.PHONY: test lint bench fmt deps
+
+# PROMFED_REQUIRE_TOOLS=1 turns a test's "SKIPPED: needs <tool>" into a failure, so this target
+# never passes while skipping. `cargo test` (not --all-targets) also runs the doc tests;
+# --no-fail-fast reports every failing target, not only the first. clippy
+# --all-targets below still type-checks the benches.
+test: deps
+	PROMFED_REQUIRE_TOOLS=1 PROMFED_PYTHON=$(VENV_PYTHON) $(CARGO) test --no-fail-fast
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# Criterion benches; the baseline peers (tests/peers/*.py) run in the venv.
+bench: deps
+	PROMFED_PYTHON=$(VENV_PYTHON) $(CARGO) bench
+
+fmt:
+	$(CARGO) fmt
+
+deps:
+	scripts/test-deps.sh

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Installs what promfed's tests need, when it is missing, and says what it found.
+# Idempotent: a second run installs nothing and takes a second or two.
+#
+#   Debian packages  prometheus (/usr/bin/prometheus, /usr/bin/promtool 2.42), wrk, hyperfine
+#   Python venv      .venv/ at the crate root, from scripts/requirements-test.txt
+#                    (pyyaml, jsonpatch, kubernetes-validate: the real peers the tests compare with)
+#
+# As root (CI, a bare Debian 12 machine) it installs; otherwise it prints the command to run
+# and exits 1 if something is missing.
+# Env: PROMFED_VENV (default <root>/.venv), PROMFED_BASE_PYTHON (default python3).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${PROMFED_VENV:-$ROOT/.venv}
+REQ=$ROOT/scripts/requirements-test.txt
+BASE_PYTHON=${PROMFED_BASE_PYTHON:-python3}
+export DEBIAN_FRONTEND=noninteractive
+
+say() { printf 'test-deps: %s\n' "$*"; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
+is_root() { [ "$(id -u)" = 0 ]; }
+
+missing=()     # what a non-root run could not install
+apt_updated=0
+
+apt_get() {
+    # Wait for a dpkg lock held by someone else (another engineer's install) instead of failing.
+    apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Retries=3 "$@"
+}
+
+apt_update() {
+    if [ "$apt_updated" = 0 ]; then
+        say "apt-get update"
+        apt_get update -q >/dev/null
+        apt_updated=1
+    fi
+}
+
+# pids of running Prometheus servers (the Debian binary), one per line
+prometheus_pids() { pgrep -x prometheus 2>/dev/null || true; }
+
+# Install Debian packages. The prometheus package's postinst starts the service through
+# invoke-rc.d (no systemd in a container: it runs /etc/init.d/prometheus start, a daemon on
+# :9090 that would outlive the install). A policy-rc.d that answers 101 tells invoke-rc.d not
+# to start anything; we add one for the install only when the machine has none, and we stop
+# any Prometheus server that still appeared during the install.
+apt_install() {
+    local start before after pid policy=/usr/sbin/policy-rc.d added_policy=0
+    start=$(now)
+    before=$(prometheus_pids)
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\n# added by promfed scripts/test-deps.sh for one apt-get install\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        added_policy=1
+    fi
+    # Refresh the package lists only when they don't know a package or when the install fails
+    # (lists too old: the .deb files they name are gone from the mirror).
+    local p
+    for p in "$@"; do
+        if ! apt-cache show --no-all-versions "$p" >/dev/null 2>&1; then
+            apt_update
+            break
+        fi
+    done
+    local rc=0
+    if ! apt_get install -y -q --no-install-recommends "$@" >/tmp/promfed-test-deps-apt.log 2>&1; then
+        if [ "$apt_updated" = 0 ]; then
+            apt_update
+            apt_get install -y -q --no-install-recommends "$@" >/tmp/promfed-test-deps-apt.log 2>&1 || rc=$?
+        else
+            rc=1
+        fi
+    fi
+    if [ "$added_policy" = 1 ]; then rm -f "$policy"; fi
+    after=$(prometheus_pids)
+    for pid in $after; do
+        if ! grep -qx "$pid" <<<"$before"; then
+            say "stopping the Prometheus server (pid $pid) that the package install started"
+            kill "$pid" 2>/dev/null || true
+        fi
+    done
+    if [ "$rc" != 0 ]; then
+        say "apt-get install $* failed; its log:"
+        tail -n 30 /tmp/promfed-test-deps-apt.log >&2
+        exit 1
+    fi
+    say "installed Debian packages: $* ($(since "$start"))"
+}
+
+# --- Debian packages ---------------------------------------------------------------------
+debs=()
+check_tool() { # check_tool COMMAND PACKAGE VERSION-ARGS...
+    local cmd=$1 pkg=$2
+    shift 2
+    local path
+    if path=$(command -v "$cmd"); then
+        say "found $cmd: $path ($("$path" "$@" 2>&1 | head -n 1))"
+    else
+        debs+=("$pkg")
+    fi
+}
+check_tool prometheus prometheus --version
+check_tool promtool prometheus --version
+check_tool wrk wrk --version
+check_tool hyperfine hyperfine --version
+# de-duplicate (prometheus and promtool come from one package)
+if [ "${#debs[@]}" -gt 0 ]; then
+    mapfile -t debs < <(printf '%s\n' "${debs[@]}" | sort -u)
+fi
+
+if [ "${#debs[@]}" -gt 0 ]; then
+    if is_root; then
+        apt_install "${debs[@]}"
+        for cmd in prometheus promtool wrk hyperfine; do
+            command -v "$cmd" >/dev/null || { say "still missing after install: $cmd"; exit 1; }
+        done
+        say "now: $(promtool --version 2>&1 | head -n 1); $(hyperfine --version); wrk $(wrk --version 2>&1 | head -n 1 | awk '{print $2}')"
+    else
+        missing+=("Debian packages ${debs[*]}: sudo apt-get install --no-install-recommends ${debs[*]}")
+    fi
+fi
+
+# --- Python venv -------------------------------------------------------------------------
+# The stamp holds the hash of the requirements the venv was built from: a changed pin reinstalls.
+req_hash=$(sha256sum "$REQ" | cut -d' ' -f1)
+stamp=$VENV/.promfed-requirements.sha256
+venv_ok() {
+    [ -x "$VENV/bin/python" ] &&
+        [ "$(cat "$stamp" 2>/dev/null)" = "$req_hash" ] &&
+        "$VENV/bin/python" -c 'import yaml, jsonpatch, kubernetes_validate' 2>/dev/null
+}
+
+make_venv() {
+    local start
+    start=$(now)
+    # A venv whose interpreter is gone (the base Python was removed) is rebuilt from scratch.
+    if [ -e "$VENV" ] && ! "$VENV/bin/python" -c '' 2>/dev/null; then
+        say "removing broken venv $VENV"
+        rm -rf "$VENV"
+    fi
+    if [ ! -x "$VENV/bin/python" ]; then
+        if ! command -v "$BASE_PYTHON" >/dev/null || ! "$BASE_PYTHON" -m venv "$VENV" 2>/dev/null; then
+            # Debian's python3 makes venvs only with python3-venv (ensurepip) installed.
+            rm -rf "$VENV"
+            if is_root; then
+                apt_install python3 python3-venv
+                BASE_PYTHON=/usr/bin/python3
+                "$BASE_PYTHON" -m venv "$VENV"
+            else
+                missing+=("a Python with venv: sudo apt-get install --no-install-recommends python3 python3-venv")
+                return
+            fi
+        fi
+        say "created venv $VENV ($("$VENV/bin/python" --version 2>&1))"
+    fi
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ"
+    echo "$req_hash" >"$stamp"
+    say "installed Python packages from scripts/requirements-test.txt into $VENV ($(since "$start"))"
+}
+
+if venv_ok; then
+    say "found venv $VENV: $("$VENV/bin/python" --version 2>&1), $("$VENV/bin/python" -m pip freeze 2>/dev/null | grep -iE '^(pyyaml|jsonpatch|kubernetes-validate)==' | tr '\n' ' ')"
+else
+    make_venv
+    venv_ok || [ "${#missing[@]}" -gt 0 ] || { say "venv $VENV still lacks yaml/jsonpatch/kubernetes_validate"; exit 1; }
+fi
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    say "not root, so nothing was installed. Missing:"
+    for m in "${missing[@]}"; do say "  $m"; done
+    say "then run scripts/test-deps.sh again (it makes the venv itself once python3-venv is there)"
+    exit 1
+fi
+say "all test dependencies present"

@@ -1,0 +1,215 @@
+//! Rule files: recording rules read local series only and carry the local cluster label.
+
+use std::collections::HashMap;
+
+use super::promql::{ScopeError, Scoped, Scoper};
+use super::{Error, Location, Stats, Warning};
+use crate::config::{AlertingMode, Config};
+use crate::yaml::Node;
+
+/// Scoping results by expression text: real rule sets repeat expressions.
+pub type Memo = HashMap<String, Result<Scoped, ScopeError>>;
+
+/// Whether a parsed data value is a rule file (`groups:` at the top).
+pub fn is_rule_file(root: &Node) -> bool {
+    root.get("groups").is_some()
+}
+
+/// Rewrite one rule file in place. Returns whether it changed.
+#[allow(clippy::too_many_arguments)]
+pub fn rewrite(
+    root: &mut Node,
+    key: &str,
+    config: &Config,
+    scoper: &Scoper,
+    owned_group: Option<&str>,
+    memo: &mut Memo,
+    stats: &mut Stats,
+    warnings: &mut Vec<Warning>,
+) -> Result<bool, Error> {
+    let at = |group: Option<&str>, item: Option<String>, line: usize| Location {
+        key: key.to_string(),
+        group: group.map(str::to_string),
+        item,
+        line: Some(line).filter(|l| *l > 0),
+    };
+    if root.as_map().is_none() {
+        return Err(Error {
+            location: at(None, None, root.line),
+            reason: "a rule file must be a mapping with `groups`".into(),
+        });
+    }
+    let groups_line = root.get("groups").map_or(root.line, |g| g.line);
+    let Some(groups) = root.get_mut("groups") else {
+        return Ok(false);
+    };
+    if groups.is_null() {
+        return Ok(false);
+    }
+    let Some(groups) = groups.as_seq_mut() else {
+        return Err(Error {
+            location: at(None, None, groups_line),
+            reason: "groups must be a list of rule groups".into(),
+        });
+    };
+    let label = &config.cluster_label_name;
+    let local = &config.local_cluster_name;
+    let mut changed = false;
+    for group in groups.iter_mut() {
+        let group_line = group.line;
+        let Some(name) = group.get("name").and_then(Node::scalar_text).map(str::to_string) else {
+            return Err(Error {
+                location: at(None, None, group_line),
+                reason: "rule group has no name".into(),
+            });
+        };
+        if owned_group == Some(name.as_str())
+            || config.rules.exclude.iter().any(|e| e.rule.is_none() && e.matches(&name, None))
+        {
+            continue;
+        }
+        let rules_line = group.get("rules").map_or(group_line, |r| r.line);
+        let Some(rules) = group.get_mut("rules") else {
+            continue;
+        };
+        if rules.is_null() {
+            continue;
+        }
+        let Some(rules) = rules.as_seq_mut() else {
+            return Err(Error {
+                location: at(Some(&name), None, rules_line),
+                reason: "rules must be a list".into(),
+            });
+        };
+        for rule in rules.iter_mut() {
+            let line = rule.line;
+            let record = rule.get("record").and_then(Node::scalar_text).map(str::to_string);
+            let alert = rule.get("alert").and_then(Node::scalar_text).map(str::to_string);
+            let (kind, rule_name) = match (&record, &alert) {
+                (Some(r), None) => ("record", r.clone()),
+                (None, Some(a)) => ("alert", a.clone()),
+                _ => {
+                    return Err(Error {
+                        location: at(Some(&name), None, line),
+                        reason: "a rule needs exactly one of `record` and `alert`".into(),
+                    });
+                }
+            };
+            let item = Some(format!("{kind} {rule_name:?}"));
+            if config
+                .rules
+                .exclude
+                .iter()
+                .any(|e| e.matches(&name, Some(&rule_name)))
+            {
+                continue;
+            }
+            let (scope, add_label) = match (kind, config.rules.alerting) {
+                ("record", _) => (true, true),
+                (_, AlertingMode::Keep) => (false, false),
+                (_, AlertingMode::Local) => (true, true),
+                (_, AlertingMode::LabelOnly) => (false, true),
+            };
+            let Some(expr_node) = rule.get("expr") else {
+                return Err(Error {
+                    location: at(Some(&name), item, line),
+                    reason: "rule has no expr".into(),
+                });
+            };
+            let expr_line = expr_node.line;
+            let Some(expr) = expr_node.scalar_text().map(str::to_string) else {
+                return Err(Error {
+                    location: at(Some(&name), item, expr_line),
+                    reason: "expr must be a string".into(),
+                });
+            };
+            let mut rule_changed = false;
+            if scope {
+                let result = memo
+                    .entry(expr.clone())
+                    .or_insert_with(|| scoper.scope(&expr))
+                    .clone();
+                let scoped = result.map_err(|e| Error {
+                    location: at(Some(&name), item.clone(), expr_line),
+                    reason: e.to_string(),
+                })?;
+                for kept in &scoped.kept {
+                    warnings.push(Warning {
+                        location: at(Some(&name), item.clone(), expr_line),
+                        message: format!(
+                            "kept the existing matcher {kept}; this selector may read federated series"
+                        ),
+                    });
+                }
+                if scoped.text != expr {
+                    stats.selectors_scoped += scoped.scoped;
+                    rule.insert("expr", Node::string(scoped.text));
+                    rule_changed = true;
+                }
+            }
+            if add_label {
+                rule_changed |= set_label(rule, label, local).map_err(|reason| Error {
+                    location: at(Some(&name), item.clone(), line),
+                    reason,
+                })?;
+            }
+            if rule_changed {
+                stats.rules_rewritten += 1;
+                changed = true;
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Set `labels.<label>: <value>`. Returns whether the rule changed.
+fn set_label(rule: &mut Node, label: &str, value: &str) -> Result<bool, String> {
+    match rule.get_mut("labels") {
+        Some(labels) if labels.is_null() => {
+            *labels = Node::from_json(&serde_json::json!({}));
+        }
+        Some(labels) if labels.as_map().is_none() => {
+            return Err("labels must be a mapping".into());
+        }
+        Some(_) => {}
+        None => rule.insert("labels", Node::from_json(&serde_json::json!({}))),
+    }
+    let labels = rule.get_mut("labels").expect("labels was just ensured");
+    if labels.get(label).and_then(Node::as_str) == Some(value) {
+        return Ok(false);
+    }
+    labels.insert(label, Node::string(value));
+    Ok(true)
+}
+
+/// Replace the group named like `group` in a rule file, or append it. Returns whether it changed.
+pub fn upsert_group(root: &mut Node, group: &Node) -> Result<bool, String> {
+    let name = group.get("name").and_then(Node::as_str).unwrap_or_default();
+    if root.as_map().is_none() || root.get("groups").is_none_or(Node::is_null) {
+        if root.as_map().is_none() && !root.is_null() {
+            return Err("the file must be a mapping to hold rule groups".into());
+        }
+        *root = Node::from_json(&serde_json::json!({"groups": []}));
+        root.get_mut("groups")
+            .and_then(Node::as_seq_mut)
+            .expect("groups was just created")
+            .push(group.clone());
+        return Ok(true);
+    }
+    let groups = root
+        .get_mut("groups")
+        .and_then(Node::as_seq_mut)
+        .ok_or("groups must be a list")?;
+    let want = group.to_json();
+    for existing in groups.iter_mut() {
+        if existing.get("name").and_then(Node::as_str) == Some(name) {
+            if existing.to_json() == want {
+                return Ok(false);
+            }
+            *existing = group.clone();
+            return Ok(true);
+        }
+    }
+    groups.push(group.clone());
+    Ok(true)
+}

@@ -1,0 +1,201 @@
+//! The webhook's Prometheus metrics, all under the `promfed_` prefix.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use crate::admission::{CacheUse, Outcome};
+
+/// `outcome` label of `promfed_reviews_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: OutcomeLabel,
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum OutcomeLabel {
+    mutated,
+    unchanged,
+    denied,
+    invalid,
+    passed,
+}
+
+impl From<Outcome> for OutcomeLabel {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Mutated => OutcomeLabel::mutated,
+            Outcome::Unchanged => OutcomeLabel::unchanged,
+            Outcome::Denied => OutcomeLabel::denied,
+            Outcome::Invalid => OutcomeLabel::invalid,
+            Outcome::Passed => OutcomeLabel::passed,
+        }
+    }
+}
+
+/// `result` label of the reload and cache counters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: ResultLabel,
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ResultLabel {
+    success,
+    failure,
+    hit,
+    miss,
+}
+
+/// Every metric the server exports. Cloning shares the underlying values.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub reviews: Family<OutcomeLabels, Counter>,
+    pub review_duration: Histogram,
+    pub patch_bytes: Histogram,
+    pub cache: Family<ResultLabels, Counter>,
+    pub internal_errors: Counter,
+    pub config_reloads: Family<ResultLabels, Counter>,
+    pub config_generation: Gauge,
+    pub certificate_reloads: Family<ResultLabels, Counter>,
+    pub certificate_expiry: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("promfed");
+        let reviews = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "reviews",
+            "AdmissionReviews answered, by outcome (mutated, unchanged, denied, invalid, passed)",
+            reviews.clone(),
+        );
+        // 100 µs .. ~3.3 s
+        let review_duration = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "review_duration_seconds",
+            "Time from the request body being read to the answer being ready",
+            review_duration.clone(),
+        );
+        // 256 B .. 4 MiB
+        let patch_bytes = Histogram::new(exponential_buckets(256.0, 4.0, 8));
+        registry.register(
+            "patch_bytes",
+            "Size of the JSON patches sent (before base64)",
+            patch_bytes.clone(),
+        );
+        let cache = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "review_cache",
+            "Matched ConfigMaps answered from the response cache (hit) or by the engine (miss)",
+            cache.clone(),
+        );
+        let internal_errors = Counter::default();
+        registry.register(
+            "internal_errors",
+            "Reviews denied because the engine panicked (a bug)",
+            internal_errors.clone(),
+        );
+        let config_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Config file reloads after a change, by result; a failed one keeps the last good config",
+            config_reloads.clone(),
+        );
+        let config_generation = Gauge::default();
+        registry.register(
+            "config_generation",
+            "Number of the config in use: 1 at start, +1 per successful reload",
+            config_generation.clone(),
+        );
+        let certificate_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "certificate_reloads",
+            "Serving certificate reloads after a change, by result; a failed one keeps the old one",
+            certificate_reloads.clone(),
+        );
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "notAfter of the serving certificate in use, as a Unix timestamp",
+            certificate_expiry.clone(),
+        );
+        registry.register(
+            "build",
+            "promfed version",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        Metrics {
+            registry,
+            reviews,
+            review_duration,
+            patch_bytes,
+            cache,
+            internal_errors,
+            config_reloads,
+            config_generation,
+            certificate_reloads,
+            certificate_expiry,
+        }
+    }
+
+    /// Count one answered review.
+    pub fn review(&self, outcome: Outcome, seconds: f64, patch_bytes: usize, cache: CacheUse) {
+        self.reviews
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.review_duration.observe(seconds);
+        if patch_bytes > 0 {
+            self.patch_bytes.observe(patch_bytes as f64);
+        }
+        let cache = match cache {
+            CacheUse::Hit => ResultLabel::hit,
+            CacheUse::Miss => ResultLabel::miss,
+            CacheUse::None => return,
+        };
+        self.cache
+            .get_or_create(&ResultLabels { result: cache })
+            .inc();
+    }
+
+    pub fn config_reload(&self, ok: bool) {
+        self.config_reloads.get_or_create(&result(ok)).inc();
+    }
+
+    pub fn certificate_reload(&self, ok: bool) {
+        self.certificate_reloads.get_or_create(&result(ok)).inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+fn result(ok: bool) -> ResultLabels {
+    ResultLabels {
+        result: if ok {
+            ResultLabel::success
+        } else {
+            ResultLabel::failure
+        },
+    }
+}

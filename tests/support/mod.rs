@@ -1,0 +1,348 @@
+//! Helpers shared by the test modules of `tests/tests.rs`.
+//!
+//! Real peers (promtool, prometheus, the Python venv with PyYAML, jsonpatch and
+//! kubernetes-validate) are looked up once; `scripts/test-deps.sh` (run by `make test`)
+//! installs them. A test that needs one starts with
+//!
+//! ```ignore
+//! let promtool = require!(promtool);
+//! ```
+//!
+//! which returns the tool's path, or, when it is missing, prints one line
+//! `SKIPPED <test>: needs promtool (run `make test`, which installs it)` to stderr and
+//! returns from the test. With `PROMFED_REQUIRE_TOOLS=1` (set by `make test`) a missing tool
+//! fails the test instead, so the README's command never passes by skipping.
+//!
+//! Env: `PROMFED_PROMTOOL`, `PROMFED_PROMETHEUS`, `PROMFED_PYTHON` point at a tool
+//! explicitly; `PROMFED_UPDATE_GOLDEN=1` rewrites golden files instead of comparing.
+
+// Each test module uses only some of these helpers.
+#![allow(dead_code, unused_macros, unused_imports)]
+
+use std::env;
+use std::ffi::OsStr;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The crate root (where Cargo.toml is).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A test input under `tests/data/`, e.g. `data("tkg/prometheus.yml")`.
+pub fn data(path: impl AsRef<Path>) -> PathBuf {
+    root().join("tests/data").join(path)
+}
+
+/// A test input under `tests/data/`, read as UTF-8.
+pub fn read_data(path: impl AsRef<Path>) -> String {
+    let path = data(path);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// A script under `tests/peers/` (the user's reference implementation, generators).
+pub fn peer_script(name: &str) -> PathBuf {
+    root().join("tests/peers").join(name)
+}
+
+/// The promfed binary that cargo built for this test run.
+pub fn promfed_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_promfed"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Tools and the skip convention
+
+/// Whether a missing tool fails the test (`PROMFED_REQUIRE_TOOLS` set and not `0`).
+pub fn tools_required() -> bool {
+    env::var_os("PROMFED_REQUIRE_TOOLS").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The name of the running test, as libtest names its thread (`module::test`).
+pub fn current_test() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("<unknown test>")
+        .to_string()
+}
+
+/// Report that `test` cannot run without `tool`: one line on stderr and `None`, or a panic when
+/// `PROMFED_REQUIRE_TOOLS` is set. The line goes to the real stderr, not through libtest's
+/// capture (which would hide it for a passing test), so `cargo test` shows every skip.
+pub fn skip<T>(test: &str, tool: &str) -> Option<T> {
+    if tools_required() {
+        panic!(
+            "{test}: needs {tool}, which is missing, and PROMFED_REQUIRE_TOOLS is set \
+             (run scripts/test-deps.sh to install it)"
+        );
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: needs {tool} (run `make test`, which installs it)"
+    );
+    None
+}
+
+/// `require!(promtool)`: the path of a tool from the function of that name in this module,
+/// or return from the test after [`skip`]. Tools: `promtool`, `prometheus`, `python`,
+/// `kubernetes_validate`.
+macro_rules! require {
+    ($tool:ident) => {
+        match $crate::support::$tool() {
+            Some(path) => path,
+            None => {
+                $crate::support::skip::<()>(&$crate::support::current_test(), stringify!($tool));
+                return;
+            }
+        }
+    };
+}
+pub(crate) use require;
+
+/// An executable file on `PATH`.
+fn on_path(name: &str) -> Option<PathBuf> {
+    env::split_paths(&env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// `$env_var` if set (it must exist), else `name` on `PATH`, else `/usr/bin/name`; checked to
+/// run `--version`.
+fn find_tool(env_var: &str, name: &str) -> Option<PathBuf> {
+    let path = match env::var_os(env_var) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => on_path(name).unwrap_or_else(|| Path::new("/usr/bin").join(name)),
+    };
+    let runs = Command::new(&path)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    runs.then_some(path)
+}
+
+/// promtool (Debian's `prometheus` package: 2.42, built without Kubernetes service discovery,
+/// see [`stub_kubernetes_sd`]).
+pub fn promtool() -> Option<PathBuf> {
+    static TOOL: OnceLock<Option<PathBuf>> = OnceLock::new();
+    TOOL.get_or_init(|| find_tool("PROMFED_PROMTOOL", "promtool"))
+        .clone()
+}
+
+/// The Prometheus server binary (same package as promtool).
+pub fn prometheus() -> Option<PathBuf> {
+    static TOOL: OnceLock<Option<PathBuf>> = OnceLock::new();
+    TOOL.get_or_init(|| find_tool("PROMFED_PROMETHEUS", "prometheus"))
+        .clone()
+}
+
+/// Whether `python` can import every module in `modules`.
+fn python_imports(python: &Path, modules: &str) -> bool {
+    Command::new(python)
+        .args(["-c", &format!("import {modules}")])
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The test venv's Python: `PROMFED_PYTHON`, else `.venv/bin/python` at the crate root; only if
+/// it imports `yaml` and `jsonpatch`.
+pub fn python() -> Option<PathBuf> {
+    static TOOL: OnceLock<Option<PathBuf>> = OnceLock::new();
+    TOOL.get_or_init(|| {
+        let python = match env::var_os("PROMFED_PYTHON") {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => root().join(".venv/bin/python"),
+        };
+        python_imports(&python, "yaml, jsonpatch").then_some(python)
+    })
+    .clone()
+}
+
+/// A Python that has `kubernetes_validate` (the venv's), for [`run_kubernetes_validate`].
+pub fn kubernetes_validate() -> Option<PathBuf> {
+    static TOOL: OnceLock<Option<PathBuf>> = OnceLock::new();
+    TOOL.get_or_init(|| python().filter(|p| python_imports(p, "kubernetes_validate")))
+        .clone()
+}
+
+// ---------------------------------------------------------------------------------------
+// Running the peers
+
+/// Run `program args` with `stdin` fed in (or none) and return its output; panics only if
+/// it cannot be started.
+pub fn run(program: &Path, args: &[&OsStr], stdin: Option<&str>) -> Output {
+    run_in(program, args, stdin, None)
+}
+
+fn run_in(program: &Path, args: &[&OsStr], stdin: Option<&str>, cwd: Option<&Path>) -> Output {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
+    if let Some(input) = stdin {
+        // Feed stdin from another thread so a child that writes a lot before reading all of
+        // its input cannot deadlock with us.
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        let input = input.to_owned();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(input.as_bytes());
+        });
+    }
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("waiting for {}: {e}", program.display()))
+}
+
+/// A temporary directory holding `files` (name, contents); names may contain `/`.
+pub fn temp_files(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, contents) in files {
+        let path = dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("temp subdir");
+        }
+        std::fs::write(&path, contents).unwrap_or_else(|e| panic!("writing {name}: {e}"));
+    }
+    dir
+}
+
+/// Run promtool with `args` in a temporary directory that holds `files` (name, contents), so
+/// args can name them relatively: `run_promtool(&["check", "rules", "r.yml"], &[("r.yml", s)])`.
+/// Call `require!(promtool)` first; this panics if promtool is missing.
+pub fn run_promtool(args: &[&str], files: &[(&str, &str)]) -> Output {
+    let promtool = promtool().expect("run_promtool without require!(promtool)");
+    let dir = temp_files(files);
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    run_in(&promtool, &args, None, Some(dir.path()))
+}
+
+/// Debian's promtool/prometheus are built without Kubernetes service discovery, so any config
+/// with `kubernetes_sd_configs` fails `promtool check config` ("field kubernetes_sd_configs not
+/// found"). This returns `prometheus_yml` with every `kubernetes_sd_configs` list replaced by
+/// as many `file_sd_configs` entries (`files: [kubernetes_sd_stub.json]`), everything else
+/// unchanged in meaning (it is re-emitted by PyYAML), so the rest of the config can be
+/// checked. Call `require!(python)` first.
+pub fn stub_kubernetes_sd(prometheus_yml: &str) -> String {
+    const SCRIPT: &str = r#"
+import sys, yaml
+def walk(node):
+    if isinstance(node, dict):
+        if "kubernetes_sd_configs" in node:
+            n = len(node.pop("kubernetes_sd_configs") or []) or 1
+            node.setdefault("file_sd_configs", []).extend(
+                {"files": ["kubernetes_sd_stub.json"]} for _ in range(n))
+        for v in node.values():
+            walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            walk(v)
+cfg = yaml.safe_load(sys.stdin)
+walk(cfg)
+yaml.safe_dump(cfg, sys.stdout, sort_keys=False)
+"#;
+    let python = python().expect("stub_kubernetes_sd without require!(python)");
+    let out = run(
+        &python,
+        &[OsStr::new("-c"), OsStr::new(SCRIPT)],
+        Some(prometheus_yml),
+    );
+    assert!(
+        out.status.success(),
+        "stub_kubernetes_sd: python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("python wrote UTF-8")
+}
+
+/// `promtool check config --syntax-only` on a prometheus.yml given as text, after
+/// [`stub_kubernetes_sd`]. Needs `require!(promtool)` and `require!(python)`.
+pub fn promtool_check_config(prometheus_yml: &str) -> Output {
+    let stubbed = stub_kubernetes_sd(prometheus_yml);
+    run_promtool(
+        &["check", "config", "--syntax-only", "prometheus.yml"],
+        &[("prometheus.yml", &stubbed)],
+    )
+}
+
+/// Validate Kubernetes objects (YAML or JSON text, one or more documents) with
+/// kubernetes-validate against Kubernetes `k8s_version` (e.g. "1.33.0"), strictly (unknown
+/// fields are errors). Needs `require!(kubernetes_validate)`.
+pub fn run_kubernetes_validate(objects: &str, k8s_version: &str) -> Output {
+    let python = kubernetes_validate().expect("without require!(kubernetes_validate)");
+    let dir = temp_files(&[("objects.yaml", objects)]);
+    let file = dir.path().join("objects.yaml");
+    run(
+        &python,
+        &[
+            OsStr::new("-m"),
+            OsStr::new("kubernetes_validate"),
+            OsStr::new("--strict"),
+            OsStr::new("-k"),
+            OsStr::new(k8s_version),
+            file.as_os_str(),
+        ],
+        None,
+    )
+}
+
+/// stdout and stderr of a finished command, for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "exit: {}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Golden files
+
+/// Compare `actual` with `tests/golden/<path>`; on a difference, panic with a unified diff.
+/// With `PROMFED_UPDATE_GOLDEN=1` the file is (re)written instead, and the test passes:
+/// review the change with `git diff tests/golden`.
+pub fn assert_golden(path: impl AsRef<Path>, actual: &str) {
+    let path = root().join("tests/golden").join(path);
+    let update = env::var_os("PROMFED_UPDATE_GOLDEN").is_some_and(|v| !v.is_empty() && v != "0");
+    let expected = std::fs::read_to_string(&path).ok();
+    if expected.as_deref() == Some(actual) {
+        return;
+    }
+    if update {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("golden dir");
+        }
+        std::fs::write(&path, actual).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        let _ = writeln!(std::io::stderr(), "UPDATED golden file {}", path.display());
+        return;
+    }
+    let Some(expected) = expected else {
+        panic!(
+            "golden file {} is missing; create it with PROMFED_UPDATE_GOLDEN=1 cargo test",
+            path.display()
+        );
+    };
+    let diff = similar::TextDiff::from_lines(expected.as_str(), actual)
+        .unified_diff()
+        .context_radius(3)
+        .header("golden", "actual")
+        .to_string();
+    panic!(
+        "{} differs from the output (rerun with PROMFED_UPDATE_GOLDEN=1 to accept it):\n{diff}",
+        path.display()
+    );
+}

@@ -1,0 +1,23 @@
+//! promfed's integration tests: one test binary (links once, runs in one process), as in
+//! ripgrep. Each test module is a file under `tests/it/`, added here with one `#[path]` + `mod`
+//! pair, kept in alphabetical order:
+//!
+//! ```ignore
+//! #[path = "it/NAME.rs"]
+//! mod NAME;
+//! ```
+//!
+//! (Files under `tests/it/` are not test targets of their own: cargo only auto-discovers
+//! `tests/*.rs` and `tests/*/main.rs`, so never add a `tests/it/main.rs`.)
+//!
+//! Shared helpers live in `tests/support/mod.rs`: inputs (`data`), the real peers and the
+//! skip convention (`require!(promtool)`), golden files (`assert_golden`). Run one module with
+//! `cargo test --test tests corpus_inputs`.
+
+mod support;
+
+#[path = "it/corpus_inputs.rs"]
+mod corpus_inputs;
+
+#[path = "it/promql.rs"]
+mod promql;

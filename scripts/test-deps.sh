@@ -54,6 +54,7 @@ apt_install() {
         printf '#!/bin/sh\n# added by promfed scripts/test-deps.sh for one apt-get install\nexit 101\n' >"$policy"
         chmod 755 "$policy"
         added_policy=1
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT # also when the install is interrupted
     fi
     # Refresh the package lists only when they don't know a package or when the install fails
     # (lists too old: the .deb files they name are gone from the mirror).
@@ -73,7 +74,10 @@ apt_install() {
             rc=1
         fi
     fi
-    if [ "$added_policy" = 1 ]; then rm -f "$policy"; fi
+    if [ "$added_policy" = 1 ]; then
+        rm -f "$policy"
+        trap - EXIT
+    fi
     after=$(prometheus_pids)
     for pid in $after; do
         if ! grep -qx "$pid" <<<"$before"; then

@@ -80,8 +80,8 @@ impl Default for Selector {
 impl Selector {
     pub fn matches(&self, object: &ObjectRef) -> bool {
         object.kind == "ConfigMap"
-            && self.names.iter().any(|n| *n == object.name)
-            && (self.namespaces.is_empty() || self.namespaces.iter().any(|n| *n == object.namespace))
+            && self.names.contains(&object.name)
+            && (self.namespaces.is_empty() || self.namespaces.contains(&object.namespace))
             && self
                 .labels
                 .iter()

@@ -15,7 +15,11 @@ use promfed::{Config, Engine, config};
 const EXAMPLE_CONFIGMAP: &str = include_str!("../tests/data/tkg/prometheus-server-configmap.yaml");
 
 #[derive(Debug, Parser)]
-#[command(name = "promfed", version, about = "Federate a Prometheus prometheus-server ConfigMap")]
+#[command(
+    name = "promfed",
+    version,
+    about = "Federate a Prometheus prometheus-server ConfigMap"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -77,7 +81,10 @@ fn load_engine(path: Option<&Path>) -> Result<Engine, Failure> {
             std::fs::read_to_string(path)
                 .map_err(|e| Failure(format!("{}: {e}", path.display())))?,
         ),
-        None => ("embedded example config".to_string(), config::EXAMPLE.to_string()),
+        None => (
+            "embedded example config".to_string(),
+            config::EXAMPLE.to_string(),
+        ),
     };
     let config = Config::from_yaml(&text).map_err(|e| Failure(format!("{name}: {e}")))?;
     Engine::new(config).map_err(|e| Failure(format!("{name}: {e}")))

@@ -109,7 +109,12 @@ fn render_document(
     }
     let mut text = leading_comments(body).to_string();
     text.push_str(&yaml::emit(&root));
-    Ok(Some((Some(text), object_name, rewrite.warnings, rewrite.stats)))
+    Ok(Some((
+        Some(text),
+        object_name,
+        rewrite.warnings,
+        rewrite.stats,
+    )))
 }
 
 /// Kind, name, namespace and labels of a manifest document, if it is a mapping with a kind.
@@ -253,7 +258,10 @@ mod tests {
 
     #[test]
     fn leading_comments_stop_at_content() {
-        assert_eq!(leading_comments("# a\n\n# b\nkind: X\n# c\n"), "# a\n\n# b\n");
+        assert_eq!(
+            leading_comments("# a\n\n# b\nkind: X\n# c\n"),
+            "# a\n\n# b\n"
+        );
         assert_eq!(leading_comments("kind: X\n"), "");
     }
 }

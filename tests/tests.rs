@@ -19,5 +19,8 @@ mod support;
 #[path = "it/corpus_inputs.rs"]
 mod corpus_inputs;
 
+#[path = "it/engine.rs"]
+mod engine;
+
 #[path = "it/promql.rs"]
 mod promql;

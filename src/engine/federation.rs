@@ -82,7 +82,10 @@ impl Federation {
             .map(|j| regex_escape(&j.name))
             .collect::<Vec<_>>()
             .join("|");
-        let selector = format!("{{job=~\"{}\"}}", crate::engine::promql::escape_string(&jobs));
+        let selector = format!(
+            "{{job=~\"{}\"}}",
+            crate::engine::promql::escape_string(&jobs)
+        );
         let group = json!({
             "name": settings.group,
             "rules": [
@@ -275,8 +278,14 @@ fn cluster_job(cluster: &Cluster, prefix: &str, label: &str) -> Result<Job, Stri
     }
     job.insert("params".into(), json!({"match[]": matches}));
     let optional = [
-        ("scrape_interval", cluster.scrape_interval.clone().map(Json::from)),
-        ("scrape_timeout", cluster.scrape_timeout.clone().map(Json::from)),
+        (
+            "scrape_interval",
+            cluster.scrape_interval.clone().map(Json::from),
+        ),
+        (
+            "scrape_timeout",
+            cluster.scrape_timeout.clone().map(Json::from),
+        ),
         ("sample_limit", cluster.sample_limit.map(Json::from)),
         ("proxy_url", cluster.proxy_url.clone().map(Json::from)),
         ("tls_config", cluster.tls_config.clone()),

@@ -241,7 +241,8 @@ impl Engine {
             });
         }
         if !self.federation.jobs.is_empty() {
-            out.warnings.extend(self.federation.warnings.iter().cloned());
+            out.warnings
+                .extend(self.federation.warnings.iter().cloned());
         }
         Ok(out)
     }

@@ -11,8 +11,9 @@ use std::sync::Once;
 use lrpar::{Lexeme, Lexer};
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::token::{
-    T_BY, T_GROUP_LEFT, T_GROUP_RIGHT, T_IDENTIFIER, T_IGNORING, T_LEFT_BRACE, T_LEFT_PAREN,
-    T_LEFT_BRACKET, T_LOR, T_METRIC_IDENTIFIER, T_ON, T_RIGHT_BRACE, T_RIGHT_BRACKET, T_RIGHT_PAREN, T_WITHOUT, TokenId, TokenType,
+    T_BY, T_GROUP_LEFT, T_GROUP_RIGHT, T_IDENTIFIER, T_IGNORING, T_LEFT_BRACE, T_LEFT_BRACKET,
+    T_LEFT_PAREN, T_LOR, T_METRIC_IDENTIFIER, T_ON, T_RIGHT_BRACE, T_RIGHT_BRACKET, T_RIGHT_PAREN,
+    T_WITHOUT, TokenId, TokenType,
 };
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{self, Expr, Function, VectorSelector};
@@ -66,7 +67,9 @@ pub enum ScopeError {
     ExistingMatcher { selector: String, label: String },
     #[error("label matchers joined by `or` are not supported: {0}")]
     OrMatchers(String),
-    #[error("expression nests deeper than {MAX_NESTING} brackets or has more than {MAX_OPERATORS} operators")]
+    #[error(
+        "expression nests deeper than {MAX_NESTING} brackets or has more than {MAX_OPERATORS} operators"
+    )]
     TooDeep,
     #[error("internal error: scoped expression failed verification ({0}); please report it")]
     Verification(String),
@@ -220,11 +223,10 @@ impl Scoper {
 
     fn is_ours(&self, m: &Matcher) -> bool {
         m.value == self.value
-            && match (&m.op, self.op) {
-                (MatchOp::Equal, ScopeOp::Equal) => true,
-                (MatchOp::Re(_), ScopeOp::Regex) => true,
-                _ => false,
-            }
+            && matches!(
+                (&m.op, self.op),
+                (MatchOp::Equal, ScopeOp::Equal) | (MatchOp::Re(_), ScopeOp::Regex)
+            )
     }
 
     fn matcher(&self) -> Matcher {
@@ -331,9 +333,9 @@ fn parses_to(text: &str, expected: &Expr) -> bool {
 /// Make ASTs comparable: matcher order is not significant.
 fn normalize(expr: &mut Expr) {
     visit_selectors_mut(expr, &mut |vs| {
-        vs.matchers
-            .matchers
-            .sort_by(|a, b| (&a.name, a.op.to_string(), &a.value).cmp(&(&b.name, b.op.to_string(), &b.value)));
+        vs.matchers.matchers.sort_by(|a, b| {
+            (&a.name, a.op.to_string(), &a.value).cmp(&(&b.name, b.op.to_string(), &b.value))
+        });
     });
 }
 

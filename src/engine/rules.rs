@@ -57,14 +57,22 @@ pub fn rewrite(
     let mut changed = false;
     for group in groups.iter_mut() {
         let group_line = group.line;
-        let Some(name) = group.get("name").and_then(Node::scalar_text).map(str::to_string) else {
+        let Some(name) = group
+            .get("name")
+            .and_then(Node::scalar_text)
+            .map(str::to_string)
+        else {
             return Err(Error {
                 location: at(None, None, group_line),
                 reason: "rule group has no name".into(),
             });
         };
         if owned_group == Some(name.as_str())
-            || config.rules.exclude.iter().any(|e| e.rule.is_none() && e.matches(&name, None))
+            || config
+                .rules
+                .exclude
+                .iter()
+                .any(|e| e.rule.is_none() && e.matches(&name, None))
         {
             continue;
         }
@@ -83,8 +91,14 @@ pub fn rewrite(
         };
         for rule in rules.iter_mut() {
             let line = rule.line;
-            let record = rule.get("record").and_then(Node::scalar_text).map(str::to_string);
-            let alert = rule.get("alert").and_then(Node::scalar_text).map(str::to_string);
+            let record = rule
+                .get("record")
+                .and_then(Node::scalar_text)
+                .map(str::to_string);
+            let alert = rule
+                .get("alert")
+                .and_then(Node::scalar_text)
+                .map(str::to_string);
             let (kind, rule_name) = match (&record, &alert) {
                 (Some(r), None) => ("record", r.clone()),
                 (None, Some(a)) => ("alert", a.clone()),

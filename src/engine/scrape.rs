@@ -60,7 +60,11 @@ pub fn rewrite(
                 reason: "each entry of scrape_configs must be a scrape config mapping".into(),
             });
         }
-        let Some(name) = job.get("job_name").and_then(Node::as_str).map(str::to_string) else {
+        let Some(name) = job
+            .get("job_name")
+            .and_then(Node::as_str)
+            .map(str::to_string)
+        else {
             return Err(Error {
                 location: at(line, None),
                 reason: "scrape config has no job_name".into(),
@@ -83,11 +87,10 @@ pub fn rewrite(
             });
             continue;
         }
-        changed |= label_local(job, &local_rule, &local_rule_json)
-            .map_err(|reason| Error {
-                location: at(line, Some(format!("job {name:?}"))),
-                reason,
-            })?;
+        changed |= label_local(job, &local_rule, &local_rule_json).map_err(|reason| Error {
+            location: at(line, Some(format!("job {name:?}"))),
+            reason,
+        })?;
         stats.local_jobs_labelled += 1;
     }
     for wanted in &federation.jobs {
@@ -101,11 +104,7 @@ pub fn rewrite(
 }
 
 /// Make the local relabel rule the last rule of the job, exactly once.
-fn label_local(
-    job: &mut Node,
-    rule: &Node,
-    rule_json: &serde_json::Value,
-) -> Result<bool, String> {
+fn label_local(job: &mut Node, rule: &Node, rule_json: &serde_json::Value) -> Result<bool, String> {
     match job.get("relabel_configs") {
         None => {
             job.insert("relabel_configs", Node::from_json(&json!([])));

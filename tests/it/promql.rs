@@ -22,83 +22,311 @@ const fn keep(name: &'static str, input: &'static str, want: &'static str) -> Ca
 const CASES: &[Case] = &[
     // Selectors.
     keep("bare metric", "up", r#"up{cluster="local"}"#),
-    keep("metric with colon", "job:up:sum", r#"job:up:sum{cluster="local"}"#),
+    keep(
+        "metric with colon",
+        "job:up:sum",
+        r#"job:up:sum{cluster="local"}"#,
+    ),
     keep("empty braces", "up{}", r#"up{cluster="local"}"#),
-    keep("one matcher", r#"up{job="a"}"#, r#"up{job="a",cluster="local"}"#),
-    keep("trailing comma", r#"up{job="a",}"#, r#"up{job="a",cluster="local"}"#),
-    keep("name only in braces", r#"{__name__="up"}"#, r#"{__name__="up",cluster="local"}"#),
-    keep("regex name", r#"{__name__=~"node_.+"}"#, r#"{__name__=~"node_.+",cluster="local"}"#),
-    keep("all match ops", r#"x{a="1",b!="2",c=~"3",d!~"4"}"#, r#"x{a="1",b!="2",c=~"3",d!~"4",cluster="local"}"#),
-    keep("spaces in braces", r#"x{ a = "1" }"#, r#"x{ a = "1" ,cluster="local"}"#),
-    keep("single quotes", r#"x{a='1'}"#, r#"x{a='1',cluster="local"}"#),
-    keep("regex escapes", r#"x{path=~"/api/v1/.*\\.json"}"#, r#"x{path=~"/api/v1/.*\\.json",cluster="local"}"#),
-    keep("unicode value", r#"x{city="Zürich ☃"}"#, r#"x{city="Zürich ☃",cluster="local"}"#),
-    keep("keyword-like metric", "bool_metric", r#"bool_metric{cluster="local"}"#),
+    keep(
+        "one matcher",
+        r#"up{job="a"}"#,
+        r#"up{job="a",cluster="local"}"#,
+    ),
+    keep(
+        "trailing comma",
+        r#"up{job="a",}"#,
+        r#"up{job="a",cluster="local"}"#,
+    ),
+    keep(
+        "name only in braces",
+        r#"{__name__="up"}"#,
+        r#"{__name__="up",cluster="local"}"#,
+    ),
+    keep(
+        "regex name",
+        r#"{__name__=~"node_.+"}"#,
+        r#"{__name__=~"node_.+",cluster="local"}"#,
+    ),
+    keep(
+        "all match ops",
+        r#"x{a="1",b!="2",c=~"3",d!~"4"}"#,
+        r#"x{a="1",b!="2",c=~"3",d!~"4",cluster="local"}"#,
+    ),
+    keep(
+        "spaces in braces",
+        r#"x{ a = "1" }"#,
+        r#"x{ a = "1" ,cluster="local"}"#,
+    ),
+    keep(
+        "single quotes",
+        r#"x{a='1'}"#,
+        r#"x{a='1',cluster="local"}"#,
+    ),
+    keep(
+        "regex escapes",
+        r#"x{path=~"/api/v1/.*\\.json"}"#,
+        r#"x{path=~"/api/v1/.*\\.json",cluster="local"}"#,
+    ),
+    keep(
+        "unicode value",
+        r#"x{city="Zürich ☃"}"#,
+        r#"x{city="Zürich ☃",cluster="local"}"#,
+    ),
+    keep(
+        "keyword-like metric",
+        "bool_metric",
+        r#"bool_metric{cluster="local"}"#,
+    ),
     // Ranges, offsets, @.
     keep("matrix", "rate(x[5m])", r#"rate(x{cluster="local"}[5m])"#),
-    keep("matrix with braces", r#"rate(x{a="b"}[5m])"#, r#"rate(x{a="b",cluster="local"}[5m])"#),
+    keep(
+        "matrix with braces",
+        r#"rate(x{a="b"}[5m])"#,
+        r#"rate(x{a="b",cluster="local"}[5m])"#,
+    ),
     keep("offset", "x offset 5m", r#"x{cluster="local"} offset 5m"#),
-    keep("negative offset", "x offset -5m", r#"x{cluster="local"} offset -5m"#),
-    keep("matrix offset", "rate(x[5m] offset 1h)", r#"rate(x{cluster="local"}[5m] offset 1h)"#),
-    keep("at timestamp", "x @ 1609746000", r#"x{cluster="local"} @ 1609746000"#),
-    keep("negative at timestamp", "x @ -100", r#"x{cluster="local"} @ -100"#),
+    keep(
+        "negative offset",
+        "x offset -5m",
+        r#"x{cluster="local"} offset -5m"#,
+    ),
+    keep(
+        "matrix offset",
+        "rate(x[5m] offset 1h)",
+        r#"rate(x{cluster="local"}[5m] offset 1h)"#,
+    ),
+    keep(
+        "at timestamp",
+        "x @ 1609746000",
+        r#"x{cluster="local"} @ 1609746000"#,
+    ),
+    keep(
+        "negative at timestamp",
+        "x @ -100",
+        r#"x{cluster="local"} @ -100"#,
+    ),
     keep("at start", "x @ start()", r#"x{cluster="local"} @ start()"#),
-    keep("at end offset", "rate(x[1m] @ end() offset 5m)", r#"rate(x{cluster="local"}[1m] @ end() offset 5m)"#),
-    keep("compound duration", "rate(x[1h30m])", r#"rate(x{cluster="local"}[1h30m])"#),
+    keep(
+        "at end offset",
+        "rate(x[1m] @ end() offset 5m)",
+        r#"rate(x{cluster="local"}[1m] @ end() offset 5m)"#,
+    ),
+    keep(
+        "compound duration",
+        "rate(x[1h30m])",
+        r#"rate(x{cluster="local"}[1h30m])"#,
+    ),
     // Subqueries.
-    keep("subquery", "max_over_time(rate(x[1m])[1h:5m])", r#"max_over_time(rate(x{cluster="local"}[1m])[1h:5m])"#),
-    keep("subquery default step", "max_over_time(x[1h:])", r#"max_over_time(x{cluster="local"}[1h:])"#),
-    keep("subquery offset", "min_over_time(x[10m:1m] offset 1h)", r#"min_over_time(x{cluster="local"}[10m:1m] offset 1h)"#),
-    keep("nested subquery", "max_over_time(deriv(rate(x[1m])[5m:1m])[10m:])", r#"max_over_time(deriv(rate(x{cluster="local"}[1m])[5m:1m])[10m:])"#),
+    keep(
+        "subquery",
+        "max_over_time(rate(x[1m])[1h:5m])",
+        r#"max_over_time(rate(x{cluster="local"}[1m])[1h:5m])"#,
+    ),
+    keep(
+        "subquery default step",
+        "max_over_time(x[1h:])",
+        r#"max_over_time(x{cluster="local"}[1h:])"#,
+    ),
+    keep(
+        "subquery offset",
+        "min_over_time(x[10m:1m] offset 1h)",
+        r#"min_over_time(x{cluster="local"}[10m:1m] offset 1h)"#,
+    ),
+    keep(
+        "nested subquery",
+        "max_over_time(deriv(rate(x[1m])[5m:1m])[10m:])",
+        r#"max_over_time(deriv(rate(x{cluster="local"}[1m])[5m:1m])[10m:])"#,
+    ),
     // Functions.
-    keep("function args", r#"label_replace(x, "dst", "$1", "src", "(.*)")"#, r#"label_replace(x{cluster="local"}, "dst", "$1", "src", "(.*)")"#),
-    keep("histogram_quantile", "histogram_quantile(0.99, sum by (le) (rate(x_bucket[5m])))", r#"histogram_quantile(0.99, sum by (le) (rate(x_bucket{cluster="local"}[5m])))"#),
-    keep("absent", "absent(up{job=\"a\"})", r#"absent(up{job="a",cluster="local"})"#),
-    keep("vector and time", "vector(1) + time()", "vector(1) + time()"),
-    keep("scalar arg", "clamp_max(x, scalar(y))", r#"clamp_max(x{cluster="local"}, scalar(y{cluster="local"}))"#),
-    keep("holt_winters", "holt_winters(x[10m], 0.5, 0.5)", r#"holt_winters(x{cluster="local"}[10m], 0.5, 0.5)"#),
-    keep("label_join", r#"label_join(x, "d", ",", "a", "b")"#, r#"label_join(x{cluster="local"}, "d", ",", "a", "b")"#),
+    keep(
+        "function args",
+        r#"label_replace(x, "dst", "$1", "src", "(.*)")"#,
+        r#"label_replace(x{cluster="local"}, "dst", "$1", "src", "(.*)")"#,
+    ),
+    keep(
+        "histogram_quantile",
+        "histogram_quantile(0.99, sum by (le) (rate(x_bucket[5m])))",
+        r#"histogram_quantile(0.99, sum by (le) (rate(x_bucket{cluster="local"}[5m])))"#,
+    ),
+    keep(
+        "absent",
+        "absent(up{job=\"a\"})",
+        r#"absent(up{job="a",cluster="local"})"#,
+    ),
+    keep(
+        "vector and time",
+        "vector(1) + time()",
+        "vector(1) + time()",
+    ),
+    keep(
+        "scalar arg",
+        "clamp_max(x, scalar(y))",
+        r#"clamp_max(x{cluster="local"}, scalar(y{cluster="local"}))"#,
+    ),
+    keep(
+        "holt_winters",
+        "holt_winters(x[10m], 0.5, 0.5)",
+        r#"holt_winters(x{cluster="local"}[10m], 0.5, 0.5)"#,
+    ),
+    keep(
+        "label_join",
+        r#"label_join(x, "d", ",", "a", "b")"#,
+        r#"label_join(x{cluster="local"}, "d", ",", "a", "b")"#,
+    ),
     // Aggregations.
-    keep("sum by", "sum by (job) (x)", r#"sum by (job) (x{cluster="local"})"#),
-    keep("sum by after", "sum(x) by (job)", r#"sum(x{cluster="local"}) by (job)"#),
-    keep("without", "avg without (instance) (x)", r#"avg without (instance) (x{cluster="local"})"#),
-    keep("by label named like a metric", "sum by (up, cluster) (up)", r#"sum by (up, cluster) (up{cluster="local"})"#),
-    keep("topk literal", "topk(5, x)", r#"topk(5, x{cluster="local"})"#),
-    keep("topk scalar param", "topk(scalar(n), x)", r#"topk(scalar(n{cluster="local"}), x{cluster="local"})"#),
-    keep("quantile scalar param", "quantile(scalar(q), x)", r#"quantile(scalar(q{cluster="local"}), x{cluster="local"})"#),
-    keep("count_values", r#"count_values("version", build_info)"#, r#"count_values("version", build_info{cluster="local"})"#),
-    keep("bottomk by", "bottomk by (ns) (3, x)", r#"bottomk by (ns) (3, x{cluster="local"})"#),
-    keep("group", "group by (job) (up)", r#"group by (job) (up{cluster="local"})"#),
+    keep(
+        "sum by",
+        "sum by (job) (x)",
+        r#"sum by (job) (x{cluster="local"})"#,
+    ),
+    keep(
+        "sum by after",
+        "sum(x) by (job)",
+        r#"sum(x{cluster="local"}) by (job)"#,
+    ),
+    keep(
+        "without",
+        "avg without (instance) (x)",
+        r#"avg without (instance) (x{cluster="local"})"#,
+    ),
+    keep(
+        "by label named like a metric",
+        "sum by (up, cluster) (up)",
+        r#"sum by (up, cluster) (up{cluster="local"})"#,
+    ),
+    keep(
+        "topk literal",
+        "topk(5, x)",
+        r#"topk(5, x{cluster="local"})"#,
+    ),
+    keep(
+        "topk scalar param",
+        "topk(scalar(n), x)",
+        r#"topk(scalar(n{cluster="local"}), x{cluster="local"})"#,
+    ),
+    keep(
+        "quantile scalar param",
+        "quantile(scalar(q), x)",
+        r#"quantile(scalar(q{cluster="local"}), x{cluster="local"})"#,
+    ),
+    keep(
+        "count_values",
+        r#"count_values("version", build_info)"#,
+        r#"count_values("version", build_info{cluster="local"})"#,
+    ),
+    keep(
+        "bottomk by",
+        "bottomk by (ns) (3, x)",
+        r#"bottomk by (ns) (3, x{cluster="local"})"#,
+    ),
+    keep(
+        "group",
+        "group by (job) (up)",
+        r#"group by (job) (up{cluster="local"})"#,
+    ),
     // Binary operators.
-    keep("arithmetic", "a + b * c", r#"a{cluster="local"} + b{cluster="local"} * c{cluster="local"}"#),
-    keep("comparison bool", "a > bool 0", r#"a{cluster="local"} > bool 0"#),
-    keep("set operators", "a and b or c unless d", r#"a{cluster="local"} and b{cluster="local"} or c{cluster="local"} unless d{cluster="local"}"#),
-    keep("on", "a / on (job) b", r#"a{cluster="local"} / on (job) b{cluster="local"}"#),
-    keep("ignoring", "a / ignoring (code) b", r#"a{cluster="local"} / ignoring (code) b{cluster="local"}"#),
-    keep("ignoring empty group_left", "a * ignoring() group_left b", r#"a{cluster="local"} * ignoring() group_left b{cluster="local"}"#),
-    keep("group_left labels", "a * on (ns, pod) group_left (node) b", r#"a{cluster="local"} * on (ns, pod) group_left (node) b{cluster="local"}"#),
-    keep("group_right", "a + on (x) group_right () b", r#"a{cluster="local"} + on (x) group_right () b{cluster="local"}"#),
+    keep(
+        "arithmetic",
+        "a + b * c",
+        r#"a{cluster="local"} + b{cluster="local"} * c{cluster="local"}"#,
+    ),
+    keep(
+        "comparison bool",
+        "a > bool 0",
+        r#"a{cluster="local"} > bool 0"#,
+    ),
+    keep(
+        "set operators",
+        "a and b or c unless d",
+        r#"a{cluster="local"} and b{cluster="local"} or c{cluster="local"} unless d{cluster="local"}"#,
+    ),
+    keep(
+        "on",
+        "a / on (job) b",
+        r#"a{cluster="local"} / on (job) b{cluster="local"}"#,
+    ),
+    keep(
+        "ignoring",
+        "a / ignoring (code) b",
+        r#"a{cluster="local"} / ignoring (code) b{cluster="local"}"#,
+    ),
+    keep(
+        "ignoring empty group_left",
+        "a * ignoring() group_left b",
+        r#"a{cluster="local"} * ignoring() group_left b{cluster="local"}"#,
+    ),
+    keep(
+        "group_left labels",
+        "a * on (ns, pod) group_left (node) b",
+        r#"a{cluster="local"} * on (ns, pod) group_left (node) b{cluster="local"}"#,
+    ),
+    keep(
+        "group_right",
+        "a + on (x) group_right () b",
+        r#"a{cluster="local"} + on (x) group_right () b{cluster="local"}"#,
+    ),
     keep("unary minus", "-x", r#"-x{cluster="local"}"#),
-    keep("parens", "(a + (b))", r#"(a{cluster="local"} + (b{cluster="local"}))"#),
+    keep(
+        "parens",
+        "(a + (b))",
+        r#"(a{cluster="local"} + (b{cluster="local"}))"#,
+    ),
     keep("number only", "1 + 2", "1 + 2"),
     keep("string only", r#""hello""#, r#""hello""#),
     keep("power", "x ^ 2", r#"x{cluster="local"} ^ 2"#),
-    keep("atan2", "a atan2 b", r#"a{cluster="local"} atan2 b{cluster="local"}"#),
+    keep(
+        "atan2",
+        "a atan2 b",
+        r#"a{cluster="local"} atan2 b{cluster="local"}"#,
+    ),
     // Formatting and comments.
     keep(
         "multi-line with comment",
         "sum(\n  # errors\n  rate(x{code=~\"5..\"}[5m])\n)\n/\nsum(rate(x[5m]))",
         "sum(\n  # errors\n  rate(x{code=~\"5..\",cluster=\"local\"}[5m])\n)\n/\nsum(rate(x{cluster=\"local\"}[5m]))",
     ),
-    keep("comment with brace", "x # {not a selector}\n", "x{cluster=\"local\"} # {not a selector}\n"),
-    keep("backtick raw string", "x{a=~`foo.*`}", "x{a=~`foo.*`,cluster=\"local\"}"),
-    keep("backtick with backslash", r"x{a=~`\d+`}", r#"x{a=~"\\d+",cluster="local"}"#),
-    keep("string containing braces", r#"label_replace(x, "a", "{b}", "c", "")"#, r#"label_replace(x{cluster="local"}, "a", "{b}", "c", "")"#),
+    keep(
+        "comment with brace",
+        "x # {not a selector}\n",
+        "x{cluster=\"local\"} # {not a selector}\n",
+    ),
+    keep(
+        "backtick raw string",
+        "x{a=~`foo.*`}",
+        "x{a=~`foo.*`,cluster=\"local\"}",
+    ),
+    keep(
+        "backtick with backslash",
+        r"x{a=~`\d+`}",
+        r#"x{a=~"\\d+",cluster="local"}"#,
+    ),
+    keep(
+        "string containing braces",
+        r#"label_replace(x, "a", "{b}", "c", "")"#,
+        r#"label_replace(x{cluster="local"}, "a", "{b}", "c", "")"#,
+    ),
     // Existing matchers on the label.
-    keep("already scoped", r#"x{cluster="local"}"#, r#"x{cluster="local"}"#),
-    keep("already scoped mixed", r#"a{cluster="local"} + b"#, r#"a{cluster="local"} + b{cluster="local"}"#),
-    keep("keep other cluster", r#"x{cluster="other"}"#, r#"x{cluster="other"}"#),
-    keep("keep cluster regex", r#"x{cluster=~".+"}"#, r#"x{cluster=~".+"}"#),
+    keep(
+        "already scoped",
+        r#"x{cluster="local"}"#,
+        r#"x{cluster="local"}"#,
+    ),
+    keep(
+        "already scoped mixed",
+        r#"a{cluster="local"} + b"#,
+        r#"a{cluster="local"} + b{cluster="local"}"#,
+    ),
+    keep(
+        "keep other cluster",
+        r#"x{cluster="other"}"#,
+        r#"x{cluster="other"}"#,
+    ),
+    keep(
+        "keep cluster regex",
+        r#"x{cluster=~".+"}"#,
+        r#"x{cluster=~".+"}"#,
+    ),
     Case {
         name: "override other cluster",
         policy: Policy::Override,
@@ -152,7 +380,12 @@ fn table() {
             Err(e) => failures.push(format!("{}: error {e}", case.name)),
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -166,7 +399,9 @@ fn keep_policy_reports_kept_matchers() {
 
 #[test]
 fn error_policy_refuses_other_cluster() {
-    let err = scoper(Policy::Error).scope(r#"x{cluster="other"}"#).unwrap_err();
+    let err = scoper(Policy::Error)
+        .scope(r#"x{cluster="other"}"#)
+        .unwrap_err();
     assert!(matches!(err, ScopeError::ExistingMatcher { .. }), "{err}");
     assert!(err.to_string().contains("cluster"), "{err}");
 }
@@ -187,17 +422,34 @@ fn other_label_and_value_are_escaped() {
 
 #[test]
 fn broken_promql_is_an_error() {
-    for input in ["sum(", "x{a=}", "rate(x)", "x[5m", "unknown_function(x)", "", "x{a=\"1\" or b=\"2\"}"] {
-        assert!(scoper(Policy::Keep).scope(input).is_err(), "{input:?} should fail");
+    for input in [
+        "sum(",
+        "x{a=}",
+        "rate(x)",
+        "x[5m",
+        "unknown_function(x)",
+        "",
+        "x{a=\"1\" or b=\"2\"}",
+    ] {
+        assert!(
+            scoper(Policy::Keep).scope(input).is_err(),
+            "{input:?} should fail"
+        );
     }
 }
 
 #[test]
 fn deep_nesting_fails_fast() {
     let deep = format!("{}x{}", "(".repeat(5000), ")".repeat(5000));
-    assert_eq!(scoper(Policy::Keep).scope(&deep).unwrap_err(), ScopeError::TooDeep);
+    assert_eq!(
+        scoper(Policy::Keep).scope(&deep).unwrap_err(),
+        ScopeError::TooDeep
+    );
     let chain = vec!["x"; 5000].join(" + ");
-    assert_eq!(scoper(Policy::Keep).scope(&chain).unwrap_err(), ScopeError::TooDeep);
+    assert_eq!(
+        scoper(Policy::Keep).scope(&chain).unwrap_err(),
+        ScopeError::TooDeep
+    );
     // Real rules stay far below the limits.
     let ok = format!("{}x{}", "(".repeat(100), ")".repeat(100));
     assert!(scoper(Policy::Keep).scope(&ok).is_ok());

@@ -1,0 +1,564 @@
+//! The engine on real ConfigMaps and rule files: golden files, promtool, idempotency, errors.
+
+use promfed::config::{AlertingMode, Config};
+use promfed::engine::promql::{parse, selectors};
+use promfed::render::render_stream;
+use promfed::yaml::{self, Limits, Node};
+use promfed::{Engine, engine};
+
+use crate::support::{self, read_data, require};
+
+fn engine(config_file: &str) -> Engine {
+    let config = Config::from_yaml(&read_data(config_file)).expect("test config loads");
+    Engine::new(config).expect("test config is valid")
+}
+
+fn engine_from(text: &str) -> Engine {
+    Engine::new(Config::from_yaml(text).expect("config parses")).expect("config is valid")
+}
+
+/// (input ConfigMap, config, golden name)
+const GOLDEN: &[(&str, &str, &str)] = &[
+    (
+        "tkg/prometheus-server-configmap.yaml",
+        "example-config.yaml",
+        "tkg-seed-config.yaml",
+    ),
+    (
+        "tkg/prometheus-server-configmap.yaml",
+        "config-compact.yaml",
+        "tkg-compact-config.yaml",
+    ),
+    (
+        "helm/prometheus-server-configmap-chart-14.12.0.yaml",
+        "example-config.yaml",
+        "helm-14.12.0-seed-config.yaml",
+    ),
+    (
+        "helm/prometheus-server-configmap-chart-29.27.0.yaml",
+        "config-helm-29.yaml",
+        "helm-29.27.0.yaml",
+    ),
+];
+
+#[test]
+fn golden_configmaps() {
+    for (input, config, golden) in GOLDEN {
+        let engine = engine(config);
+        let text = read_data(input);
+        let first = render_stream(&engine, &text).unwrap_or_else(|e| panic!("{input}: {e}"));
+        assert_eq!(first.matched, 1, "{input} matches");
+        assert_eq!(first.changed, 1, "{input} changes");
+        support::assert_golden(golden, &first.text);
+        // Idempotent: rendering the output changes nothing, byte for byte.
+        let second = render_stream(&engine, &first.text).unwrap();
+        assert_eq!(
+            second.changed, 0,
+            "{input}: second render changed something"
+        );
+        assert_eq!(second.text, first.text);
+    }
+}
+
+/// The data of the single ConfigMap in a rendered stream.
+fn data_of(stream: &str) -> Vec<(String, String)> {
+    let root = yaml::parse(stream, Limits::default()).unwrap().unwrap();
+    root.get("data")
+        .and_then(Node::as_map)
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.as_str().unwrap().into(), v.as_str().unwrap().into()))
+        .collect()
+}
+
+#[test]
+fn golden_outputs_pass_promtool() {
+    let _promtool = require!(promtool);
+    let _python = require!(python);
+    for (input, config, _) in GOLDEN {
+        let rendered = render_stream(&engine(config), &read_data(input)).unwrap();
+        for (key, value) in data_of(&rendered.text) {
+            let out = if key == "prometheus.yml" {
+                support::promtool_check_config(&value)
+            } else if value.contains("groups") {
+                support::run_promtool(&["check", "rules", "rules.yml"], &[("rules.yml", &value)])
+            } else {
+                continue;
+            };
+            assert!(
+                out.status.success(),
+                "{input} with {config}: promtool rejects {key}:\n{}",
+                support::describe(&out)
+            );
+        }
+    }
+}
+
+/// Files that promtool accepts only without the duplicate-rule lint (see rules/SOURCES.md).
+const DUPLICATE_LINT: &[&str] = &[
+    "kube-prometheus-main/kubernetesControlPlane.rules.yaml",
+    "kube-prometheus-release-0.8/kubernetes.rules.yaml",
+    "mixins/kubernetes/rules.yaml",
+    "mixins/cortex/alerts.yaml",
+];
+
+fn corpus_rule_files() -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    let root = support::data("rules");
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                let name = path.strip_prefix(&root).unwrap().display().to_string();
+                files.push((name, std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    files.push((
+        "tkg/recording_rules.yml".into(),
+        read_data("tkg/recording_rules.yml"),
+    ));
+    files.sort();
+    files
+}
+
+fn local_everything() -> Engine {
+    let mut config = Config::default();
+    config.rules.alerting = AlertingMode::Local;
+    Engine::new(config).unwrap()
+}
+
+/// Every corpus rule file: every selector of every rule scoped, every rule labelled, nothing
+/// lost, second rewrite identical.
+#[test]
+fn corpus_rule_files_fully_scoped() {
+    let engine = local_everything();
+    let mut rules_seen = 0;
+    for (name, text) in corpus_rule_files() {
+        let data = vec![("rules.yml".to_string(), text.clone())];
+        let out = engine
+            .rewrite(&data)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let before = yaml::parse(&text, Limits::default()).unwrap().unwrap();
+        let after = yaml::parse(&out.data[0].1, Limits::default())
+            .unwrap()
+            .unwrap();
+        let groups_before = before.get("groups").unwrap().as_seq().unwrap();
+        let groups_after = after.get("groups").unwrap().as_seq().unwrap();
+        assert_eq!(groups_before.len(), groups_after.len(), "{name}");
+        for (gb, ga) in groups_before.iter().zip(groups_after) {
+            let rb = gb.get("rules").unwrap().as_seq().unwrap();
+            let ra = ga.get("rules").unwrap().as_seq().unwrap();
+            assert_eq!(rb.len(), ra.len(), "{name}");
+            for (b, a) in rb.iter().zip(ra) {
+                rules_seen += 1;
+                for field in ["record", "alert", "for", "annotations"] {
+                    assert_eq!(
+                        b.get(field).map(Node::to_json),
+                        a.get(field).map(Node::to_json),
+                        "{name}: {field}"
+                    );
+                }
+                let labels = a.get("labels").unwrap();
+                assert_eq!(labels.get("cluster").and_then(Node::as_str), Some("local"));
+                if let Some(old) = b.get("labels").and_then(Node::as_map) {
+                    for (k, v) in old {
+                        let k = k.as_str().unwrap();
+                        assert_eq!(
+                            labels.get(k).map(Node::to_json),
+                            Some(v.to_json()),
+                            "{name}"
+                        );
+                    }
+                }
+                let expr = a.get("expr").unwrap().scalar_text().unwrap();
+                for vs in selectors(&parse(expr).unwrap()) {
+                    assert!(
+                        vs.matchers
+                            .matchers
+                            .iter()
+                            .any(|m| m.name == "cluster" && m.value == "local"),
+                        "{name}: unscoped {vs} in {expr}"
+                    );
+                }
+            }
+        }
+        let again = engine.rewrite(&out.data).unwrap();
+        assert_eq!(again.data, out.data, "{name}: second rewrite changed it");
+    }
+    assert_eq!(rules_seen, 976, "every corpus rule was checked");
+}
+
+#[test]
+fn corpus_rule_files_pass_promtool() {
+    let _promtool = require!(promtool);
+    let engine = local_everything();
+    for (name, text) in corpus_rule_files() {
+        let out = engine.rewrite(&[("rules.yml".to_string(), text)]).unwrap();
+        let mut args = vec!["check", "rules"];
+        if DUPLICATE_LINT.contains(&name.as_str()) {
+            args.push("--lint=none");
+        }
+        args.push("rules.yml");
+        let result = support::run_promtool(&args, &[("rules.yml", &out.data[0].1)]);
+        assert!(
+            result.status.success(),
+            "{name}: promtool rejects the rewritten file:\n{}",
+            support::describe(&result)
+        );
+    }
+}
+
+fn prometheus_yml(engine: &Engine, text: &str) -> String {
+    let out = engine
+        .rewrite(&[("prometheus.yml".to_string(), text.to_string())])
+        .unwrap_or_else(|e| panic!("{e}"));
+    out.data[0].1.clone()
+}
+
+fn relabels(yml: &str, job: &str, key: &str) -> Vec<serde_json::Value> {
+    let root = yaml::parse(yml, Limits::default()).unwrap().unwrap();
+    let json = root.to_json();
+    json["scrape_configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_name"] == job)
+        .unwrap_or_else(|| panic!("no job {job}"))[key]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn local_relabel_rule_is_last_and_never_twice() {
+    let engine = engine_from("localClusterName: tools");
+    let ours = serde_json::json!({"source_labels": ["__address__"], "target_label": "cluster", "replacement": "tools"});
+    let cases = [
+        ("no relabel_configs", "scrape_configs:\n- job_name: a\n", 1),
+        (
+            "null relabel_configs",
+            "scrape_configs:\n- job_name: a\n  relabel_configs:\n",
+            1,
+        ),
+        (
+            "after labelmap",
+            "scrape_configs:\n- job_name: a\n  relabel_configs:\n  - action: labelmap\n    regex: __meta_(.+)\n",
+            2,
+        ),
+        (
+            "ours moved after a later labelmap",
+            "scrape_configs:\n- job_name: a\n  relabel_configs:\n  - source_labels: [__address__]\n    target_label: cluster\n    replacement: tools\n  - action: labelmap\n    regex: (.+)\n",
+            2,
+        ),
+    ];
+    for (name, input, len) in cases {
+        let out = prometheus_yml(&engine, input);
+        let rules = relabels(&out, "a", "relabel_configs");
+        assert_eq!(rules.len(), len, "{name}: {out}");
+        assert_eq!(rules.last(), Some(&ours), "{name}");
+        assert_eq!(prometheus_yml(&engine, &out), out, "{name}: not idempotent");
+    }
+}
+
+#[test]
+fn single_cluster_job_forces_its_literal_cluster() {
+    let engine = engine("config-helm-29.yaml");
+    let out = prometheus_yml(&engine, "scrape_configs: []\n");
+    let forced = relabels(&out, "federate-workload", "metric_relabel_configs");
+    assert_eq!(
+        forced,
+        vec![serde_json::json!({"target_label": "cluster", "replacement": "workload"})]
+    );
+}
+
+#[test]
+fn multi_cluster_job_forces_each_targets_cluster() {
+    let engine = engine("example-config.yaml");
+    let out = prometheus_yml(&engine, "scrape_configs: []\n");
+    let copy = relabels(&out, "federation", "relabel_configs");
+    assert_eq!(
+        copy.last().unwrap(),
+        &serde_json::json!({"source_labels": ["cluster"], "target_label": "promfed_cluster"})
+    );
+    let forced = relabels(&out, "federation", "metric_relabel_configs");
+    assert_eq!(
+        forced,
+        vec![
+            serde_json::json!({"source_labels": ["promfed_cluster"], "regex": "(.+)", "target_label": "cluster"}),
+            serde_json::json!({"action": "labeldrop", "regex": "promfed_cluster"}),
+        ]
+    );
+}
+
+#[test]
+fn compact_clusters_generate_one_job_each() {
+    let engine = engine("config-compact.yaml");
+    let out = prometheus_yml(&engine, "scrape_configs: []\n");
+    let root = yaml::parse(&out, Limits::default())
+        .unwrap()
+        .unwrap()
+        .to_json();
+    let b = root["scrape_configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_name"] == "federate-workload-b")
+        .unwrap();
+    assert_eq!(b["metrics_path"], "/prometheus/federate");
+    assert_eq!(b["scheme"], "https");
+    assert_eq!(b["honor_labels"], true);
+    assert_eq!(b["params"]["match[]"][0], "{__name__!=\"\"}");
+    assert_eq!(
+        b["static_configs"][0]["targets"][0],
+        "prom.workload-b.example.com"
+    );
+    assert_eq!(b["static_configs"][0]["labels"]["cluster"], "workload-b");
+}
+
+/// Rows of input promfed must refuse, and what the message must say.
+#[test]
+fn errors_name_key_group_rule_and_reason() {
+    let engine = engine_from("{}");
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        (
+            "broken PromQL",
+            "recording_rules.yml",
+            "groups:\n- name: g1\n  rules:\n  - record: r:sum\n    expr: sum(rate(x[5m])\n",
+            &[
+                "recording_rules.yml",
+                "\"g1\"",
+                "record \"r:sum\"",
+                "line 5",
+                "PromQL",
+            ],
+        ),
+        (
+            "rule without expr",
+            "recording_rules.yml",
+            "groups:\n- name: g1\n  rules:\n  - record: r\n",
+            &["\"g1\"", "record \"r\"", "no expr"],
+        ),
+        (
+            "rule that is neither record nor alert",
+            "rules",
+            "groups:\n- name: g\n  rules:\n  - expr: up\n",
+            &["rules", "\"g\"", "record", "alert"],
+        ),
+        (
+            "invalid YAML",
+            "prometheus.yml",
+            "scrape_configs:\n- job_name: a\n  static_configs: [\n",
+            &["prometheus.yml", "not valid YAML"],
+        ),
+        (
+            "scrape_configs of the wrong type",
+            "prometheus.yml",
+            "scrape_configs: 5\n",
+            &["prometheus.yml", "scrape_configs must be a list"],
+        ),
+        (
+            "job without name",
+            "prometheus.yml",
+            "scrape_configs:\n- static_configs: []\n",
+            &["prometheus.yml", "line 2", "job_name"],
+        ),
+        (
+            "groups of the wrong type",
+            "recording_rules.yml",
+            "groups: {a: 1}\n",
+            &["recording_rules.yml", "groups must be a list"],
+        ),
+        (
+            "alias bomb",
+            "prometheus.yml",
+            "a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f,*f]\n",
+            &["prometheus.yml", "not valid YAML"],
+        ),
+    ];
+    for (name, key, value, wants) in cases {
+        let err = engine
+            .rewrite(&[(key.to_string(), value.to_string())])
+            .expect_err(name);
+        let message = err.to_string();
+        for want in *wants {
+            assert!(message.contains(want), "{name}: {message:?} lacks {want:?}");
+        }
+    }
+}
+
+#[test]
+fn config_errors_name_the_setting() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "federation target without cluster label (the seed's check)",
+            "additionalScrapeConfigs:\n- job_name: fed\n  static_configs:\n  - targets: [a:9090]\n",
+            &["\"fed\"", "a:9090", "cluster"],
+        ),
+        (
+            "unknown setting",
+            "localClusterName: x\nclusterLabel: c\n",
+            &["clusterLabel"],
+        ),
+        (
+            "unknown nested setting",
+            "rules:\n  matcherPolicy: keep\n  alertMode: local\n",
+            &["rules", "alertMode"],
+        ),
+        (
+            "bad policy value",
+            "rules:\n  matcherPolicy: replace\n",
+            &["rules.matcherPolicy", "line 2"],
+        ),
+        (
+            "reserved label name",
+            "clusterLabelName: __cluster\n",
+            &["clusterLabelName"],
+        ),
+        (
+            "compact cluster without targets",
+            "clusters:\n- name: a\n",
+            &["clusters[0]", "targets or url"],
+        ),
+        (
+            "duplicate federation job",
+            "clusters:\n- name: a\n  targets: [x:1]\n- name: a\n  targets: [y:1]\n",
+            &["federate-a", "twice"],
+        ),
+        (
+            "discovered targets without cluster relabel",
+            "additionalScrapeConfigs:\n- job_name: sd\n  file_sd_configs: [{files: [x.json]}]\n",
+            &["\"sd\"", "relabel_configs"],
+        ),
+    ];
+    for (name, text, wants) in cases {
+        let err = Config::from_yaml(text)
+            .and_then(Engine::new)
+            .expect_err(name)
+            .to_string();
+        for want in *wants {
+            assert!(err.contains(want), "{name}: {err:?} lacks {want:?}");
+        }
+    }
+}
+
+#[test]
+fn warnings_for_kept_matchers_and_inline_passwords() {
+    let engine = engine_from(
+        "clusters:\n- name: w\n  targets: [w:9090]\n  basic_auth: {username: u, password: hunter2}\n",
+    );
+    let out = engine
+        .rewrite(&[(
+            "recording_rules.yml".to_string(),
+            "groups:\n- name: g\n  rules:\n  - record: r\n    expr: x{cluster=\"w\"}\n".to_string(),
+        )])
+        .unwrap();
+    let warnings: Vec<String> = out.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("record \"r\"") && w.contains("cluster=\"w\"")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("basic_auth.password") && !w.contains("hunter2")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn excluded_groups_and_rules_are_untouched() {
+    let engine =
+        engine_from("rules:\n  exclude:\n  - group: raw\n  - group: g\n    rule: keep_me\n");
+    let text = "groups:\n- name: raw\n  rules:\n  - record: a\n    expr: xa\n- name: g\n  rules:\n  - record: keep_me\n    expr: ya\n  - record: scope_me\n    expr: za\n";
+    let out = engine
+        .rewrite(&[("r.yml".to_string(), text.to_string())])
+        .unwrap();
+    let root = yaml::parse(&out.data[0].1, Limits::default())
+        .unwrap()
+        .unwrap()
+        .to_json();
+    assert_eq!(root["groups"][0]["rules"][0]["expr"], "xa");
+    assert_eq!(root["groups"][1]["rules"][0]["expr"], "ya");
+    assert_eq!(
+        root["groups"][1]["rules"][1]["expr"],
+        "za{cluster=\"local\"}"
+    );
+}
+
+#[test]
+fn alerting_modes() {
+    let text = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up == 0\n";
+    let cases = [
+        ("keep", None, "up == 0"),
+        ("label-only", Some("local"), "up == 0"),
+        ("local", Some("local"), "up{cluster=\"local\"} == 0"),
+    ];
+    for (mode, label, expr) in cases {
+        let engine = engine_from(&format!("rules:\n  alerting: {mode}\n"));
+        let out = engine
+            .rewrite(&[("a.yml".to_string(), text.to_string())])
+            .unwrap();
+        let root = yaml::parse(&out.data[0].1, Limits::default())
+            .unwrap()
+            .unwrap()
+            .to_json();
+        let rule = &root["groups"][0]["rules"][0];
+        assert_eq!(rule["expr"], expr, "{mode}");
+        assert_eq!(rule["labels"]["cluster"].as_str(), label, "{mode}");
+    }
+}
+
+#[test]
+fn federation_alerts_group_is_added_once() {
+    let engine = engine("config-compact.yaml");
+    let data = vec![
+        (
+            "prometheus.yml".to_string(),
+            "rule_files: [/etc/config/alerting_rules.yml]\nscrape_configs: []\n".to_string(),
+        ),
+        ("alerting_rules.yml".to_string(), "{}\n".to_string()),
+    ];
+    let out = engine.rewrite(&data).unwrap();
+    let alerts = yaml::parse(&out.data[1].1, Limits::default())
+        .unwrap()
+        .unwrap()
+        .to_json();
+    let rules = alerts["groups"][0]["rules"].as_array().unwrap();
+    let names: Vec<&str> = rules.iter().map(|r| r["alert"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "FederationTargetDown",
+            "FederationScrapeSlow",
+            "FederationTooManySamples"
+        ]
+    );
+    // Its own expressions are not scoped to local: they watch the federation targets.
+    assert_eq!(
+        rules[0]["expr"],
+        "up{job=~\"federate-workload-a|federate-workload-b\"} == 0"
+    );
+    let again = engine.rewrite(&out.data).unwrap();
+    assert_eq!(again.data, out.data);
+}
+
+#[test]
+fn engine_error_type_is_exhaustive_in_messages() {
+    // The location renders every part it has.
+    let location = engine::Location {
+        key: "recording_rules.yml".into(),
+        group: Some("g".into()),
+        item: Some("record \"r\"".into()),
+        line: Some(7),
+    };
+    assert_eq!(
+        location.to_string(),
+        "recording_rules.yml: group \"g\", record \"r\" (line 7)"
+    );
+}

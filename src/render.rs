@@ -34,9 +34,13 @@ pub struct Rendered {
 /// Render a multi-document manifest stream.
 pub fn render_stream(engine: &Engine, input: &str) -> Result<Rendered, RenderError> {
     let mut out = Rendered::default();
+    let mut line = 1;
     for (index, chunk) in split_documents(input).into_iter().enumerate() {
         let document = index + 1;
-        match render_document(engine, chunk.body, document)? {
+        line += chunk.separator.matches('\n').count();
+        let first_line = line;
+        line += chunk.body.matches('\n').count();
+        match render_document(engine, chunk.body, document, first_line)? {
             Some((text, object, warnings, stats)) => {
                 out.matched += 1;
                 out.stats.local_jobs_labelled += stats.local_jobs_labelled;
@@ -71,6 +75,7 @@ fn render_document(
     engine: &Engine,
     body: &str,
     document: usize,
+    first_line: usize,
 ) -> Result<Option<DocumentResult>, RenderError> {
     let fail = |object: &str, reason: String| RenderError {
         document,
@@ -90,9 +95,18 @@ fn render_document(
     }
     let label = format!(" (ConfigMap {}/{})", object.namespace, object.name);
     let data = config_map_data(&root).map_err(|reason| fail(&label, reason))?;
-    let rewrite = engine
-        .rewrite(&data)
-        .map_err(|e: engine::Error| fail(&label, e.to_string()))?;
+    let rewrite = engine.rewrite(&data).map_err(|e: engine::Error| {
+        let file_line = e.location.line.and_then(|line| {
+            let value = root.get("data")?.get(&e.location.key)?;
+            // A multi-line value is a block scalar; its node starts where its text does.
+            let multi_line = value.as_str()?.contains('\n');
+            Some(first_line + value.line - 1 + if multi_line { line - 1 } else { 0 })
+        });
+        match file_line {
+            Some(n) => fail(&label, format!("{e}; line {n} of the stream")),
+            None => fail(&label, e.to_string()),
+        }
+    })?;
     let changed = rewrite.changed_keys(&data);
     let object_name = format!("ConfigMap {}/{}", object.namespace, object.name);
     if changed.is_empty() {

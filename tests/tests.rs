@@ -16,11 +16,20 @@
 
 mod support;
 
+#[path = "it/cli.rs"]
+mod cli;
+
 #[path = "it/corpus_inputs.rs"]
 mod corpus_inputs;
 
 #[path = "it/engine.rs"]
 mod engine;
 
+#[path = "it/properties.rs"]
+mod properties;
+
 #[path = "it/promql.rs"]
 mod promql;
+
+#[path = "it/webhook.rs"]
+mod webhook;

@@ -1,0 +1,191 @@
+//! The `promfed` command as a user runs it: exit codes, messages, streams.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use crate::support::{data, promfed_bin, read_data};
+
+fn promfed(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(promfed_bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promfed runs");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn path(p: &str) -> String {
+    data(p).display().to_string()
+}
+
+const OTHER_DOCS: &str = "# a comment before everything\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x   # odd spacing kept\nspec: {replicas: 1}\n";
+const OTHER_CONFIGMAP: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: prometheus-server\n  namespace: other\n  labels: {app: grafana}\ndata:\n  prometheus.yml: 'scrape_configs: []'\n";
+
+#[test]
+fn render_rewrites_only_matched_configmaps_and_keeps_the_rest_byte_for_byte() {
+    let tkg = read_data("tkg/prometheus-server-configmap.yaml");
+    let stream = format!("{OTHER_DOCS}---\n{tkg}--- # trailing\n{OTHER_CONFIGMAP}");
+    let config = path("example-config.yaml");
+    let out = promfed(&["render", "--config", &config, "-"], Some(&stream));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with(&format!("{OTHER_DOCS}---\n")), "{text}");
+    assert!(text.ends_with(&format!("--- # trailing\n{OTHER_CONFIGMAP}")));
+    assert!(text.contains("replacement: shared-tools"));
+    // The header comments of the rewritten ConfigMap are kept.
+    assert!(text.contains("---\n# Rendered equivalent of the prometheus-server ConfigMap"));
+
+    // Rendering the output again is a no-op, and --diff says so with an empty diff.
+    let again = promfed(&["render", "--config", &config], Some(&text));
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), text);
+    let diff = promfed(&["render", "--diff", "--config", &config], Some(&text));
+    assert!(diff.status.success());
+    assert!(
+        diff.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+}
+
+#[test]
+fn diff_shows_what_changes() {
+    let out = promfed(&["render", "--example", "--diff"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let diff = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        diff.starts_with("--- a/prometheus-server-configmap.yaml\n+++ b/"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("+        replacement: shared-tools"),
+        "{diff}"
+    );
+    assert!(diff.contains("+    - job_name: federation"), "{diff}");
+}
+
+#[test]
+fn invalid_input_exits_1_naming_file_document_key_rule_and_line() {
+    let broken = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: prometheus-server\n  namespace: monitoring\n  labels: {app: prometheus, component: server}\ndata:\n  recording_rules.yml: |\n    groups:\n    - name: node.rules\n      rules:\n      - record: instance:cpu:rate5m\n        expr: sum(rate(node_cpu_seconds_total[5m]) by (instance)\n";
+    let stream = format!("{OTHER_DOCS}---\n{broken}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("manifests.yaml");
+    std::fs::write(&file, stream).unwrap();
+    let out = promfed(
+        &[
+            "render",
+            "--config",
+            &path("example-config.yaml"),
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let message = stderr(&out);
+    for want in [
+        "manifests.yaml",
+        "document 2",
+        "monitoring/prometheus-server",
+        "recording_rules.yml",
+        "\"node.rules\"",
+        "record \"instance:cpu:rate5m\"",
+        "line 5",
+        "line 20 of the stream",
+    ] {
+        assert!(message.contains(want), "{message:?} lacks {want:?}");
+    }
+    assert!(out.stdout.is_empty(), "nothing is written on error");
+}
+
+#[test]
+fn data_value_that_is_not_a_string_is_refused() {
+    let doc = "kind: ConfigMap\nmetadata:\n  name: prometheus-server\n  labels: {app: prometheus, component: server}\ndata:\n  prometheus.yml:\n    scrape_configs: []\n";
+    let out = promfed(
+        &["render", "--config", &path("example-config.yaml")],
+        Some(doc),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("data[\"prometheus.yml\"] must be a string"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["render"][..],
+        &["render", "--config"],
+        &["frobnicate"],
+        &["check"],
+    ] {
+        let out = promfed(args, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn check_validates_a_config() {
+    let out = promfed(&["check", "--config", &path("example-config.yaml")], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("promfed.yaml");
+    std::fs::write(
+        &bad,
+        "additionalScrapeConfigs:\n- job_name: fed\n  static_configs:\n  - targets: [prom.other:9090]\n",
+    )
+    .unwrap();
+    let out = promfed(&["check", "--config", bad.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let message = stderr(&out);
+    assert!(
+        message.contains("promfed.yaml")
+            && message.contains("\"fed\"")
+            && message.contains("prom.other:9090"),
+        "{message}"
+    );
+}
+
+#[test]
+fn closed_stdout_is_a_normal_end() {
+    let mut child = Command::new(promfed_bin())
+        .args(["render", "--example"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+}
+
+#[test]
+fn warnings_go_to_stderr() {
+    let doc = "kind: ConfigMap\nmetadata:\n  name: prometheus-server\n  namespace: m\n  labels: {app: prometheus, component: server}\ndata:\n  recording_rules.yml: |\n    groups:\n    - name: g\n      rules:\n      - record: r\n        expr: x{cluster=\"other\"}\n";
+    let out = promfed(
+        &["render", "--config", &path("example-config.yaml")],
+        Some(doc),
+    );
+    assert!(out.status.success());
+    let message = stderr(&out);
+    assert!(
+        message.contains("warning")
+            && message.contains("ConfigMap m/prometheus-server")
+            && message.contains("record \"r\""),
+        "{message}"
+    );
+}

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use promfed::render::{render_stream, unified_diff};
+use promfed::render::{
+    parse_resource_list, render_resource_list, render_stream, resource_list_config, unified_diff,
+};
 use promfed::{Config, Engine, config};
 
 /// The TKG prometheus-server ConfigMap, for `render --example`.
@@ -29,8 +31,8 @@ struct Cli {
 enum Command {
     /// Rewrite matching ConfigMaps of a manifest stream (file or stdin) to stdout.
     Render {
-        /// promfed config file.
-        #[arg(long, required_unless_present = "example")]
+        /// promfed config file (a KRM ResourceList may carry it in its functionConfig instead).
+        #[arg(long)]
         config: Option<PathBuf>,
         /// Print a unified diff of what would change instead of the stream.
         #[arg(long)]
@@ -50,8 +52,13 @@ enum Command {
     Serve(promfed::server::ServeArgs),
 }
 
-/// An error for the user: printed once to stderr, exit code 1.
-struct Failure(String);
+/// An error for the user, printed once to stderr.
+enum Failure {
+    /// Invalid input or config: exit 1.
+    Invalid(String),
+    /// Arguments that don't make sense together, found after parsing: exit 2.
+    Usage(String),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -63,13 +70,19 @@ fn main() -> ExitCode {
             input,
         } => render(config.as_deref(), diff, example, input.as_deref()),
         Command::Check { config } => check(&config),
-        Command::Serve(args) => promfed::server::run(args).map_err(|e| Failure(format!("{e:#}"))),
+        Command::Serve(args) => {
+            promfed::server::run(args).map_err(|e| Failure::Invalid(format!("{e:#}")))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure(message)) => {
+        Err(Failure::Invalid(message)) => {
             eprintln!("promfed: {message}");
             ExitCode::from(1)
+        }
+        Err(Failure::Usage(message)) => {
+            eprintln!("promfed: usage: {message}");
+            ExitCode::from(2)
         }
     }
 }
@@ -79,15 +92,19 @@ fn load_engine(path: Option<&Path>) -> Result<Engine, Failure> {
         Some(path) => (
             path.display().to_string(),
             std::fs::read_to_string(path)
-                .map_err(|e| Failure(format!("{}: {e}", path.display())))?,
+                .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?,
         ),
         None => (
             "embedded example config".to_string(),
             config::EXAMPLE.to_string(),
         ),
     };
-    let config = Config::from_yaml(&text).map_err(|e| Failure(format!("{name}: {e}")))?;
-    Engine::new(config).map_err(|e| Failure(format!("{name}: {e}")))
+    engine_from_text(&name, &text)
+}
+
+fn engine_from_text(name: &str, text: &str) -> Result<Engine, Failure> {
+    let config = Config::from_yaml(text).map_err(|e| Failure::Invalid(format!("{name}: {e}")))?;
+    Engine::new(config).map_err(|e| Failure::Invalid(format!("{name}: {e}")))
 }
 
 fn render(
@@ -96,7 +113,6 @@ fn render(
     example: bool,
     input: Option<&Path>,
 ) -> Result<(), Failure> {
-    let engine = load_engine(if example { None } else { config })?;
     let (name, text) = if example {
         (
             "prometheus-server-configmap.yaml".to_string(),
@@ -109,11 +125,40 @@ fn render(
             Some(path) => (
                 path.display().to_string(),
                 std::fs::read_to_string(path)
-                    .map_err(|e| Failure(format!("{}: {e}", path.display())))?,
+                    .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?,
             ),
         }
     };
-    let rendered = render_stream(&engine, &text).map_err(|e| Failure(format!("{name}: {e}")))?;
+    // A KRM function call (kustomize `transformers:`, kpt): a ResourceList on stdin, whose
+    // functionConfig may carry the promfed config.
+    if let Some(list) = (!example).then(|| parse_resource_list(&text)).flatten() {
+        let engine = match (config, resource_list_config(&list)) {
+            (Some(path), _) => load_engine(Some(path))?,
+            (None, Some(text)) => engine_from_text("functionConfig", &text)?,
+            (None, None) => {
+                return Err(Failure::Usage(
+                    "ResourceList: give --config or a functionConfig ConfigMap with data[\"promfed.yaml\"]".into(),
+                ));
+            }
+        };
+        let rendered = render_resource_list(&engine, list)
+            .map_err(|e| Failure::Invalid(format!("{name}: {e}")))?;
+        for warning in &rendered.warnings {
+            eprintln!("promfed: warning: {name}: {warning}");
+        }
+        return write_stdout(rendered.text.as_bytes());
+    }
+    let engine = match config {
+        Some(path) if !example => load_engine(Some(path))?,
+        _ if example => load_engine(None)?,
+        _ => {
+            return Err(Failure::Usage(
+                "render needs --config FILE (or --example)".into(),
+            ));
+        }
+    };
+    let rendered =
+        render_stream(&engine, &text).map_err(|e| Failure::Invalid(format!("{name}: {e}")))?;
     for warning in &rendered.warnings {
         eprintln!("promfed: warning: {name}: {warning}");
     }
@@ -142,7 +187,7 @@ fn read_stdin() -> Result<(String, String), Failure> {
     let mut text = String::new();
     io::stdin()
         .read_to_string(&mut text)
-        .map_err(|e| Failure(format!("stdin: {e}")))?;
+        .map_err(|e| Failure::Invalid(format!("stdin: {e}")))?;
     Ok(("stdin".to_string(), text))
 }
 
@@ -152,6 +197,6 @@ fn write_stdout(bytes: &[u8]) -> Result<(), Failure> {
     match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Failure(format!("stdout: {e}"))),
+        Err(e) => Err(Failure::Invalid(format!("stdout: {e}"))),
     }
 }

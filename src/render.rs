@@ -131,6 +131,99 @@ fn render_document(
     )))
 }
 
+/// A KRM function input (`kind: ResourceList`, as kustomize and kpt send it), parsed.
+pub fn parse_resource_list(input: &str) -> Option<Node> {
+    // Cheap test first: a manifest stream is not parsed twice.
+    if !input.contains("ResourceList") {
+        return None;
+    }
+    let root = yaml::parse(input, Limits::default()).ok()??;
+    let kind = root.get("kind")?.as_str()?;
+    (kind == "ResourceList" && root.get("items").is_some()).then_some(root)
+}
+
+/// The promfed config a KRM function was given: `functionConfig` is a ConfigMap whose
+/// `data["promfed.yaml"]` holds it.
+pub fn resource_list_config(list: &Node) -> Option<String> {
+    let config = list.get("functionConfig")?;
+    Some(
+        config
+            .get("data")?
+            .get("promfed.yaml")?
+            .as_str()?
+            .to_string(),
+    )
+}
+
+/// Rewrite the matched ConfigMaps among a ResourceList's items; warnings become `results`.
+pub fn render_resource_list(engine: &Engine, mut list: Node) -> Result<Rendered, RenderError> {
+    let mut out = Rendered::default();
+    let mut results = Vec::new();
+    let items = list
+        .get_mut("items")
+        .and_then(Node::as_seq_mut)
+        .ok_or_else(|| RenderError {
+            document: 1,
+            object: String::new(),
+            reason: "ResourceList items must be a list".into(),
+        })?;
+    for (index, item) in items.iter_mut().enumerate() {
+        let Some(object) = object_ref(item) else {
+            continue;
+        };
+        if !engine.matches(&object) {
+            continue;
+        }
+        out.matched += 1;
+        let label = format!(" (ConfigMap {}/{})", object.namespace, object.name);
+        let fail = |reason: String| RenderError {
+            document: index + 1,
+            object: label.clone(),
+            reason,
+        };
+        let data = config_map_data(item).map_err(&fail)?;
+        let rewrite = engine.rewrite(&data).map_err(|e| fail(e.to_string()))?;
+        for warning in &rewrite.warnings {
+            results.push(serde_json::json!({
+                "message": warning.to_string(),
+                "severity": "warning",
+                "resourceRef": {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "name": object.name,
+                    "namespace": object.namespace,
+                },
+            }));
+            out.warnings.push(format!(
+                "ConfigMap {}/{}: {warning}",
+                object.namespace, object.name
+            ));
+        }
+        let changed = rewrite.changed_keys(&data);
+        if changed.is_empty() {
+            continue;
+        }
+        out.changed += 1;
+        if item.get("data").is_none_or(Node::is_null) {
+            item.insert("data", Node::from_json(&serde_json::json!({})));
+        }
+        let data_node = item.get_mut("data").expect("data was just ensured");
+        for (key, value) in &rewrite.data {
+            if changed.contains(&key.as_str()) {
+                data_node.insert(key, Node::string(value.clone()));
+            }
+        }
+    }
+    if !results.is_empty() {
+        list.insert(
+            "results",
+            Node::from_json(&serde_json::Value::Array(results)),
+        );
+    }
+    out.text = yaml::emit(&list);
+    Ok(out)
+}
+
 /// Kind, name, namespace and labels of a manifest document, if it is a mapping with a kind.
 pub fn object_ref(root: &Node) -> Option<ObjectRef> {
     let kind = root.get("kind")?.as_str()?.to_string();

@@ -189,3 +189,49 @@ fn warnings_go_to_stderr() {
         "{message}"
     );
 }
+
+/// kustomize / kpt call a KRM function with a ResourceList on stdin.
+#[test]
+fn krm_function_rewrites_resource_list_items() {
+    use promfed::yaml::{self, Limits, Node};
+    let configmap = yaml::parse(
+        &read_data("tkg/prometheus-server-configmap.yaml"),
+        Limits::default(),
+    )
+    .unwrap()
+    .unwrap()
+    .to_json();
+    let deployment = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "on"}, "spec": {"replicas": 1}});
+    let list = serde_json::json!({
+        "apiVersion": "config.kubernetes.io/v1",
+        "kind": "ResourceList",
+        "items": [deployment, configmap],
+        "functionConfig": {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "promfed"},
+            "data": {"promfed.yaml": read_data("example-config.yaml")},
+        },
+    });
+    let input = yaml::emit(&Node::from_json(&list));
+    let out = promfed(&["render"], Some(&input));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = yaml::parse(&String::from_utf8(out.stdout).unwrap(), Limits::default())
+        .unwrap()
+        .unwrap()
+        .to_json();
+    assert_eq!(got["kind"], "ResourceList");
+    assert_eq!(got["items"][0], deployment);
+    let prometheus = got["items"][1]["data"]["prometheus.yml"].as_str().unwrap();
+    assert!(
+        prometheus.contains("replacement: shared-tools"),
+        "{prometheus}"
+    );
+    assert!(prometheus.contains("job_name: federation"), "{prometheus}");
+
+    // Without any config it is a usage error.
+    let mut bare = list.clone();
+    bare.as_object_mut().unwrap().remove("functionConfig");
+    let out = promfed(&["render"], Some(&yaml::emit(&Node::from_json(&bare))));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}

@@ -22,6 +22,9 @@ mod cli;
 #[path = "it/corpus_inputs.rs"]
 mod corpus_inputs;
 
+#[path = "it/dashboard.rs"]
+mod dashboard;
+
 #[path = "it/engine.rs"]
 mod engine;
 
@@ -31,5 +34,14 @@ mod properties;
 #[path = "it/promql.rs"]
 mod promql;
 
+#[path = "it/semantic.rs"]
+mod semantic;
+
 #[path = "it/webhook.rs"]
 mod webhook;
+
+#[path = "it/webhook_tls.rs"]
+mod webhook_tls;
+
+#[path = "it/yaml.rs"]
+mod yaml;

@@ -177,8 +177,17 @@ impl Engine {
             let mut root = match parsed {
                 Ok(Some(root)) => root,
                 Ok(None) => yaml::Node::from_json(&serde_json::Value::Null),
-                // An auto-detected key that merely mentions "groups" need not be YAML.
-                Err(_) if auto_rules && !is_config && !listed_rules && !is_alerts_key => continue,
+                // A key that merely mentions "groups" need not be YAML, unless its name says
+                // it is one (a broken rule file must not slip through unnoticed).
+                Err(_)
+                    if auto_rules
+                        && !is_config
+                        && !listed_rules
+                        && !is_alerts_key
+                        && !looks_like_yaml_file(key) =>
+                {
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
             let mut changed = false;
@@ -246,4 +255,11 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// Data keys whose names say they hold YAML (or JSON) documents.
+fn looks_like_yaml_file(key: &str) -> bool {
+    [".yml", ".yaml", ".json", ".rules"]
+        .iter()
+        .any(|ext| key.ends_with(ext))
 }

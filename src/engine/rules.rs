@@ -162,10 +162,18 @@ pub fn rewrite(
                 }
             }
             if add_label {
-                rule_changed |= set_label(rule, label, local).map_err(|reason| Error {
-                    location: at(Some(&name), item.clone(), line),
-                    reason,
-                })?;
+                let (labelled, replaced) =
+                    set_label(rule, label, local).map_err(|reason| Error {
+                        location: at(Some(&name), item.clone(), line),
+                        reason,
+                    })?;
+                if let Some(old) = replaced {
+                    warnings.push(Warning {
+                        location: at(Some(&name), item.clone(), line),
+                        message: format!("replaced the rule's label {label}={old} with {local:?}"),
+                    });
+                }
+                rule_changed |= labelled;
             }
             if rule_changed {
                 stats.rules_rewritten += 1;
@@ -176,8 +184,12 @@ pub fn rewrite(
     Ok(changed)
 }
 
-/// Set `labels.<label>: <value>`. Returns whether the rule changed.
-fn set_label(rule: &mut Node, label: &str, value: &str) -> Result<bool, String> {
+/// Set `labels.<label>: <value>`. Returns whether the rule changed and the value it replaced.
+fn set_label(
+    rule: &mut Node,
+    label: &str,
+    value: &str,
+) -> Result<(bool, Option<serde_json::Value>), String> {
     match rule.get_mut("labels") {
         Some(labels) if labels.is_null() => {
             *labels = Node::from_json(&serde_json::json!({}));
@@ -189,11 +201,12 @@ fn set_label(rule: &mut Node, label: &str, value: &str) -> Result<bool, String> 
         None => rule.insert("labels", Node::from_json(&serde_json::json!({}))),
     }
     let labels = rule.get_mut("labels").expect("labels was just ensured");
-    if labels.get(label).and_then(Node::as_str) == Some(value) {
-        return Ok(false);
+    let old = labels.get(label).map(Node::to_json);
+    if old.as_ref().and_then(serde_json::Value::as_str) == Some(value) {
+        return Ok((false, None));
     }
     labels.insert(label, Node::string(value));
-    Ok(true)
+    Ok((true, old))
 }
 
 /// Replace the group named like `group` in a rule file, or append it. Returns whether it changed.

@@ -562,3 +562,39 @@ fn engine_error_type_is_exhaustive_in_messages() {
         "recording_rules.yml: group \"g\", record \"r\" (line 7)"
     );
 }
+
+#[test]
+fn rule_label_on_another_cluster_is_replaced_with_a_warning() {
+    let engine = engine_from("{}");
+    let text =
+        "groups:\n- name: g\n  rules:\n  - record: r\n    expr: up\n    labels: {cluster: other}\n";
+    let out = engine
+        .rewrite(&[("r.yml".to_string(), text.to_string())])
+        .unwrap();
+    let root = yaml::parse(&out.data[0].1, Limits::default())
+        .unwrap()
+        .unwrap()
+        .to_json();
+    assert_eq!(root["groups"][0]["rules"][0]["labels"]["cluster"], "local");
+    assert!(
+        out.warnings
+            .iter()
+            .any(|w| w.to_string().contains("cluster=\"other\"")),
+        "{:?}",
+        out.warnings
+    );
+}
+
+#[test]
+fn broken_yaml_is_refused_only_where_a_rule_file_is_expected() {
+    let engine = engine_from("{}");
+    let broken = "groups:\n- name: g\n  rules: [\n";
+    // A key named like a YAML file that looks like a rule file: refused.
+    let err = engine
+        .rewrite(&[("recording_rules.yml".to_string(), broken.to_string())])
+        .unwrap_err();
+    assert!(err.to_string().contains("recording_rules.yml"), "{err}");
+    // Free text that happens to mention groups: left alone.
+    let notes = vec![("NOTES".to_string(), "groups: [ are not here".to_string())];
+    assert_eq!(engine.rewrite(&notes).unwrap().data, notes);
+}

@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod config;
+pub mod dashboard;
 pub mod engine;
 pub mod yaml;
 

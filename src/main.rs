@@ -50,6 +50,18 @@ enum Command {
     },
     /// Run the HTTPS admission webhook.
     Serve(promfed::server::ServeArgs),
+    /// Make a Grafana dashboard multi-cluster: add a cluster variable and scope every PromQL
+    /// query with `<label>=~"$<variable>"`; the dashboard goes to stdout.
+    Dashboard {
+        /// The label that names a series' cluster.
+        #[arg(long, default_value = "cluster")]
+        label: String,
+        /// The dashboard variable that selects clusters (added if missing).
+        #[arg(long, default_value = "cluster")]
+        variable: String,
+        /// Dashboard JSON file, or `-` for stdin (default).
+        input: Option<PathBuf>,
+    },
 }
 
 /// An error for the user, printed once to stderr.
@@ -70,6 +82,11 @@ fn main() -> ExitCode {
             input,
         } => render(config.as_deref(), diff, example, input.as_deref()),
         Command::Check { config } => check(&config),
+        Command::Dashboard {
+            label,
+            variable,
+            input,
+        } => dashboard(&label, &variable, input.as_deref()),
         Command::Serve(args) => {
             promfed::server::run(args).map_err(|e| Failure::Invalid(format!("{e:#}")))
         }
@@ -181,6 +198,26 @@ fn check(path: &Path) -> Result<(), Failure> {
         config.additional_scrape_configs.len() + config.clusters.len()
     );
     Ok(())
+}
+
+fn dashboard(label: &str, variable: &str, input: Option<&Path>) -> Result<(), Failure> {
+    let options = promfed::dashboard::Options::new(label, variable)
+        .map_err(|e| Failure::Invalid(e.to_string()))?;
+    let (name, text) = match input {
+        None => read_stdin()?,
+        Some(path) if path == Path::new("-") => read_stdin()?,
+        Some(path) => (
+            path.display().to_string(),
+            std::fs::read_to_string(path)
+                .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?,
+        ),
+    };
+    let converted = promfed::dashboard::convert(&text, &options)
+        .map_err(|e| Failure::Invalid(format!("{name}: {e}")))?;
+    for warning in &converted.report.warnings {
+        eprintln!("promfed: warning: {name}: {warning}");
+    }
+    write_stdout(converted.text.as_bytes())
 }
 
 fn read_stdin() -> Result<(String, String), Failure> {

@@ -25,6 +25,9 @@ mod corpus_inputs;
 #[path = "it/dashboard.rs"]
 mod dashboard;
 
+#[path = "it/deploy.rs"]
+mod deploy;
+
 #[path = "it/engine.rs"]
 mod engine;
 

@@ -23,6 +23,7 @@ lint:
 # Criterion benches; the baseline peers (tests/peers/*.py) run in the venv.
 bench: deps
 	PROMFED_PYTHON=$(VENV_PYTHON) $(CARGO) bench
+	scripts/bench.sh
 
 fmt:
 	$(CARGO) fmt

@@ -31,6 +31,9 @@ mod deploy;
 #[path = "it/engine.rs"]
 mod engine;
 
+#[path = "it/federation.rs"]
+mod federation;
+
 #[path = "it/properties.rs"]
 mod properties;
 

@@ -1,0 +1,1655 @@
+//! Installing promfed: the kustomize overlays under `deploy/` (rendered with `kubectl kustomize`,
+//! validated strictly against the Kubernetes 1.33 schemas by kubernetes-validate, and checked
+//! for the settings the webhook depends on), `certs/generate.sh` (certificates that `promfed
+//! serve` presents to a verifying client, and mTLS federation certificates that a real
+//! Prometheus accepts), the helm post-renderer, the KRM function example, the kapp Config, the
+//! dashboard ConfigMaps and the image files.
+//!
+//! Tools: kubectl (its built-in kustomize), openssl, kpt, the venv's Python and
+//! kubernetes-validate, Debian's prometheus. kubernetes-validate knows the schemas of 1.25 to
+//! 1.37; these tests use 1.33. It has none for CRDs, so cert-manager's Issuer and Certificate
+//! are checked field by field here instead.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::support::{self, describe, promfed_bin, require, root};
+
+/// The Kubernetes version whose schemas the manifests must satisfy.
+const K8S_VERSION: &str = "1.33.0";
+/// The webhook's in-cluster name, as the API server verifies it.
+const SERVICE_NAME: &str = "promfed.promfed-system.svc";
+/// The image the manifests name (tagged with the crate version).
+const IMAGE: &str = "ghcr.io/promfed/promfed";
+
+// ---------------------------------------------------------------------------------------
+// Tools and processes
+
+/// `need!(kubectl)`: a tool from the function of that name in this module, or a skip (a
+/// failure with PROMFED_REQUIRE_TOOLS), as `require!` does for the shared tools.
+macro_rules! need {
+    ($tool:ident) => {
+        match $tool() {
+            Some(path) => path,
+            None => {
+                support::skip::<()>(&support::current_test(), stringify!($tool));
+                return;
+            }
+        }
+    };
+}
+
+/// `$env_var`, else `name` on PATH; only if `name args` succeeds.
+fn tool(env_var: &str, name: &str, args: &[&str]) -> Option<PathBuf> {
+    let path = match std::env::var_os(env_var) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => std::env::split_paths(&std::env::var_os("PATH")?)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())?,
+    };
+    let runs = Command::new(&path)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    runs.then_some(path)
+}
+
+/// kubectl with its built-in kustomize (`PROMFED_KUBECTL` or PATH).
+fn kubectl() -> Option<PathBuf> {
+    tool("PROMFED_KUBECTL", "kubectl", &["version", "--client"])
+}
+
+/// openssl (`PROMFED_OPENSSL` or PATH).
+fn openssl() -> Option<PathBuf> {
+    tool("PROMFED_OPENSSL", "openssl", &["version"])
+}
+
+/// kpt, which runs KRM exec functions (`PROMFED_KPT` or PATH).
+fn kpt() -> Option<PathBuf> {
+    tool("PROMFED_KPT", "kpt", &["version"])
+}
+
+/// The standalone kustomize (`PROMFED_KUSTOMIZE` or PATH): `kubectl kustomize` cannot run exec
+/// functions (it has no --enable-exec and skips them without a word).
+fn kustomize() -> Option<PathBuf> {
+    tool("PROMFED_KUSTOMIZE", "kustomize", &["version"])
+}
+
+/// A path as a command-line argument (test paths are UTF-8).
+fn p(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 path")
+}
+
+/// Run `program args` to completion, with `input` on stdin and `envs` added.
+fn run(program: &Path, args: &[&str], input: Option<&str>, envs: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .envs(envs.iter().copied())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
+    if let Some(text) = input {
+        let mut pipe = child.stdin.take().unwrap();
+        let text = text.to_owned();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(text.as_bytes());
+        });
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// [`run`], which must succeed; its stdout.
+fn run_ok(program: &Path, args: &[&str], input: Option<&str>, envs: &[(&str, &str)]) -> String {
+    let out = run(program, args, input, envs);
+    assert!(
+        out.status.success(),
+        "{} {args:?}: {}",
+        program.display(),
+        describe(&out)
+    );
+    stdout(&out)
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).expect("UTF-8 output")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A repository script, run with bash (so the executable bit does not matter).
+fn script(name: &str, args: &[&str]) -> Output {
+    let path = root().join(name);
+    let all: Vec<&str> = [p(&path)].into_iter().chain(args.iter().copied()).collect();
+    run(Path::new("bash"), &all, None, &[])
+}
+
+/// `certs/generate.sh ARGS`, which must succeed.
+fn generate_ok(args: &[&str]) {
+    let out = script("certs/generate.sh", args);
+    assert!(
+        out.status.success(),
+        "certs/generate.sh {args:?}: {}",
+        describe(&out)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Manifests
+
+/// The documents of a YAML stream as JSON, parsed with promfed's YAML reader.
+fn parse_stream(text: &str) -> Vec<Value> {
+    let mut docs = vec![String::new()];
+    for line in text.split_inclusive('\n') {
+        if line.trim_end() == "---" {
+            docs.push(String::new());
+        } else {
+            docs.last_mut().unwrap().push_str(line);
+        }
+    }
+    docs.iter()
+        .filter_map(|doc| {
+            promfed::yaml::parse(doc, promfed::yaml::Limits::default())
+                .unwrap_or_else(|e| panic!("does not parse: {e:?}\n{doc}"))
+        })
+        .map(|node| node.to_json())
+        .collect()
+}
+
+/// A file of the repository, parsed.
+fn parse_file(path: &str) -> Vec<Value> {
+    parse_stream(&std::fs::read_to_string(root().join(path)).unwrap())
+}
+
+/// The one document of a file.
+fn parse_one(path: &Path) -> Value {
+    let mut docs = parse_stream(&std::fs::read_to_string(path).unwrap());
+    assert_eq!(docs.len(), 1, "{}", path.display());
+    docs.remove(0)
+}
+
+/// `kubectl kustomize DIR`, parsed.
+fn kustomize_build(kubectl: &Path, dir: &Path) -> Vec<Value> {
+    parse_stream(&run_ok(kubectl, &["kustomize", p(dir)], None, &[]))
+}
+
+/// The one object of `kind` named `name` (compared without kustomize's hash suffix).
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    let found: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["kind"] == kind && unhashed(o["metadata"]["name"].as_str().unwrap()) == name)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {kind} {name}, found {}",
+        found.len()
+    );
+    found[0]
+}
+
+/// A generated name without kustomize's `-<10 characters>` content hash (`promfed-selfsigned`
+/// keeps its last part: `selfsigned` has vowels).
+fn unhashed(name: &str) -> &str {
+    match name.rsplit_once('-') {
+        // kustomize writes the hash's hex digits without vowels (0-9a-f to this alphabet).
+        Some((base, hash))
+            if hash.len() == 10 && hash.bytes().all(|b| b"bcdfghkmt2456789".contains(&b)) =>
+        {
+            base
+        }
+        _ => name,
+    }
+}
+
+/// Whether an object is of a Kubernetes built-in kind (kubernetes-validate has its schema).
+fn is_builtin(object: &Value) -> bool {
+    let api = object["apiVersion"].as_str().unwrap_or("");
+    let group = api.split_once('/').map_or("", |(g, _)| g);
+    !group.contains('.') || group.ends_with(".k8s.io")
+}
+
+/// Validate every built-in object strictly (unknown fields are errors) against the Kubernetes
+/// 1.33 schemas, and check that kubernetes-validate reports each one as passed, so none was
+/// skipped as unknown. CRD objects (cert-manager's) are left out: it has no schema for them.
+fn assert_valid(objects: &[Value]) {
+    let builtin: Vec<&Value> = objects.iter().filter(|o| is_builtin(o)).collect();
+    let text: Vec<String> = builtin.iter().map(|o| o.to_string()).collect();
+    let out = support::run_kubernetes_validate(&text.join("\n---\n"), K8S_VERSION);
+    assert!(
+        out.status.success(),
+        "kubernetes-validate {K8S_VERSION}: {}",
+        describe(&out)
+    );
+    let report = format!("{}{}", stdout(&out), stderr(&out));
+    for object in builtin {
+        let kind = object["kind"].as_str().unwrap().to_lowercase();
+        let id = format!(
+            "passed for resource {kind}/{}",
+            object["metadata"]["name"].as_str().unwrap()
+        );
+        assert!(
+            report.contains(&id),
+            "kubernetes-validate did not check {id}:\n{report}"
+        );
+    }
+}
+
+/// A copy of `deploy/` in a temporary directory, so certificates can be written into it.
+fn deploy_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("deploy"), &dir.path().join("deploy"));
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .expect("base64")
+}
+
+fn strings(value: &Value) -> Vec<&str> {
+    let items = value
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {value}"));
+    items.iter().map(|v| v.as_str().unwrap()).collect()
+}
+
+/// The item of a list whose `field` is `value`.
+fn item<'a>(list: &'a Value, field: &str, value: impl Into<Value>) -> &'a Value {
+    let value = value.into();
+    let items = list
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"));
+    items
+        .iter()
+        .find(|i| i[field] == value)
+        .unwrap_or_else(|| panic!("no item with {field} = {value} in {list}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// The base
+
+#[test]
+fn base_renders_and_every_object_is_valid_kubernetes_1_33() {
+    let kubectl = need!(kubectl);
+    let _ = require!(kubernetes_validate);
+    let objects = kustomize_build(&kubectl, &root().join("deploy/base"));
+    let kinds: Vec<&str> = objects
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "Namespace",
+        "ServiceAccount",
+        "ConfigMap",
+        "Service",
+        "Deployment",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "MutatingWebhookConfiguration",
+    ] {
+        assert!(kinds.contains(&kind), "no {kind} in deploy/base: {kinds:?}");
+    }
+    // promfed calls no API: no RBAC at all.
+    assert!(
+        !kinds.iter().any(|k| k.contains("Role")),
+        "deploy/base has RBAC: {kinds:?}"
+    );
+    for object in &objects {
+        if !matches!(
+            object["kind"].as_str().unwrap(),
+            "Namespace" | "MutatingWebhookConfiguration"
+        ) {
+            assert_eq!(
+                object["metadata"]["namespace"], "promfed-system",
+                "{object}"
+            );
+        }
+    }
+    assert_valid(&objects);
+}
+
+#[test]
+fn webhook_registers_only_prometheus_server_configmaps_and_fails_closed() {
+    let kubectl = need!(kubectl);
+    let objects = kustomize_build(&kubectl, &root().join("deploy/base"));
+    let config = find(&objects, "MutatingWebhookConfiguration", "promfed");
+    let hooks = config["webhooks"].as_array().unwrap();
+    assert_eq!(hooks.len(), 1);
+    let hook = &hooks[0];
+    // The API server wants a name of at least three dot-separated parts.
+    assert!(
+        hook["name"].as_str().unwrap().split('.').count() >= 3,
+        "{}",
+        hook["name"]
+    );
+    assert_eq!(hook["admissionReviewVersions"], json!(["v1"]));
+    assert_eq!(hook["sideEffects"], "None");
+    assert_eq!(hook["timeoutSeconds"], 5);
+    assert_eq!(hook["reinvocationPolicy"], "IfNeeded");
+    assert_eq!(hook["failurePolicy"], "Fail");
+    assert_eq!(
+        hook["rules"],
+        json!([{
+            "operations": ["CREATE", "UPDATE"],
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "resources": ["configmaps"],
+            "scope": "Namespaced",
+        }])
+    );
+    assert_eq!(
+        hook["namespaceSelector"],
+        json!({"matchExpressions": [{
+            "key": "kubernetes.io/metadata.name",
+            "operator": "NotIn",
+            "values": ["kube-system", "promfed-system"],
+        }]})
+    );
+    assert_eq!(
+        hook["clientConfig"],
+        json!({"service": {
+            "name": "promfed", "namespace": "promfed-system", "path": "/mutate", "port": 443,
+        }}),
+        "no caBundle in the base: an overlay adds it"
+    );
+
+    // The webhook selects exactly what the shipped promfed config rewrites: it is never called
+    // for a ConfigMap promfed would leave alone, and misses none it would rewrite.
+    let text = std::fs::read_to_string(root().join("deploy/base/promfed.yaml")).unwrap();
+    let promfed_config = promfed::Config::from_yaml(&text).expect("deploy/base/promfed.yaml");
+    let labels: BTreeMap<String, String> =
+        serde_json::from_value(hook["objectSelector"]["matchLabels"].clone()).unwrap();
+    assert_eq!(labels, promfed_config.configmap.labels);
+    assert!(hook["objectSelector"].get("matchExpressions").is_none());
+    let names: Vec<String> = (promfed_config.configmap.names.iter())
+        .map(|n| format!("object.metadata.name == \"{n}\""))
+        .collect();
+    let conditions = hook["matchConditions"].as_array().unwrap();
+    assert_eq!(conditions.len(), 1);
+    assert_eq!(conditions[0]["expression"], names.join(" || "));
+
+    // The Service sends 443 to the container port promfed serves /mutate on, 9102 to metrics.
+    let service = find(&objects, "Service", "promfed");
+    let deployment = find(&objects, "Deployment", "promfed");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let target = |port: u16| {
+        let name = &item(&service["spec"]["ports"], "port", port)["targetPort"];
+        item(&container["ports"], "name", name.clone())["containerPort"].clone()
+    };
+    assert_eq!((target(443), target(9102)), (json!(8443), json!(9102)));
+    assert_eq!(
+        service["spec"]["selector"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+}
+
+#[test]
+fn deployment_is_redundant_hardened_probed_and_scraped() {
+    let kubectl = need!(kubectl);
+    let objects = kustomize_build(&kubectl, &root().join("deploy/base"));
+    let deployment = find(&objects, "Deployment", "promfed");
+    let spec = &deployment["spec"];
+    let pod = &spec["template"]["spec"];
+    let pod_labels = &spec["template"]["metadata"]["labels"];
+    assert_eq!(spec["replicas"], 2);
+    assert_eq!(spec["strategy"]["rollingUpdate"]["maxUnavailable"], 0);
+    let anti =
+        &pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0];
+    assert_eq!(
+        anti["podAffinityTerm"]["topologyKey"],
+        "kubernetes.io/hostname"
+    );
+    assert_eq!(
+        anti["podAffinityTerm"]["labelSelector"]["matchLabels"],
+        *pod_labels
+    );
+
+    // Pod and container security.
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert_eq!(pod["containers"].as_array().unwrap().len(), 1);
+    let c = &pod["containers"][0];
+    let sc = &c["securityContext"];
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+    let sa = find(
+        &objects,
+        "ServiceAccount",
+        pod["serviceAccountName"].as_str().unwrap(),
+    );
+    assert_eq!(sa["automountServiceAccountToken"], false);
+
+    // The image carries the crate's version (overridable with kustomize's `images:`).
+    assert_eq!(c["image"], format!("{IMAGE}:{}", env!("CARGO_PKG_VERSION")));
+
+    // Probes on the plain-HTTP metrics port.
+    assert_eq!(
+        c["readinessProbe"]["httpGet"],
+        json!({"path": "/readyz", "port": "metrics"})
+    );
+    assert_eq!(
+        c["livenessProbe"]["httpGet"],
+        json!({"path": "/healthz", "port": "metrics"})
+    );
+    assert_eq!(item(&c["ports"], "name", "metrics")["containerPort"], 9102);
+
+    // Requests and limits; the memory request covers what the process needs (< 64 MiB).
+    for kind in ["requests", "limits"] {
+        for resource in ["cpu", "memory"] {
+            assert!(
+                c["resources"][kind][resource].is_string(),
+                "no {kind}.{resource}"
+            );
+        }
+    }
+    assert_eq!(c["resources"]["requests"]["memory"], "64Mi");
+
+    // Scraped by the `kubernetes-pods` job of the TKG package and of the helm chart.
+    let annotations = &spec["template"]["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(annotations["prometheus.io/port"], "9102");
+    assert_eq!(annotations["prometheus.io/path"], "/metrics");
+
+    // Every file flag names a file in a read-only directory mount of the right volume: the
+    // config key of the generated ConfigMap, the keys of the TLS Secret.
+    let args = strings(&c["args"]);
+    assert_eq!(args[0], "serve");
+    let flag = |name: &str| {
+        let prefix = format!("--{name}=");
+        let value = args.iter().find_map(|a| a.strip_prefix(&prefix));
+        value
+            .unwrap_or_else(|| panic!("no {prefix} in {args:?}"))
+            .to_string()
+    };
+    let mounted = |path: &str| {
+        let (dir, file) = path.rsplit_once('/').unwrap();
+        let mount = item(&c["volumeMounts"], "mountPath", dir);
+        assert_eq!(mount["readOnly"], true, "{dir} is mounted writable");
+        assert!(
+            mount.get("subPath").is_none(),
+            "a subPath mount never sees updates"
+        );
+        let volume = item(&pod["volumes"], "name", mount["name"].clone()).clone();
+        (volume, file.to_string())
+    };
+    let (config_volume, config_key) = mounted(&flag("config"));
+    let configmap_name = config_volume["configMap"]["name"].as_str().unwrap();
+    let configmap = find(&objects, "ConfigMap", unhashed(configmap_name));
+    assert_eq!(configmap["metadata"]["name"], configmap_name);
+    assert_eq!(
+        configmap["data"][&config_key].as_str().unwrap(),
+        std::fs::read_to_string(root().join("deploy/base/promfed.yaml")).unwrap(),
+        "the ConfigMap carries deploy/base/promfed.yaml unchanged"
+    );
+    let (cert_volume, cert_key) = mounted(&flag("tls-cert-file"));
+    let (key_volume, key_key) = mounted(&flag("tls-key-file"));
+    assert_eq!(cert_volume, key_volume);
+    assert_eq!(
+        (cert_key.as_str(), key_key.as_str()),
+        ("tls.crt", "tls.key")
+    );
+    assert_eq!(cert_volume["secret"]["secretName"], "promfed-tls");
+
+    // The PodDisruptionBudget and the NetworkPolicy select these pods.
+    let pdb = find(&objects, "PodDisruptionBudget", "promfed");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert_eq!(pdb["spec"]["selector"]["matchLabels"], *pod_labels);
+    let policy = find(&objects, "NetworkPolicy", "promfed");
+    assert_eq!(policy["spec"]["podSelector"]["matchLabels"], *pod_labels);
+    let ingress = policy["spec"]["ingress"].as_array().unwrap();
+    assert!(ingress.iter().all(|rule| rule.get("from").is_none()));
+    let ports: Vec<&Value> = ingress
+        .iter()
+        .flat_map(|r| r["ports"].as_array().unwrap())
+        .collect();
+    let expected = [
+        json!({"port": 8443, "protocol": "TCP"}),
+        json!({"port": 9102, "protocol": "TCP"}),
+    ];
+    assert_eq!(ports, expected.iter().collect::<Vec<_>>());
+    assert_eq!(
+        policy["spec"]["egress"],
+        json!([]),
+        "promfed opens no connection"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The overlays
+
+#[test]
+fn cert_manager_overlay_issues_the_serving_certificate_and_injects_its_ca() {
+    let kubectl = need!(kubectl);
+    let _ = require!(kubernetes_validate);
+    let objects = kustomize_build(&kubectl, &root().join("deploy/cert-manager"));
+    assert_valid(&objects);
+
+    // self-signed Issuer -> CA Certificate -> CA Issuer -> serving Certificate -> promfed-tls
+    let of_kind =
+        |kind: &str| -> Vec<&Value> { objects.iter().filter(|o| o["kind"] == kind).collect() };
+    let (issuers, certificates) = (of_kind("Issuer"), of_kind("Certificate"));
+    assert_eq!((issuers.len(), certificates.len()), (2, 2));
+    let ca = certificates
+        .iter()
+        .find(|c| c["spec"]["isCA"] == true)
+        .expect("a CA Certificate");
+    let ca_signer = find(
+        &objects,
+        "Issuer",
+        ca["spec"]["issuerRef"]["name"].as_str().unwrap(),
+    );
+    assert!(ca_signer["spec"].get("selfSigned").is_some());
+    let ca_issuer = (issuers.iter())
+        .find(|i| i["spec"]["ca"]["secretName"] == ca["spec"]["secretName"])
+        .expect("an Issuer signing with the CA's Secret");
+    let serving = certificates
+        .iter()
+        .find(|c| c["spec"]["isCA"] != true)
+        .unwrap();
+    assert_eq!(
+        serving["spec"]["issuerRef"]["name"],
+        ca_issuer["metadata"]["name"]
+    );
+    assert_eq!(serving["spec"]["secretName"], "promfed-tls");
+    let dns = strings(&serving["spec"]["dnsNames"]);
+    for name in [SERVICE_NAME, "promfed.promfed-system.svc.cluster.local"] {
+        assert!(dns.contains(&name), "{name} not in {dns:?}");
+    }
+    assert!(strings(&serving["spec"]["usages"]).contains(&"server auth"));
+    for object in issuers.iter().chain(&certificates) {
+        assert_eq!(object["metadata"]["namespace"], "promfed-system");
+    }
+
+    let webhook = find(&objects, "MutatingWebhookConfiguration", "promfed");
+    let inject = &webhook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"];
+    assert_eq!(
+        *inject,
+        format!(
+            "promfed-system/{}",
+            serving["metadata"]["name"].as_str().unwrap()
+        )
+    );
+    // The Deployment mounts the Secret cert-manager writes.
+    let deployment = find(&objects, "Deployment", "promfed");
+    let volume = item(
+        &deployment["spec"]["template"]["spec"]["volumes"],
+        "name",
+        "tls",
+    );
+    assert_eq!(volume["secret"]["secretName"], "promfed-tls");
+}
+
+#[test]
+fn self_signed_overlay_puts_generated_certificates_into_the_secret_and_the_ca_bundle() {
+    let kubectl = need!(kubectl);
+    let _ = need!(openssl);
+    let _ = require!(kubernetes_validate);
+    let tmp = deploy_copy();
+    let certs = tmp.path().join("deploy/self-signed/certs");
+    generate_ok(&[p(&certs)]);
+    let objects = kustomize_build(&kubectl, &tmp.path().join("deploy/self-signed"));
+    assert_valid(&objects);
+
+    let read = |name: &str| std::fs::read(certs.join(name)).unwrap();
+    let secret = find(&objects, "Secret", "promfed-tls");
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    for key in ["tls.crt", "tls.key", "ca.crt"] {
+        assert_eq!(
+            base64_decode(secret["data"][key].as_str().unwrap()),
+            read(key),
+            "{key}"
+        );
+    }
+    let webhook = find(&objects, "MutatingWebhookConfiguration", "promfed");
+    let bundle = webhook["webhooks"][0]["clientConfig"]["caBundle"]
+        .as_str()
+        .expect("caBundle");
+    assert_eq!(
+        base64_decode(bundle),
+        read("ca.crt"),
+        "caBundle is the CA's PEM"
+    );
+
+    // The Secret's name carries a hash of its content and the Deployment follows it: a new
+    // certificate rolls the pods.
+    let secret_name = secret["metadata"]["name"].as_str().unwrap();
+    assert_ne!(secret_name, "promfed-tls");
+    let deployment = find(&objects, "Deployment", "promfed");
+    let volume = item(
+        &deployment["spec"]["template"]["spec"]["volumes"],
+        "name",
+        "tls",
+    );
+    assert_eq!(volume["secret"]["secretName"], secret_name);
+}
+
+#[test]
+fn self_signed_overlay_without_certificates_fails_naming_the_missing_file() {
+    let kubectl = need!(kubectl);
+    let tmp = deploy_copy();
+    let _ = std::fs::remove_dir_all(tmp.path().join("deploy/self-signed/certs"));
+    let overlay = tmp.path().join("deploy/self-signed");
+    let out = run(&kubectl, &["kustomize", p(&overlay)], None, &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("certs/tls.crt"), "{}", describe(&out));
+}
+
+// ---------------------------------------------------------------------------------------
+// certs/generate.sh
+
+/// Permission bits of a file.
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// The DNS SANs of a certificate, sorted.
+fn sans(openssl: &Path, cert: &Path) -> Vec<String> {
+    let text = run_ok(
+        openssl,
+        &["x509", "-in", p(cert), "-noout", "-ext", "subjectAltName"],
+        None,
+        &[],
+    );
+    let mut names: Vec<String> = (text.split([',', '\n']))
+        .filter_map(|s| s.trim().strip_prefix("DNS:"))
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names
+}
+
+fn extensions(openssl: &Path, cert: &Path) -> String {
+    let ext = "extendedKeyUsage,basicConstraints";
+    run_ok(
+        openssl,
+        &["x509", "-in", p(cert), "-noout", "-ext", ext],
+        None,
+        &[],
+    )
+}
+
+/// `openssl verify` of `cert` against `ca` for `purpose` (sslserver, sslclient), and that it
+/// is valid for at least another `days` days.
+fn verify(openssl: &Path, ca: &Path, purpose: &str, cert: &Path) {
+    run_ok(
+        openssl,
+        &["verify", "-CAfile", p(ca), "-purpose", purpose, p(cert)],
+        None,
+        &[],
+    );
+}
+
+fn valid_for_days(openssl: &Path, cert: &Path, days: u64) -> bool {
+    let seconds = (days * 86400).to_string();
+    let args = ["x509", "-in", p(cert), "-noout", "-checkend", &seconds];
+    run(openssl, &args, None, &[]).status.success()
+}
+
+#[test]
+fn generate_sh_serving_certificate_names_the_service_and_keeps_keys_private() {
+    let openssl = need!(openssl);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("certs");
+    generate_ok(&[
+        p(&dir),
+        "--namespace",
+        "monitoring",
+        "--service",
+        "fed",
+        "--days",
+        "30",
+    ]);
+    for key in ["ca.key", "tls.key"] {
+        assert_eq!(mode(&dir.join(key)), 0o600, "{key}");
+    }
+    let cert = dir.join("tls.crt");
+    assert_eq!(
+        sans(&openssl, &cert),
+        [
+            "fed",
+            "fed.monitoring",
+            "fed.monitoring.svc",
+            "fed.monitoring.svc.cluster.local"
+        ]
+    );
+    let ext = extensions(&openssl, &cert);
+    assert!(
+        ext.contains("TLS Web Server Authentication") && ext.contains("CA:FALSE"),
+        "{ext}"
+    );
+    verify(&openssl, &dir.join("ca.crt"), "sslserver", &cert);
+    assert!(valid_for_days(&openssl, &cert, 29) && !valid_for_days(&openssl, &cert, 31));
+}
+
+#[test]
+fn generate_sh_keeps_what_is_still_good_and_renews_with_force() {
+    let openssl = need!(openssl);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("certs");
+    let files =
+        || ["ca.crt", "ca.key", "tls.crt", "tls.key"].map(|f| std::fs::read(dir.join(f)).unwrap());
+    generate_ok(&[p(&dir)]);
+    let first = files();
+    generate_ok(&[p(&dir)]);
+    assert_eq!(files(), first, "a second run changes nothing");
+    generate_ok(&[p(&dir), "--force"]);
+    let forced = files();
+    assert_eq!(
+        forced[..2],
+        first[..2],
+        "--force keeps the CA, so the caBundle stays valid"
+    );
+    assert_ne!(forced[2], first[2], "--force issues a new certificate");
+    // Other names: the certificate no longer fits and is reissued by the same CA.
+    generate_ok(&[p(&dir), "--service", "other"]);
+    assert_eq!(files()[0], first[0]);
+    assert!(sans(&openssl, &dir.join("tls.crt")).contains(&"other.promfed-system.svc".into()));
+}
+
+#[test]
+fn generate_sh_usage_errors_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("out");
+    let out = p(&out_dir);
+    let rows: &[(&str, &[&str])] = &[
+        ("no arguments", &[]),
+        ("an option before OUTDIR", &["--days", "3"]),
+        ("unknown option", &[out, "--bogus"]),
+        ("missing value", &[out, "--days"]),
+        ("days not a number", &[out, "--days", "ten"]),
+        ("days zero", &[out, "--days", "0"]),
+        ("bad service name", &[out, "--service", "Promfed_1"]),
+        (
+            "a federation option in serving mode",
+            &[out, "--cluster", "a"],
+        ),
+        ("federation without --cluster", &["federation", out]),
+        (
+            "federation with a bad cluster name",
+            &["federation", out, "--cluster", "a b"],
+        ),
+        (
+            "a serving option in federation mode",
+            &["federation", out, "--cluster", "a", "--service", "x"],
+        ),
+    ];
+    for (name, args) in rows {
+        let result = script("certs/generate.sh", args);
+        assert_eq!(
+            result.status.code(),
+            Some(2),
+            "{name}: {}",
+            describe(&result)
+        );
+        assert!(
+            stderr(&result).contains("usage:"),
+            "{name}: {}",
+            describe(&result)
+        );
+    }
+    assert!(!out_dir.exists(), "a usage error writes nothing");
+}
+
+/// A running `promfed serve`; killed when dropped.
+struct Serve {
+    child: Child,
+    https: SocketAddr,
+    metrics: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Serve {
+    fn start(config: &Path, cert: &Path, key: &Path) -> Serve {
+        let mut child = Command::new(promfed_bin())
+            .args([
+                "serve",
+                "--config",
+                p(config),
+                "--tls-cert-file",
+                p(cert),
+                "--tls-key-file",
+                p(key),
+            ])
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting promfed serve");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        let pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            // The JSON log line "listening" names the bound addresses.
+            let addrs = log.lock().unwrap().iter().find_map(|line| {
+                let event: Value = serde_json::from_str(line).ok()?;
+                let addr = |f: &str| event[f].as_str()?.parse::<SocketAddr>().ok();
+                (event["message"] == "listening")
+                    .then(|| Some((addr("https_addr")?, addr("metrics_addr")?)))?
+            });
+            if let Some((https, metrics)) = addrs {
+                let serve = Serve {
+                    child,
+                    https,
+                    metrics,
+                    log,
+                };
+                serve.wait_ready(deadline);
+                return serve;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "promfed serve exited with {status}:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "promfed serve did not listen within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Poll `/readyz` until it answers 200.
+    fn wait_ready(&self, deadline: Instant) {
+        loop {
+            let ready = TcpStream::connect(self.metrics).ok().and_then(|mut tcp| {
+                tcp.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .ok()?;
+                let mut answer = String::new();
+                tcp.read_to_string(&mut answer).ok()?;
+                Some(answer.starts_with("HTTP/1.1 200"))
+            });
+            if ready == Some(true) {
+                return;
+            }
+            let log = self.log.lock().unwrap().join("\n");
+            assert!(
+                Instant::now() < deadline,
+                "promfed serve not ready within 30 s:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTPS client in Python's `ssl` (OpenSSL's verifier, not promfed's rustls): connects to
+/// 127.0.0.1:PORT, verifies the server as NAME against CA, presents CERT/KEY if given, sends
+/// one request and prints `{"status", "tls", "body"}` or `{"error"}` as JSON.
+const PY_HTTPS: &str = r#"
+import http.client, json, socket, ssl, sys
+port, name, ca, method, path, body, cert, key = sys.argv[1:9]
+ctx = ssl.create_default_context(cafile=ca)
+if cert:
+    ctx.load_cert_chain(cert, key)
+class Conn(http.client.HTTPSConnection):
+    def connect(self):
+        raw = socket.create_connection((self.host, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(raw, server_hostname=name)
+        self.tls_version = self.sock.version()
+conn = Conn("127.0.0.1", int(port), context=ctx, timeout=20)
+try:
+    data = open(body, "rb").read() if body else None
+    conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    out = {"status": resp.status, "tls": conn.tls_version, "body": resp.read().decode()}
+except OSError as e:  # ssl.SSLError, certificate errors, resets
+    out = {"error": f"{type(e).__name__}: {e}"}
+print(json.dumps(out))
+"#;
+
+/// One HTTPS request with [`PY_HTTPS`].
+struct Https<'a> {
+    python: &'a Path,
+    ca: &'a Path,
+    client: Option<(&'a Path, &'a Path)>,
+}
+
+impl Https<'_> {
+    fn send(
+        &self,
+        addr: SocketAddr,
+        name: &str,
+        method: &str,
+        path: &str,
+        body: Option<&Path>,
+    ) -> Value {
+        let port = addr.port().to_string();
+        let (cert, key) = self.client.map_or(("", ""), |(c, k)| (p(c), p(k)));
+        let args = [
+            "-c",
+            PY_HTTPS,
+            &port,
+            name,
+            p(self.ca),
+            method,
+            path,
+            body.map_or("", p),
+            cert,
+            key,
+        ];
+        let out = run_ok(self.python, &args, None, &[]);
+        serde_json::from_str(out.trim()).unwrap()
+    }
+}
+
+#[test]
+fn promfed_serve_presents_the_generated_certificate_for_the_service_name() {
+    let _ = need!(openssl);
+    let python = require!(python);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("certs");
+    generate_ok(&[p(&dir)]);
+    let config = root().join("deploy/base/promfed.yaml");
+    let serve = Serve::start(&config, &dir.join("tls.crt"), &dir.join("tls.key"));
+    let client = Https {
+        python: &python,
+        ca: &dir.join("ca.crt"),
+        client: None,
+    };
+    let review_file = support::data("review-tkg.json");
+    let post = |name: &str| client.send(serve.https, name, "POST", "/mutate", Some(&review_file));
+
+    let answer = post(SERVICE_NAME);
+    assert_eq!(answer["status"], 200, "{answer}");
+    let review: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    let request: Value = serde_json::from_str(&support::read_data("review-tkg.json")).unwrap();
+    let response = &review["response"];
+    assert_eq!(response["uid"], request["request"]["uid"]);
+    assert_eq!(response["allowed"], true, "{review}");
+    assert_eq!(
+        response["patchType"], "JSONPatch",
+        "the TKG ConfigMap is rewritten: {review}"
+    );
+    let patch: Value =
+        serde_json::from_slice(&base64_decode(response["patch"].as_str().unwrap())).unwrap();
+    assert!(!patch.as_array().unwrap().is_empty());
+
+    // The certificate's other names verify too; a name it does not carry does not.
+    for name in [
+        "promfed.promfed-system.svc.cluster.local",
+        "promfed.promfed-system",
+    ] {
+        assert_eq!(post(name)["status"], 200, "{name}");
+    }
+    let wrong = post("promfed.other.svc");
+    assert!(
+        wrong["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("CERTIFICATE_VERIFY_FAILED")),
+        "{wrong}"
+    );
+}
+
+#[test]
+fn federation_certificates_verify_and_the_promfed_entry_is_a_valid_config() {
+    let openssl = need!(openssl);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("federation");
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    generate_ok(&["federation", p(&dir), "--cluster", "other"]);
+    let (ca_before, client_before) = (read("ca.crt"), read("tools/tls.crt"));
+    generate_ok(&[
+        "federation",
+        p(&dir),
+        "--cluster",
+        "random",
+        "--server-name",
+        "prom-random.example.com",
+        "--address",
+        "prom.random.example.com:8443",
+    ]);
+    // One CA and one client certificate (the tools Prometheus's) for every cluster.
+    assert_eq!(
+        (read("ca.crt"), read("tools/tls.crt")),
+        (ca_before.clone(), client_before)
+    );
+    let ca = dir.join("ca.crt");
+    let client = dir.join("tools/tls.crt");
+    verify(&openssl, &ca, "sslclient", &client);
+    assert!(valid_for_days(&openssl, &client, 1));
+    assert!(extensions(&openssl, &client).contains("TLS Web Client Authentication"));
+    for (cluster, server_name) in [
+        ("other", "prom-federation"),
+        ("random", "prom-random.example.com"),
+    ] {
+        let workload = dir.join("workload").join(cluster);
+        let cert = workload.join("tls.crt");
+        verify(&openssl, &ca, "sslserver", &cert);
+        assert!(valid_for_days(&openssl, &cert, 1));
+        assert_eq!(sans(&openssl, &cert), [server_name]);
+        assert_eq!(
+            std::fs::read(workload.join("ca.crt")).unwrap(),
+            ca_before,
+            "client CA"
+        );
+        assert_eq!(mode(&workload.join("tls.key")), 0o600);
+        assert_eq!(
+            parse_one(&workload.join("web.config.yml"))["tls_server_config"],
+            json!({
+                "cert_file": "/etc/prometheus/federation/tls.crt",
+                "key_file": "/etc/prometheus/federation/tls.key",
+                "client_auth_type": "RequireAndVerifyClientCert",
+                "client_ca_file": "/etc/prometheus/federation/ca.crt",
+            })
+        );
+        // The tools side's entry is a promfed config by itself, with the seed's tls_config.
+        let entry = dir.join("promfed").join(format!("{cluster}.yaml"));
+        run_ok(&promfed_bin(), &["check", "--config", p(&entry)], None, &[]);
+        let tls = &parse_one(&entry)["clusters"][0]["tls_config"];
+        assert_eq!(tls["server_name"], server_name);
+        assert_eq!(
+            tls["cert_file"],
+            "/etc/prometheus/addCerts/federation/tls.crt"
+        );
+    }
+    assert_eq!(mode(&dir.join("tools/tls.key")), 0o600);
+    assert_eq!(mode(&dir.join("ca.key")), 0o600);
+}
+
+/// A free loopback port (bound, then released for the process that takes it).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The generated web config on a real Prometheus: the tools side's client certificate gets
+/// `/federate`, a client without one is refused.
+#[test]
+fn federation_mtls_works_against_a_real_prometheus() {
+    let _ = need!(openssl);
+    let prometheus = require!(prometheus);
+    let python = require!(python);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("federation");
+    generate_ok(&["federation", p(&dir), "--cluster", "other"]);
+    let workload = dir.join("workload/other");
+    // The web config names the in-cluster mount; point it at the files here.
+    let web = std::fs::read_to_string(workload.join("web.config.yml"))
+        .unwrap()
+        .replace("/etc/prometheus/federation", p(&workload));
+    let web_file = tmp.path().join("web.yml");
+    std::fs::write(&web_file, web).unwrap();
+    let config = tmp.path().join("prometheus.yml");
+    std::fs::write(&config, "global:\n  scrape_interval: 1m\n").unwrap();
+    let port = free_port();
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut prom = Kill(
+        Command::new(&prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                tmp.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!("--web.config.file={}", web_file.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting prometheus"),
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (cert, key) = (dir.join("tools/tls.crt"), dir.join("tools/tls.key"));
+    let ca = dir.join("ca.crt");
+    let with_cert = Https {
+        python: &python,
+        ca: &ca,
+        client: Some((&cert, &key)),
+    };
+    let without = Https {
+        python: &python,
+        ca: &ca,
+        client: None,
+    };
+    let federate = "/federate?match%5B%5D=%7B__name__%21%3D%22%22%7D";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let answer = loop {
+        let answer = with_cert.send(addr, "prom-federation", "GET", federate, None);
+        if answer["status"] == 200 {
+            break answer;
+        }
+        if let Ok(Some(status)) = prom.0.try_wait() {
+            let mut log = String::new();
+            let _ = prom.0.stderr.take().unwrap().read_to_string(&mut log);
+            panic!("prometheus exited with {status}:\n{log}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus did not answer /federate: {answer}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        answer["tls"].as_str().unwrap().starts_with("TLSv1."),
+        "{answer}"
+    );
+    let refused = without.send(addr, "prom-federation", "GET", federate, None);
+    assert!(
+        refused.get("error").is_some(),
+        "no client certificate, yet: {refused}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// helm, KRM functions (kustomize, kpt), kapp
+
+/// The corpus ConfigMaps, each with a config that matches it.
+const CORPUS: &[(&str, &str)] = &[
+    (
+        "tkg/prometheus-server-configmap.yaml",
+        "deploy/base/promfed.yaml",
+    ),
+    (
+        "helm/prometheus-server-configmap-chart-14.12.0.yaml",
+        "deploy/base/promfed.yaml",
+    ),
+    (
+        "helm/prometheus-server-configmap-chart-29.27.0.yaml",
+        "tests/data/config-helm-29.yaml",
+    ),
+];
+
+#[test]
+fn helm_post_renderer_writes_what_promfed_render_writes() {
+    let renderer = root().join("scripts/helm-post-renderer.sh");
+    let promfed = promfed_bin();
+    for (input, config) in CORPUS {
+        let manifest = support::read_data(input);
+        let config = root().join(config);
+        let expected = run_ok(
+            &promfed,
+            &["render", "--config", p(&config), "-"],
+            Some(&manifest),
+            &[],
+        );
+        assert_ne!(expected, manifest, "{input}: the config matches it");
+        // The config as helm's --post-renderer-args passes it, and from PROMFED_CONFIG.
+        let by_arg = run_ok(
+            &renderer,
+            &[p(&config)],
+            Some(&manifest),
+            &[("PROMFED", p(&promfed))],
+        );
+        let envs = [("PROMFED", p(&promfed)), ("PROMFED_CONFIG", p(&config))];
+        let by_env = run_ok(&renderer, &[], Some(&manifest), &envs);
+        assert_eq!(
+            (by_arg == expected, by_env == expected),
+            (true, true),
+            "{input}"
+        );
+    }
+}
+
+#[test]
+fn helm_post_renderer_fails_loudly() {
+    let renderer = root().join("scripts/helm-post-renderer.sh");
+    let promfed = promfed_bin();
+    let manifest = support::read_data("tkg/prometheus-server-configmap.yaml");
+    let tmp = support::temp_files(&[("bad.yaml", "localClusterName: x\nbogus: true\n")]);
+    let bad = tmp.path().join("bad.yaml");
+    let missing = tmp.path().join("missing.yaml");
+    let rows = [
+        ("invalid config", p(&bad), p(&promfed), "bogus"),
+        ("missing config", p(&missing), p(&promfed), "missing.yaml"),
+        ("no binary", p(&bad), "/nonexistent/promfed", "not found"),
+    ];
+    for (name, config, binary, says) in rows {
+        let out = run(
+            &renderer,
+            &[config],
+            Some(&manifest),
+            &[("PROMFED", binary)],
+        );
+        assert!(!out.status.success(), "{name}: {}", describe(&out));
+        assert!(out.stdout.is_empty(), "{name}: wrote a partial stream");
+        assert!(stderr(&out).contains(says), "{name}: {}", describe(&out));
+    }
+}
+
+/// The data `promfed render --config deploy/base/promfed.yaml` makes of the example ConfigMap.
+fn krm_expected_data() -> Value {
+    let input = root().join("deploy/examples/krm/prometheus-server-configmap.yaml");
+    let config = root().join("deploy/base/promfed.yaml");
+    let out = run_ok(
+        &promfed_bin(),
+        &["render", "--config", p(&config), p(&input)],
+        None,
+        &[],
+    );
+    find(&parse_stream(&out), "ConfigMap", "prometheus-server")["data"].clone()
+}
+
+#[test]
+fn krm_example_is_the_tkg_configmap_and_the_seed_config() {
+    let example = std::fs::read_to_string(
+        root().join("deploy/examples/krm/prometheus-server-configmap.yaml"),
+    );
+    assert_eq!(
+        example.unwrap(),
+        support::read_data("tkg/prometheus-server-configmap.yaml")
+    );
+    // The function config carries deploy/base/promfed.yaml, less its leading comment.
+    let function = &parse_file("deploy/examples/krm/promfed-fn.yaml")[0];
+    let base = std::fs::read_to_string(root().join("deploy/base/promfed.yaml")).unwrap();
+    let base: String = base
+        .split_inclusive('\n')
+        .skip_while(|l| l.starts_with('#'))
+        .collect();
+    assert_eq!(function["data"]["promfed.yaml"].as_str().unwrap(), base);
+    let spec = &function["metadata"]["annotations"]["config.kubernetes.io/function"];
+    assert!(
+        spec.as_str().unwrap().contains("path: ./promfed-fn.sh"),
+        "{spec}"
+    );
+}
+
+/// The example's function under kpt, which runs exec KRM functions (`kpt fn eval --exec`): the
+/// wrapper gets a ResourceList on stdin, and promfed its config from the functionConfig.
+#[test]
+fn krm_example_function_runs_under_kpt() {
+    let kpt = need!(kpt);
+    let example = root().join("deploy/examples/krm");
+    let input = std::fs::read_to_string(example.join("prometheus-server-configmap.yaml")).unwrap();
+    let exec = format!("sh {}", p(&example.join("promfed-fn.sh")));
+    let fn_config = example.join("promfed-fn.yaml");
+    let args = [
+        "fn",
+        "eval",
+        "-",
+        "--output",
+        "unwrap",
+        "--exec",
+        &exec,
+        "--fn-config",
+        p(&fn_config),
+    ];
+    let out = run_ok(&kpt, &args, Some(&input), &[("PROMFED", p(&promfed_bin()))]);
+    let objects = parse_stream(&out);
+    assert_eq!(
+        find(&objects, "ConfigMap", "prometheus-server")["data"],
+        krm_expected_data()
+    );
+}
+
+/// The example as kustomize runs it. `kubectl kustomize` cannot (no --enable-exec), so this
+/// needs the standalone kustomize: `PROMFED_KUSTOMIZE=/path/to/kustomize cargo test --test
+/// tests -- --ignored krm_example_builds`.
+#[test]
+#[ignore = "needs the standalone kustomize (kubectl kustomize skips exec functions); set PROMFED_KUSTOMIZE"]
+fn krm_example_builds_with_standalone_kustomize() {
+    let kustomize = kustomize().expect("no kustomize: set PROMFED_KUSTOMIZE or put it on PATH");
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("krm");
+    copy_dir(&root().join("deploy/examples/krm"), &copy);
+    let args = ["build", "--enable-alpha-plugins", "--enable-exec", p(&copy)];
+    let out = run_ok(&kustomize, &args, None, &[("PROMFED", p(&promfed_bin()))]);
+    let objects = parse_stream(&out);
+    assert_eq!(
+        objects.len(),
+        1,
+        "the function config is local-config, not output"
+    );
+    assert_eq!(
+        find(&objects, "ConfigMap", "prometheus-server")["data"],
+        krm_expected_data()
+    );
+}
+
+#[test]
+fn kapp_config_only_excludes_data_of_the_tkg_configmap_from_the_last_applied_check() {
+    let config = &parse_file("deploy/kapp/kapp-config.yaml")[0];
+    assert_eq!(config["apiVersion"], "kapp.k14s.io/v1alpha1");
+    assert_eq!(config["kind"], "Config");
+    // A rebase rule on data would hide template changes behind the live object.
+    assert!(config.get("rebaseRules").is_none());
+    let tkg = &parse_stream(&support::read_data("tkg/prometheus-server-configmap.yaml"))[0];
+    let matcher = json!([{"kindNamespaceNameMatcher": {
+        "kind": "ConfigMap",
+        "namespace": tkg["metadata"]["namespace"],
+        "name": tkg["metadata"]["name"],
+    }}]);
+    let rules = config["diffAgainstLastAppliedFieldExclusionRules"]
+        .as_array()
+        .unwrap();
+    let mut paths = Vec::new();
+    for rule in rules {
+        let keys: Vec<&String> = rule.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["path", "resourceMatchers"],
+            "kapp takes one `path` per rule: {rule}"
+        );
+        assert_eq!(rule["resourceMatchers"], matcher);
+        paths.push(rule["path"].clone());
+    }
+    assert!(paths.contains(&json!(["data"])), "{paths:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Dashboards
+
+/// Every ConfigMap holds one JSON file of `dir`, byte for byte, labelled for Grafana's sidecar.
+fn assert_configmaps_hold(objects: &[Value], dir: &Path) {
+    let mut files: Vec<PathBuf> = (std::fs::read_dir(dir).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert_eq!(objects.len(), files.len());
+    for file in files {
+        let key = file.file_name().unwrap().to_str().unwrap();
+        let configmap = (objects.iter())
+            .find(|o| o["data"].get(key).is_some())
+            .unwrap_or_else(|| panic!("no ConfigMap holds {key}"));
+        assert_eq!(configmap["metadata"]["labels"]["grafana_dashboard"], "1");
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(configmap["data"][key].as_str().unwrap(), text, "{key}");
+    }
+}
+
+#[test]
+fn dashboard_configmaps_are_up_to_date_and_hold_the_dashboards() {
+    let kubectl = need!(kubectl);
+    let _ = require!(kubernetes_validate);
+    let dir = root().join("dashboards");
+    assert!(dir.is_dir(), "dashboards/ is missing");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            serde_json::from_str::<Value>(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    }
+    let out = script("scripts/dashboards-configmaps.sh", &["--out", "-"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let committed = std::fs::read_to_string(root().join("deploy/dashboards/configmaps.yaml"));
+    assert!(
+        committed.is_ok_and(|c| c == stdout(&out)),
+        "deploy/dashboards/configmaps.yaml is out of date: run scripts/dashboards-configmaps.sh"
+    );
+    let objects = kustomize_build(&kubectl, &root().join("deploy/dashboards"));
+    assert_configmaps_hold(&objects, &dir);
+    assert_valid(&objects);
+}
+
+#[test]
+fn dashboard_configmaps_keep_tricky_files_byte_for_byte() {
+    let kubectl = need!(kubectl);
+    let tmp = support::temp_files(&[
+        (
+            "no-newline.json",
+            "{\n\t\"tab\": \"é ✓\",\n  \"x\": [1,\n\n 2]   \n}",
+        ),
+        ("Leading_Space.json", "  {\"first line\": \"indented\"}\n"),
+        ("trailing-lines.json", "{\"a\": \"---\"}\n\n\n"),
+        (
+            "comment-like.json",
+            "{\"expr\": \"# not a comment: ---\"}\n",
+        ),
+    ]);
+    let dir = p(tmp.path());
+    let out_dir = tmp.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let out_file = out_dir.join("configmaps.yaml");
+    let write = script(
+        "scripts/dashboards-configmaps.sh",
+        &["--dir", dir, "--out", p(&out_file)],
+    );
+    assert!(write.status.success(), "{}", describe(&write));
+    let check = || {
+        script(
+            "scripts/dashboards-configmaps.sh",
+            &["--check", "--dir", dir, "--out", p(&out_file)],
+        )
+    };
+    let fresh = check();
+    assert!(
+        fresh.status.success(),
+        "--check right after writing: {}",
+        describe(&fresh)
+    );
+    // promfed's YAML reader, and kubectl's (Go yaml, through kustomize)
+    let objects = parse_stream(&std::fs::read_to_string(&out_file).unwrap());
+    assert_configmaps_hold(&objects, tmp.path());
+    std::fs::write(
+        out_dir.join("kustomization.yaml"),
+        "resources: [configmaps.yaml]\n",
+    )
+    .unwrap();
+    assert_configmaps_hold(&kustomize_build(&kubectl, &out_dir), tmp.path());
+    // --check notices a changed dashboard.
+    std::fs::write(tmp.path().join("comment-like.json"), "{}\n").unwrap();
+    let stale = check();
+    assert_eq!(stale.status.code(), Some(1), "{}", describe(&stale));
+}
+
+// ---------------------------------------------------------------------------------------
+// The image
+
+/// The JSON array of an exec-form Dockerfile instruction (its last occurrence: the final stage).
+fn dockerfile_exec_form(dockerfile: &str, instruction: &str) -> Vec<String> {
+    let prefix = format!("{instruction} ");
+    let line = dockerfile
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(&prefix));
+    let line = line.unwrap_or_else(|| panic!("no {instruction} in the Dockerfile"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{instruction} is not in exec form: {e}"))
+}
+
+#[test]
+fn image_runs_what_the_deployment_runs_as_the_user_it_expects() {
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let deployment = parse_one(&root().join("deploy/base/deployment.yaml"));
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(
+        dockerfile_exec_form(&dockerfile, "ENTRYPOINT"),
+        ["/promfed"]
+    );
+    assert_eq!(
+        dockerfile_exec_form(&dockerfile, "CMD"),
+        strings(&container["args"])
+    );
+    assert!(
+        container.get("command").is_none(),
+        "the image's ENTRYPOINT is the command"
+    );
+    let user = dockerfile
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
+        .unwrap();
+    assert_eq!(
+        user.split(':').next().unwrap(),
+        pod["securityContext"]["runAsUser"].to_string()
+    );
+    assert!(dockerfile.contains("cargo build --release --locked"));
+    let last_from = dockerfile
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("FROM "))
+        .unwrap();
+    assert!(
+        last_from.contains("distroless") && last_from.ends_with(":nonroot"),
+        "{last_from}"
+    );
+}
+
+/// The files of the targets Cargo.toml declares (`[[bin]]`, `[[bench]]`, `[[test]]`,
+/// `[[example]]`): `path`, else Cargo's default for the kind.
+fn declared_targets(manifest: &str) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut section: Option<(&str, Option<String>, Option<String>)> = None;
+    let mut finish = |section: Option<(&str, Option<String>, Option<String>)>| {
+        if let Some((kind, name, path)) = section {
+            let name = name.unwrap_or_default();
+            files.push(path.unwrap_or_else(|| match kind {
+                "bin" => format!("src/bin/{name}.rs"),
+                "bench" => format!("benches/{name}.rs"),
+                "test" => format!("tests/{name}.rs"),
+                _ => format!("examples/{name}.rs"),
+            }));
+        }
+    };
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            finish(section.take());
+            let kind = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]"));
+            section = kind
+                .filter(|k| ["bin", "bench", "test", "example"].contains(k))
+                .map(|k| (k, None, None));
+        } else if let Some((_, name, path)) = section.as_mut() {
+            let value = |key: &str| {
+                let rest = line.strip_prefix(key)?.trim_start().strip_prefix('=')?;
+                Some(rest.trim().trim_matches('"').to_string())
+            };
+            if let Some(v) = value("name") {
+                *name = Some(v);
+            } else if let Some(v) = value("path") {
+                *path = Some(v);
+            }
+        }
+    }
+    finish(section);
+    files
+}
+
+#[test]
+fn dockerignore_admits_every_file_the_build_embeds() {
+    let dockerignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
+    let rules: Vec<&str> = (dockerignore.lines().map(str::trim))
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(
+        rules[0], "*",
+        "an allow-list: everything out, then what the build reads"
+    );
+    let admitted = |path: &str| {
+        rules
+            .iter()
+            .filter_map(|r| r.strip_prefix('!'))
+            .any(|allowed| {
+                path == allowed.trim_end_matches('/')
+                    || (allowed.ends_with('/') && path.starts_with(allowed))
+            })
+    };
+    // Cargo reads every declared target's file when it loads the manifest, so `cargo build
+    // --bin promfed` fails if a [[bench]] or [[test]] file is missing from the context.
+    let mut needed = vec![
+        "Cargo.toml".to_string(),
+        "Cargo.lock".into(),
+        "src/lib.rs".into(),
+    ];
+    needed.extend(declared_targets(
+        &std::fs::read_to_string(root().join("Cargo.toml")).unwrap(),
+    ));
+    for file in &needed {
+        assert!(admitted(file), "{file} is kept out of the build context");
+    }
+    // Every include_str!/include_bytes! under src/, resolved against its file.
+    let root = root().canonicalize().unwrap();
+    let mut embedded = Vec::new();
+    let mut dirs = vec![root.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for opening in ["include_str!(\"", "include_bytes!(\""] {
+                for (at, _) in text.match_indices(opening) {
+                    let rest = &text[at + opening.len()..];
+                    let file = path
+                        .parent()
+                        .unwrap()
+                        .join(&rest[..rest.find('"').unwrap()]);
+                    let file = file
+                        .canonicalize()
+                        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+                    embedded.push(p(file.strip_prefix(&root).unwrap()).to_string());
+                }
+            }
+        }
+    }
+    assert!(
+        embedded.iter().any(|f| f == "deploy/base/promfed.yaml"),
+        "{embedded:?}"
+    );
+    for file in &embedded {
+        assert!(
+            admitted(file),
+            "src/ embeds {file}, which .dockerignore keeps out of the build"
+        );
+    }
+}

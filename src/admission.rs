@@ -14,8 +14,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use kube::core::DynamicObject;
@@ -114,6 +114,14 @@ impl Reply {
     /// A request that is not a usable AdmissionReview (HTTP 400).
     pub fn invalid(message: impl Into<String>) -> Reply {
         Reply::client_error(400, message.into())
+    }
+
+    /// A failure of promfed itself outside the engine: HTTP 400 like any review it cannot
+    /// answer (promfed never answers with a 5xx), counted as an internal error.
+    pub fn internal(message: impl Into<String>) -> Reply {
+        let mut reply = Reply::invalid(message);
+        reply.internal_error = true;
+        reply
     }
 
     /// A request body over [`MAX_BODY_BYTES`] (HTTP 413).
@@ -339,8 +347,8 @@ impl Admission {
     }
 
     /// Run the engine on a job and remember the verdict. Pure CPU work: call it off the runtime.
-    pub fn run(&self, job: Job) -> std::sync::Arc<Verdict> {
-        let verdict = std::sync::Arc::new(self.compute(&job));
+    pub fn run(&self, job: Job) -> Arc<Verdict> {
+        let verdict = Arc::new(self.compute(&job));
         self.cache.insert(job.key, verdict.clone());
         verdict
     }
@@ -607,10 +615,13 @@ fn truncate(text: &str, max: usize) -> String {
 
 /// A small LRU: a map plus a use counter; eviction scans for the oldest entry, which is
 /// cheap at this size and happens only on a miss.
+type Entry = (Arc<Verdict>, u64);
+
 struct Cache {
     capacity: usize,
     clock: AtomicU64,
-    entries: Mutex<HashMap<[u8; 32], (std::sync::Arc<Verdict>, u64)>>,
+    /// key → (verdict, last use)
+    entries: Mutex<HashMap<[u8; 32], Entry>>,
 }
 
 impl Cache {
@@ -626,7 +637,7 @@ impl Cache {
         self.clock.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn get(&self, key: &[u8; 32]) -> Option<std::sync::Arc<Verdict>> {
+    fn get(&self, key: &[u8; 32]) -> Option<Arc<Verdict>> {
         let now = self.tick();
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let (verdict, used) = entries.get_mut(key)?;
@@ -634,7 +645,7 @@ impl Cache {
         Some(verdict.clone())
     }
 
-    fn insert(&self, key: [u8; 32], verdict: std::sync::Arc<Verdict>) {
+    fn insert(&self, key: [u8; 32], verdict: Arc<Verdict>) {
         let now = self.tick();
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= self.capacity && !entries.contains_key(&key) {
@@ -726,7 +737,10 @@ mod tests {
         let value = reply.json().unwrap();
         assert_eq!(value["response"]["status"]["code"], 422);
         let message = value["response"]["status"]["message"].as_str().unwrap();
-        assert!(message.contains("\"prometheus.yml\" does not hold a string"), "{message}");
+        assert!(
+            message.contains("\"prometheus.yml\" does not hold a string"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -755,7 +769,7 @@ mod tests {
     #[test]
     fn cache_evicts_the_least_recently_used() {
         let cache = Cache::new(2);
-        let verdict = || std::sync::Arc::new(Verdict::deny("x", "x".into()));
+        let verdict = || Arc::new(Verdict::deny("x", "x".into()));
         cache.insert([1; 32], verdict());
         cache.insert([2; 32], verdict());
         assert!(cache.get(&[1; 32]).is_some());

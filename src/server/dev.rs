@@ -39,13 +39,17 @@ impl Pki {
         let key = KeyPair::generate()?;
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut leaf = CertificateParams::new(names.clone())?;
-        leaf.distinguished_name
-            .push(DnType::CommonName, names.first().cloned().unwrap_or_default());
+        leaf.distinguished_name.push(
+            DnType::CommonName,
+            names.first().cloned().unwrap_or_default(),
+        );
         leaf.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
         leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        // Strict verifiers (Python 3.13's default, OpenSSL X509_STRICT) require it.
+        leaf.use_authority_key_identifier_extension = true;
         // From yesterday (clock skew) to a year from now.
         let (year, month, day) = civil_date(unix_days() - 1);
         leaf.not_before = rcgen::date_time_ymd(year, month, day);
@@ -196,7 +200,10 @@ mod tests {
     #[test]
     fn example_review_is_the_tkg_configmap() {
         let review: serde_json::Value = serde_json::from_str(EXAMPLE_REVIEW).unwrap();
-        assert_eq!(review["request"]["object"]["metadata"]["name"], "prometheus-server");
+        assert_eq!(
+            review["request"]["object"]["metadata"]["name"],
+            "prometheus-server"
+        );
         assert!(review["request"]["object"]["data"]["prometheus.yml"].is_string());
     }
 }

@@ -53,7 +53,7 @@ pub enum ResultLabel {
     miss,
 }
 
-/// Every metric the server exports. Cloning shares the underlying values.
+/// Every metric the server exports.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -138,6 +138,23 @@ impl Metrics {
             "promfed version",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
+        // Every series exists from the start, at 0, so rate() and alerts see the first increment.
+        for outcome in [
+            OutcomeLabel::mutated,
+            OutcomeLabel::unchanged,
+            OutcomeLabel::denied,
+            OutcomeLabel::invalid,
+            OutcomeLabel::passed,
+        ] {
+            let _ = reviews.get_or_create(&OutcomeLabels { outcome });
+        }
+        for result in [ResultLabel::hit, ResultLabel::miss] {
+            let _ = cache.get_or_create(&ResultLabels { result });
+        }
+        for result in [ResultLabel::success, ResultLabel::failure] {
+            let _ = config_reloads.get_or_create(&ResultLabels { result });
+            let _ = certificate_reloads.get_or_create(&ResultLabels { result });
+        }
         Metrics {
             registry,
             reviews,

@@ -100,7 +100,7 @@ pub async fn watch_config(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.wait_for(|stop| *stop) => return,
+            _ = super::stopped(&mut stop) => return,
         }
         match watched.poll().await {
             Poll::Unchanged => {}
@@ -138,7 +138,7 @@ pub async fn watch_certificate(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.wait_for(|stop| *stop) => return,
+            _ = super::stopped(&mut stop) => return,
         }
         match watched.poll().await {
             Poll::Unchanged => {}
@@ -155,7 +155,10 @@ pub async fn watch_certificate(
                 }
                 Err(e) => {
                     state.metrics().certificate_reload(false);
-                    tracing::error!(error = format!("{e:#}"), "new certificate rejected; keeping the current one");
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "new certificate rejected; keeping the current one"
+                    );
                 }
             },
         }

@@ -65,8 +65,8 @@ impl ServingCert {
             bail!("certificate file holds no CERTIFICATE block");
         };
         let (not_after, names) = describe_leaf(leaf)?;
-        let key = PrivateKeyDer::from_pem_slice(key_pem)
-            .context("key file holds no PEM private key")?;
+        let key =
+            PrivateKeyDer::from_pem_slice(key_pem).context("key file holds no PEM private key")?;
         let signer = provider()
             .key_provider
             .load_private_key(key)
@@ -191,7 +191,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = super::stopped(&mut shutdown) => break,
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
@@ -202,7 +202,7 @@ pub async fn serve(
             let handshake = tokio::select! {
                 done = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => done,
                 // A client still shaking hands when we stop gets no request in.
-                _ = stop.wait_for(|stop| *stop) => return,
+                _ = super::stopped(&mut stop) => return,
             };
             let tls = match handshake {
                 Ok(Ok(tls)) => tls,

@@ -11,9 +11,9 @@ use std::sync::Once;
 use lrpar::{Lexeme, Lexer};
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::token::{
-    T_BY, T_GROUP_LEFT, T_GROUP_RIGHT, T_IDENTIFIER, T_IGNORING, T_LEFT_BRACE, T_LEFT_BRACKET,
-    T_LEFT_PAREN, T_LOR, T_METRIC_IDENTIFIER, T_ON, T_RIGHT_BRACE, T_RIGHT_BRACKET, T_RIGHT_PAREN,
-    T_WITHOUT, TokenId, TokenType,
+    T_BY, T_COMMA, T_EQL_REGEX, T_GROUP_LEFT, T_GROUP_RIGHT, T_IDENTIFIER, T_IGNORING,
+    T_LEFT_BRACE, T_LEFT_BRACKET, T_LEFT_PAREN, T_LOR, T_METRIC_IDENTIFIER, T_NEQ_REGEX, T_ON,
+    T_RIGHT_BRACE, T_RIGHT_BRACKET, T_RIGHT_PAREN, T_STRING, T_WITHOUT, TokenId, TokenType,
 };
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{self, Expr, Function, VectorSelector};
@@ -97,7 +97,7 @@ fn register_prometheus2_functions() {
 pub fn parse(expr: &str) -> Result<Expr, ScopeError> {
     register_prometheus2_functions();
     let text = normalize_raw_strings(expr);
-    check_nesting(&text)?;
+    check_nesting(&lex(&text)?)?;
     parser::parse(&text).map_err(ScopeError::Parse)
 }
 
@@ -124,8 +124,161 @@ impl Scoper {
     /// Scope every vector selector of `expr`.
     pub fn scope(&self, expr: &str) -> Result<Scoped, ScopeError> {
         let text = normalize_raw_strings(expr);
-        check_nesting(&text)?;
-        let original = parser::parse(&text).map_err(ScopeError::Parse)?;
+        let tokens = lex(&text)?;
+        check_nesting(&tokens)?;
+        if let Some(scoped) = self.scope_without_regexes(expr, &text, &tokens)? {
+            return Ok(scoped);
+        }
+        self.scope_with_full_parse(expr, &text, &tokens)
+    }
+
+    /// The fast path. promql-parser compiles a regex for every `=~`/`!~` matcher it parses,
+    /// which costs several times the parse itself. The structure of an expression does not
+    /// depend on which matchers are regexes, so this path parses a view of the text with
+    /// `=~` written `= ` and `!~` written `!=` (same length, same byte positions), takes the
+    /// operators from the lexer, and checks the patterns' syntax with regex-syntax. Ok(None)
+    /// sends anything unusual (and every error, for the parser's own message) to the full path.
+    fn scope_without_regexes(
+        &self,
+        expr: &str,
+        text: &str,
+        tokens: &[Token],
+    ) -> Result<Option<Scoped>, ScopeError> {
+        let Some(selectors) = lex_selectors(text, tokens) else {
+            return Ok(None);
+        };
+        if !regexes_are_valid(text, &selectors) {
+            return Ok(None);
+        }
+        let Ok(mut expected) = parser::parse(&regex_free(text, tokens)) else {
+            return Ok(None);
+        };
+        let mut actions = Vec::with_capacity(selectors.len());
+        let mut kept = Vec::new();
+        let mut unsure = false;
+        let mut failure = None;
+        let mut index = 0;
+        visit_selectors_mut(&mut expected, &mut |vs| {
+            let Some(lexed) = selectors.get(index) else {
+                unsure = true;
+                return;
+            };
+            index += 1;
+            if unsure || failure.is_some() {
+                return;
+            }
+            match self.decide_lexed(vs, lexed, text) {
+                Ok(Some(action)) => {
+                    if let Action::Keep(text) = &action {
+                        kept.push(text.clone());
+                    }
+                    // In the regex-free view our matcher reads as an equality.
+                    self.apply_with(vs, &action, MatchOp::Equal);
+                    actions.push(action);
+                }
+                Ok(None) => unsure = true,
+                Err(e) => failure = Some(e),
+            }
+        });
+        if unsure || index != selectors.len() {
+            return Ok(None);
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let scoped = count_scoped(&actions);
+        if scoped == 0 {
+            return Ok(Some(Scoped {
+                text: expr.to_string(),
+                scoped: 0,
+                kept,
+                reprinted: false,
+            }));
+        }
+        normalize(&mut expected);
+        let Some(spliced) = self.splice(text, &selectors, &actions) else {
+            return Ok(None);
+        };
+        let verified = lex(&spliced).ok().is_some_and(|tokens| {
+            check_nesting(&tokens).is_ok()
+                && parser::parse(&regex_free(&spliced, &tokens)).is_ok_and(|mut got| {
+                    normalize(&mut got);
+                    got == expected
+                })
+        });
+        Ok(verified.then_some(Scoped {
+            text: spliced,
+            scoped,
+            kept,
+            reprinted: false,
+        }))
+    }
+
+    /// Like [`Scoper::decide`], with the operators of the label's matchers taken from the
+    /// lexer (the AST of the regex-free view shows them as `=`/`!=`). None: not sure.
+    fn decide_lexed(
+        &self,
+        vs: &VectorSelector,
+        lexed: &LexedSelector,
+        text: &str,
+    ) -> Result<Option<Action>, ScopeError> {
+        if !vs.matchers.or_matchers.is_empty() {
+            return Ok(None);
+        }
+        let in_ast: Vec<&Matcher> = vs
+            .matchers
+            .matchers
+            .iter()
+            .filter(|m| m.name == self.label)
+            .collect();
+        let in_text: Vec<&LexedMatcher> = lexed
+            .braces
+            .iter()
+            .flat_map(|b| &b.matchers)
+            .filter(|m| m.label == self.label)
+            .collect();
+        if in_ast.len() != in_text.len() {
+            return Ok(None);
+        }
+        if in_ast.is_empty() {
+            return Ok(Some(Action::Add));
+        }
+        let ours = in_ast.iter().zip(&in_text).any(|(m, l)| {
+            m.value == self.value
+                && match self.op {
+                    ScopeOp::Equal => m.op == MatchOp::Equal && !l.regex,
+                    ScopeOp::Regex => m.op == MatchOp::Equal && l.regex,
+                }
+        });
+        if ours {
+            return Ok(Some(Action::Present));
+        }
+        let written = || {
+            in_text
+                .iter()
+                .map(|m| &text[m.start..m.end])
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match self.policy {
+            Policy::Keep => Ok(Some(Action::Keep(written()))),
+            Policy::Override => Ok(Some(Action::Override)),
+            Policy::Error => Err(ScopeError::ExistingMatcher {
+                selector: text[lexed.start..lexed.end].to_string(),
+                label: self.label.clone(),
+            }),
+        }
+    }
+
+    /// The full path: parse with regexes and decide on the exact AST; if splicing cannot be
+    /// verified, print the AST (and verify that).
+    fn scope_with_full_parse(
+        &self,
+        expr: &str,
+        text: &str,
+        tokens: &[Token],
+    ) -> Result<Scoped, ScopeError> {
+        let original = parser::parse(text).map_err(ScopeError::Parse)?;
 
         // Decide per selector (in source order) and build the AST we expect.
         let mut expected = original.clone();
@@ -150,10 +303,7 @@ impl Scoper {
         if let Some(e) = failure {
             return Err(e);
         }
-        let scoped = actions
-            .iter()
-            .filter(|a| matches!(a, Action::Add | Action::Override))
-            .count();
+        let scoped = count_scoped(&actions);
         if scoped == 0 {
             // Nothing to do: return the user's text untouched (even backtick strings).
             return Ok(Scoped {
@@ -165,7 +315,8 @@ impl Scoper {
         }
         normalize(&mut expected);
 
-        if let Some(spliced) = self.splice(&text, &actions)
+        if let Some(selectors) = lex_selectors(text, tokens)
+            && let Some(spliced) = self.splice(text, &selectors, &actions)
             && parses_to(&spliced, &expected)
         {
             return Ok(Scoped {
@@ -242,12 +393,26 @@ impl Scoper {
     }
 
     fn apply(&self, vs: &mut VectorSelector, action: &Action) {
+        let op = match self.matcher().op {
+            MatchOp::Re(re) => MatchOp::Re(re),
+            _ => MatchOp::Equal,
+        };
+        self.apply_with(vs, action, op);
+    }
+
+    /// Apply `action` with our matcher written with `op`.
+    fn apply_with(&self, vs: &mut VectorSelector, action: &Action, op: MatchOp) {
+        let ours = Matcher {
+            op,
+            name: self.label.clone(),
+            value: self.value.clone(),
+        };
         match action {
-            Action::Add => vs.matchers.matchers.push(self.matcher()),
+            Action::Add => vs.matchers.matchers.push(ours),
             Action::Override => {
                 for m in vs.matchers.matchers.iter_mut() {
                     if m.name == self.label {
-                        *m = self.matcher();
+                        *m = ours.clone();
                     }
                 }
             }
@@ -256,8 +421,12 @@ impl Scoper {
     }
 
     /// Splice the matcher into `text` for every selector whose action changes it.
-    fn splice(&self, text: &str, actions: &[Action]) -> Option<String> {
-        let selectors = lex_selectors(text)?;
+    fn splice(
+        &self,
+        text: &str,
+        selectors: &[LexedSelector],
+        actions: &[Action],
+    ) -> Option<String> {
         if selectors.len() != actions.len() {
             return None;
         }
@@ -318,7 +487,7 @@ fn regex_for(pattern: &str) -> regex::Regex {
 
 /// Parse `text` and compare with `expected` (both normalized).
 fn parses_to(text: &str, expected: &Expr) -> bool {
-    if check_nesting(text).is_err() {
+    if lex(text).and_then(|tokens| check_nesting(&tokens)).is_err() {
         return false;
     }
     match parser::parse(text) {
@@ -377,9 +546,112 @@ pub fn selectors(expr: &Expr) -> Vec<VectorSelector> {
     out
 }
 
+/// A lexeme: token id, start and end byte.
+type Token = (TokenId, usize, usize);
+
+/// The crate's lexer over the whole text.
+fn lex(text: &str) -> Result<Vec<Token>, ScopeError> {
+    let lexer = parser::lexer(text).map_err(ScopeError::Parse)?;
+    Ok(lexer
+        .iter()
+        .filter_map(|l| l.ok())
+        .map(|l| (l.tok_id(), l.span().start(), l.span().end()))
+        .collect())
+}
+
+/// `text` with `=~` written `= ` and `!~` written `!=`: same length, no regexes to compile.
+fn regex_free(text: &str, tokens: &[Token]) -> String {
+    let mut bytes = text.as_bytes().to_vec();
+    for &(id, start, end) in tokens {
+        if end == start + 2 {
+            match id {
+                T_EQL_REGEX => bytes[start + 1] = b' ',
+                T_NEQ_REGEX => bytes[start + 1] = b'=',
+                _ => {}
+            }
+        }
+    }
+    // Only ASCII bytes of two ASCII tokens changed.
+    String::from_utf8(bytes).expect("replacing ASCII with ASCII keeps UTF-8")
+}
+
+/// Every regex matcher's pattern is valid RE2-style syntax (what the parser would check by
+/// compiling it). False also when a value cannot be unquoted: the full path decides then.
+fn regexes_are_valid(text: &str, selectors: &[LexedSelector]) -> bool {
+    selectors
+        .iter()
+        .flat_map(|s| s.braces.iter().flat_map(|b| &b.matchers))
+        .filter(|m| m.regex)
+        .all(|m| {
+            unquote(&text[m.value.0..m.value.1]).is_some_and(|pattern| {
+                regex_syntax::Parser::new()
+                    .parse(&format!("^(?:{pattern})$"))
+                    .is_ok()
+            })
+        })
+}
+
+/// A PromQL string literal's value (Go's `strconv.Unquote` rules).
+fn unquote(literal: &str) -> Option<String> {
+    let quote = literal.chars().next()?;
+    let inner = literal.strip_prefix(quote)?.strip_suffix(quote)?;
+    if quote == '`' {
+        return Some(inner.to_string());
+    }
+    if quote != '"' && quote != '\'' {
+        return None;
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let escaped = match chars.next()? {
+            'a' => '\u{7}',
+            'b' => '\u{8}',
+            'f' => '\u{c}',
+            'n' => '\n',
+            'r' => '\r',
+            't' => '\t',
+            'v' => '\u{b}',
+            c @ ('\\' | '\'' | '"') => c,
+            'x' => hex_char(&mut chars, 2)?,
+            'u' => hex_char(&mut chars, 4)?,
+            'U' => hex_char(&mut chars, 8)?,
+            d @ '0'..='7' => {
+                let rest: String = chars.by_ref().take(2).collect();
+                let code = u32::from_str_radix(&format!("{d}{rest}"), 8).ok()?;
+                char::from_u32(code).filter(|_| code < 256)?
+            }
+            _ => return None,
+        };
+        out.push(escaped);
+    }
+    Some(out)
+}
+
+fn hex_char(chars: &mut std::str::Chars<'_>, digits: usize) -> Option<char> {
+    let hex: String = chars.by_ref().take(digits).collect();
+    if hex.len() != digits {
+        return None;
+    }
+    char::from_u32(u32::from_str_radix(&hex, 16).ok()?)
+}
+
+/// Selectors that get the matcher.
+fn count_scoped(actions: &[Action]) -> usize {
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::Add | Action::Override))
+        .count()
+}
+
 /// A selector's position in the text.
 #[derive(Debug)]
 struct LexedSelector {
+    start: usize,
     end: usize,
     braces: Option<Braces>,
 }
@@ -396,20 +668,18 @@ struct Braces {
 #[derive(Debug)]
 struct LexedMatcher {
     label: String,
+    /// `=~` or `!~`.
+    regex: bool,
     start: usize,
     end: usize,
+    /// The value's string literal, quotes included.
+    value: (usize, usize),
 }
 
-/// Find vector selectors in source order with the crate's lexer: an identifier not followed
-/// by `(` (that is a function call), or a `{...}` block, outside `by (...)`-style label lists.
-/// Returns None when the text cannot be lexed; the caller then falls back to printing.
-fn lex_selectors(text: &str) -> Option<Vec<LexedSelector>> {
-    let lexer = parser::lexer(text).ok()?;
-    let tokens: Vec<(TokenId, usize, usize)> = lexer
-        .iter()
-        .filter_map(|l| l.ok())
-        .map(|l| (l.tok_id(), l.span().start(), l.span().end()))
-        .collect();
+/// Find vector selectors in source order: an identifier not followed by `(` (that is a
+/// function call), or a `{...}` block, outside `by (...)`-style label lists. None when the
+/// tokens do not have the expected shape; the caller then takes a slower, safer path.
+fn lex_selectors(text: &str, tokens: &[Token]) -> Option<Vec<LexedSelector>> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < tokens.len() {
@@ -429,21 +699,26 @@ fn lex_selectors(text: &str) -> Option<Vec<LexedSelector>> {
             T_IDENTIFIER | T_METRIC_IDENTIFIER if next == Some(T_LEFT_PAREN) => i += 1,
             T_IDENTIFIER | T_METRIC_IDENTIFIER => {
                 if next == Some(T_LEFT_BRACE) {
-                    let (braces, after) = lex_braces(text, &tokens, i + 1)?;
+                    let (braces, after) = lex_braces(text, tokens, i + 1)?;
                     out.push(LexedSelector {
+                        start,
                         end: braces.close + 1,
                         braces: Some(braces),
                     });
                     i = after;
                 } else {
-                    out.push(LexedSelector { end, braces: None });
+                    out.push(LexedSelector {
+                        start,
+                        end,
+                        braces: None,
+                    });
                     i += 1;
                 }
-                let _ = start;
             }
             T_LEFT_BRACE => {
-                let (braces, after) = lex_braces(text, &tokens, i)?;
+                let (braces, after) = lex_braces(text, tokens, i)?;
                 out.push(LexedSelector {
+                    start,
                     end: braces.close + 1,
                     braces: Some(braces),
                 });
@@ -456,46 +731,44 @@ fn lex_selectors(text: &str) -> Option<Vec<LexedSelector>> {
 }
 
 /// Tokens from `{` at `open` to the matching `}`; returns the braces and the index after `}`.
-fn lex_braces(
-    text: &str,
-    tokens: &[(TokenId, usize, usize)],
-    open: usize,
-) -> Option<(Braces, usize)> {
+fn lex_braces(text: &str, tokens: &[Token], open: usize) -> Option<(Braces, usize)> {
     let mut i = open + 1;
     let mut matchers = Vec::new();
     let mut needs_comma = false;
     while i < tokens.len() {
-        let (id, start, _) = tokens[i];
-        if id == T_RIGHT_BRACE {
-            return Some((
-                Braces {
+        let (id, start, end) = tokens[i];
+        match id {
+            T_RIGHT_BRACE => {
+                let braces = Braces {
                     close: start,
                     needs_comma,
                     matchers,
-                },
-                i + 1,
-            ));
+                };
+                return Some((braces, i + 1));
+            }
+            T_LOR => return None,
+            T_COMMA => {
+                needs_comma = false;
+                i += 1;
+            }
+            _ => {
+                // label op "value"
+                let (op, _, _) = *tokens.get(i + 1)?;
+                let (value_id, value_start, value_end) = *tokens.get(i + 2)?;
+                if value_id != T_STRING {
+                    return None;
+                }
+                matchers.push(LexedMatcher {
+                    label: text.get(start..end)?.trim_matches('"').to_string(),
+                    regex: op == T_EQL_REGEX || op == T_NEQ_REGEX,
+                    start,
+                    end: value_end,
+                    value: (value_start, value_end),
+                });
+                needs_comma = true;
+                i += 3;
+            }
         }
-        if id == T_LOR {
-            return None;
-        }
-        if id == promql_parser::parser::token::T_COMMA {
-            needs_comma = false;
-            i += 1;
-            continue;
-        }
-        // label op value
-        let (_, op_start, _) = *tokens.get(i + 1)?;
-        let (_, _, value_end) = *tokens.get(i + 2)?;
-        let _ = op_start;
-        let label = text.get(start..tokens[i].2)?.trim_matches('"').to_string();
-        matchers.push(LexedMatcher {
-            label,
-            start,
-            end: value_end,
-        });
-        needs_comma = true;
-        i += 3;
     }
     None
 }
@@ -569,12 +842,10 @@ fn normalize_raw_strings(expr: &str) -> std::borrow::Cow<'_, str> {
 /// Refuse expressions the recursive parts (AST walks, comparison, drop) could choke on:
 /// brackets nested deeper than [`MAX_NESTING`] or more than [`MAX_OPERATORS`] operators
 /// (a long `a + a + ...` chain is a deep tree too). Real rules stay far below both.
-fn check_nesting(text: &str) -> Result<(), ScopeError> {
-    let lexer = parser::lexer(text).map_err(ScopeError::Parse)?;
+fn check_nesting(tokens: &[Token]) -> Result<(), ScopeError> {
     let mut depth = 0usize;
     let mut operators = 0usize;
-    for lexeme in lexer.iter().filter_map(|l| l.ok()) {
-        let id = lexeme.tok_id();
+    for &(id, _, _) in tokens {
         match id {
             T_LEFT_PAREN | T_LEFT_BRACE | T_LEFT_BRACKET => {
                 depth += 1;
@@ -609,4 +880,85 @@ pub fn escape_string(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn both_paths(scoper: &Scoper, expr: &str) -> (Option<Scoped>, Result<Scoped, ScopeError>) {
+        let text = normalize_raw_strings(expr);
+        let tokens = lex(&text).unwrap();
+        let fast = scoper.scope_without_regexes(expr, &text, &tokens).unwrap();
+        let full = scoper.scope_with_full_parse(expr, &text, &tokens);
+        (fast, full)
+    }
+
+    /// The regex-free path gives exactly what the full parse gives, on every corpus expression
+    /// and for every policy, and it is the path taken.
+    #[test]
+    fn fast_path_agrees_with_full_parse_on_the_corpus() {
+        let corpus = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/rules/all_exprs.txt"
+        ))
+        .unwrap();
+        let scopers = [
+            Scoper::new("cluster", "local", ScopeOp::Equal, Policy::Keep),
+            Scoper::new("job", "local", ScopeOp::Equal, Policy::Override),
+            Scoper::new("namespace", "$ns", ScopeOp::Regex, Policy::Keep),
+        ];
+        for scoper in &scopers {
+            for expr in corpus.split("\n---\n") {
+                let (fast, full) = both_paths(scoper, expr);
+                let fast = fast.unwrap_or_else(|| panic!("fast path gave up on {expr}"));
+                assert_eq!(fast, full.unwrap(), "{expr}");
+            }
+        }
+    }
+
+    #[test]
+    fn fast_path_reads_operators_from_the_text() {
+        let keep = Scoper::new("cluster", "local", ScopeOp::Equal, Policy::Keep);
+        let regex = Scoper::new("cluster", "local", ScopeOp::Regex, Policy::Keep);
+        let cases = [
+            (&keep, r#"x{cluster=~"local"}"#),
+            (&keep, r#"x{cluster!~"local"}"#),
+            (&keep, r#"x{cluster!="local"}"#),
+            (&regex, r#"x{cluster="local"}"#),
+            (&regex, r#"x{cluster=~"local"}"#),
+            (&keep, r#"x{a=~"(unclosed"}"#),
+        ];
+        for (scoper, expr) in cases {
+            let (fast, full) = both_paths(scoper, expr);
+            match (fast, full) {
+                (Some(fast), Ok(full)) => assert_eq!(fast, full, "{expr}"),
+                (None, Err(_)) => {}
+                (fast, full) => panic!("{expr}: fast {fast:?}, full {full:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn unquote_follows_go() {
+        let cases = [
+            (r#""a\"b""#, Some("a\"b")),
+            (r"'a\'b'", Some("a'b")),
+            (r"`a\d`", Some(r"a\d")),
+            (r#""\x41\u00e9\101\n""#, Some("AéA\n")),
+            (r#""\q""#, None),
+            (r#""abc"#, None),
+        ];
+        for (literal, want) in cases {
+            assert_eq!(unquote(literal).as_deref(), want, "{literal}");
+        }
+    }
+
+    #[test]
+    fn regex_free_keeps_positions() {
+        let text = r#"x{a=~"1",b!~"2",c="=~"}"#;
+        let free = regex_free(text, &lex(text).unwrap());
+        assert_eq!(free, r#"x{a= "1",b!="2",c="=~"}"#);
+        assert_eq!(free.len(), text.len());
+    }
 }

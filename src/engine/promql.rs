@@ -501,9 +501,17 @@ fn parses_to(text: &str, expected: &Expr) -> bool {
 
 /// Make ASTs comparable: matcher order is not significant.
 fn normalize(expr: &mut Expr) {
+    fn op_rank(op: &MatchOp) -> u8 {
+        match op {
+            MatchOp::Equal => 0,
+            MatchOp::NotEqual => 1,
+            MatchOp::Re(_) => 2,
+            MatchOp::NotRe(_) => 3,
+        }
+    }
     visit_selectors_mut(expr, &mut |vs| {
         vs.matchers.matchers.sort_by(|a, b| {
-            (&a.name, a.op.to_string(), &a.value).cmp(&(&b.name, b.op.to_string(), &b.value))
+            (&a.name, op_rank(&a.op), &a.value).cmp(&(&b.name, op_rank(&b.op), &b.value))
         });
     });
 }
@@ -578,16 +586,20 @@ fn regex_free(text: &str, tokens: &[Token]) -> String {
 /// Every regex matcher's pattern is valid RE2-style syntax (what the parser would check by
 /// compiling it). False also when a value cannot be unquoted: the full path decides then.
 fn regexes_are_valid(text: &str, selectors: &[LexedSelector]) -> bool {
+    // Rules repeat their patterns (`verb=~"LIST|GET"` in every selector): check each once.
+    let mut checked = std::collections::HashSet::new();
     selectors
         .iter()
         .flat_map(|s| s.braces.iter().flat_map(|b| &b.matchers))
         .filter(|m| m.regex)
         .all(|m| {
-            unquote(&text[m.value.0..m.value.1]).is_some_and(|pattern| {
-                regex_syntax::Parser::new()
-                    .parse(&format!("^(?:{pattern})$"))
-                    .is_ok()
-            })
+            let literal = &text[m.value.0..m.value.1];
+            !checked.insert(literal)
+                || unquote(literal).is_some_and(|pattern| {
+                    regex_syntax::Parser::new()
+                        .parse(&format!("^(?:{pattern})$"))
+                        .is_ok()
+                })
         })
 }
 

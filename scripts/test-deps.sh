@@ -109,6 +109,7 @@ check_tool prometheus prometheus --version
 check_tool promtool prometheus --version
 check_tool wrk wrk --version
 check_tool hyperfine hyperfine --version
+check_tool openssl openssl version
 # de-duplicate (prometheus and promtool come from one package)
 if [ "${#debs[@]}" -gt 0 ]; then
     mapfile -t debs < <(printf '%s\n' "${debs[@]}" | sort -u)
@@ -117,7 +118,7 @@ fi
 if [ "${#debs[@]}" -gt 0 ]; then
     if is_root; then
         apt_install "${debs[@]}"
-        for cmd in prometheus promtool wrk hyperfine; do
+        for cmd in prometheus promtool wrk hyperfine openssl; do
             command -v "$cmd" >/dev/null || { say "still missing after install: $cmd"; exit 1; }
         done
         say "now: $(promtool --version 2>&1 | head -n 1); $(hyperfine --version); wrk $(wrk --version 2>&1 | head -n 1 | awk '{print $2}')"
@@ -125,6 +126,12 @@ if [ "${#debs[@]}" -gt 0 ]; then
         missing+=("Debian packages ${debs[*]}: sudo apt-get install --no-install-recommends ${debs[*]}")
     fi
 fi
+
+# kubectl (kustomize) and kpt come with this project's machine image, not from Debian: say so
+# when they are missing rather than letting the deploy tests fail obscurely.
+for cmd in kubectl kpt; do
+    command -v "$cmd" >/dev/null || say "missing $cmd: the deploy tests need it (not in Debian's archive; install it from its project)"
+done
 
 # --- Python venv -------------------------------------------------------------------------
 # The stamp holds the hash of the requirements the venv was built from: a changed pin reinstalls.

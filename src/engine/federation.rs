@@ -4,9 +4,11 @@
 //! so a workload whose external labels say `cluster: local` would pose as the tools cluster.
 //! Every federation job therefore forces the cluster label with `metric_relabel_configs`,
 //! which run after the scraped and target labels are merged:
-//! - a job whose targets all belong to one cluster sets the label to that literal value;
-//! - a job with targets of several clusters (or service discovery) copies each target's
-//!   cluster into the temporary target label [`TEMP_LABEL`] and forces it from there.
+//! - a job whose static targets all belong to one cluster sets the label to that literal value;
+//!   a raw job with static targets of several clusters is split into one such job per cluster;
+//! - a job that discovers its targets copies each target's cluster into the temporary target
+//!   label [`TEMP_LABEL`] and forces it from there (spoofable by a workload that exports that
+//!   label, which promfed warns about).
 
 use serde_json::{Value as Json, json};
 
@@ -14,8 +16,9 @@ use super::{Location, Warning};
 use crate::config::{Cluster, Config, ConfigError};
 use crate::yaml::Node;
 
-/// Target label that carries a target's cluster into `metric_relabel_configs` (non-reserved:
-/// labels starting with `__` are gone by then). Dropped before the series is stored.
+/// Target label that carries a discovered target's cluster into `metric_relabel_configs`
+/// (non-reserved: labels starting with `__` are gone by then). Dropped from the scraped series;
+/// the target's own `up` and `scrape_*` series keep it, as metric relabeling does not see them.
 pub const TEMP_LABEL: &str = "promfed_cluster";
 
 /// The federation jobs, final form, and what to warn about them.
@@ -36,13 +39,24 @@ impl Federation {
         let label = &config.cluster_label_name;
         let mut federation = Federation::default();
         for (i, raw) in config.additional_scrape_configs.iter().enumerate() {
-            let job = raw_job(raw, label).map_err(|reason| {
+            let (jobs, warning) = raw_jobs(raw, label).map_err(|reason| {
                 ConfigError(format!(
                     "additionalScrapeConfigs[{i}] (line {}): {reason}",
                     raw.line
                 ))
             })?;
-            federation.push(job)?;
+            for job in jobs {
+                federation.push(job)?;
+            }
+            if let Some(message) = warning {
+                federation.warnings.push(Warning {
+                    location: Location {
+                        key: "prometheus.yml".into(),
+                        ..Location::default()
+                    },
+                    message,
+                });
+            }
         }
         for (i, cluster) in config.clusters.iter().enumerate() {
             let job = cluster_job(cluster, &config.federation_job_prefix, label)
@@ -126,7 +140,13 @@ impl Federation {
 }
 
 /// A job from `additionalScrapeConfigs`: validated, then the cluster label is forced.
-fn raw_job(raw: &Node, label: &str) -> Result<Job, String> {
+///
+/// A job with static targets of several clusters (the seed's `federation` job) becomes one job
+/// per cluster, `<job_name>-<cluster>`, each forcing its literal cluster: a single job could
+/// only force the cluster from a target label, and with `honor_labels: true` a scraped label of
+/// the same name would win. Only jobs that discover their targets take that route, with a
+/// warning.
+fn raw_jobs(raw: &Node, label: &str) -> Result<(Vec<Job>, Option<String>), String> {
     let json = raw.to_json();
     let Some(map) = json.as_object() else {
         return Err("must be a scrape config mapping".into());
@@ -137,7 +157,8 @@ fn raw_job(raw: &Node, label: &str) -> Result<Job, String> {
         .filter(|n| !n.is_empty())
         .ok_or("has no job_name")?
         .to_string();
-    let mut clusters: Vec<String> = Vec::new();
+    // Each static target group's cluster, in order.
+    let mut groups: Vec<String> = Vec::new();
     let statics = map.get("static_configs").and_then(Json::as_array);
     for group in statics.into_iter().flatten() {
         let targets = group.get("targets").cloned().unwrap_or(Json::Null);
@@ -146,16 +167,18 @@ fn raw_job(raw: &Node, label: &str) -> Result<Job, String> {
             .and_then(|l| l.get(label))
             .and_then(Json::as_str)
         {
-            Some(value) if !value.is_empty() => {
-                if !clusters.iter().any(|c| c == value) {
-                    clusters.push(value.to_string());
-                }
-            }
+            Some(value) if !value.is_empty() => groups.push(value.to_string()),
             _ => {
                 return Err(format!(
                     "scrape config {name:?} for targets {targets} does not have a label {label:?}"
                 ));
             }
+        }
+    }
+    let mut clusters: Vec<String> = Vec::new();
+    for cluster in &groups {
+        if !clusters.contains(cluster) {
+            clusters.push(cluster.clone());
         }
     }
     let discovered = map
@@ -174,20 +197,7 @@ fn raw_job(raw: &Node, label: &str) -> Result<Job, String> {
                  the {label:?} label: every federated target needs one"
             ));
         }
-    } else if clusters.is_empty() {
-        return Err(format!(
-            "scrape config {name:?} has no targets with a {label:?} label"
-        ));
-    }
-
-    let mut node = raw.clone();
-    if !discovered && clusters.len() == 1 {
-        append(
-            &mut node,
-            "metric_relabel_configs",
-            vec![json!({"target_label": label, "replacement": clusters[0]})],
-        )?;
-    } else {
+        let mut node = raw.clone();
         append(
             &mut node,
             "relabel_configs",
@@ -201,8 +211,47 @@ fn raw_job(raw: &Node, label: &str) -> Result<Job, String> {
                 json!({"action": "labeldrop", "regex": TEMP_LABEL}),
             ],
         )?;
+        let warning = format!(
+            "job {name:?} discovers its targets, so their cluster can only be forced from the \
+             target label {TEMP_LABEL}: a workload whose series carry that label could choose \
+             its cluster; prefer static targets or one `clusters` entry per cluster"
+        );
+        return Ok((vec![Job { name, node }], Some(warning)));
     }
-    Ok(Job { name, node })
+    if clusters.is_empty() {
+        return Err(format!(
+            "scrape config {name:?} has no targets with a {label:?} label"
+        ));
+    }
+    let mut jobs = Vec::new();
+    for cluster in &clusters {
+        let mut node = raw.clone();
+        if clusters.len() > 1 {
+            node.insert("job_name", Node::string(format!("{name}-{cluster}")));
+            if let Some(list) = node.get_mut("static_configs").and_then(Node::as_seq_mut) {
+                let mut index = 0;
+                list.retain(|_| {
+                    index += 1;
+                    groups[index - 1] == *cluster
+                });
+            }
+        }
+        append(
+            &mut node,
+            "metric_relabel_configs",
+            vec![json!({"target_label": label, "replacement": cluster})],
+        )?;
+        let job_name = node
+            .get("job_name")
+            .and_then(Node::as_str)
+            .unwrap_or_default()
+            .to_string();
+        jobs.push(Job {
+            name: job_name,
+            node,
+        });
+    }
+    Ok((jobs, None))
 }
 
 /// Append relabel rules to the list under `key`, creating it when absent.
@@ -344,8 +393,8 @@ fn inline_secrets(job: &Job) -> Vec<Warning> {
     out
 }
 
-/// Escape a job name for an RE2 alternation.
-fn regex_escape(s: &str) -> String {
+/// Escape a literal for an RE2 pattern.
+pub(crate) fn regex_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if "\\.+*?()|[]{}^$".contains(c) {

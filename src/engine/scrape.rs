@@ -28,12 +28,27 @@ pub fn rewrite(
             reason: "a Prometheus config must be a mapping".into(),
         });
     }
-    let local_rule = Node::from_json(&json!({
+    let label = &config.cluster_label_name;
+    let local = &config.local_cluster_name;
+    let relabel = [json!({
         "source_labels": ["__address__"],
-        "target_label": config.cluster_label_name,
-        "replacement": config.local_cluster_name,
-    }));
-    let local_rule_json = local_rule.to_json();
+        "target_label": label,
+        "replacement": local,
+    })];
+    // With `honor_labels: true` a scraped `cluster` label beats the target label. Do what
+    // Prometheus does without honor_labels: keep the scraped value as `exported_<label>` (unless
+    // it already says local) and set the label to local.
+    let exported = format!("exported_{label}");
+    let honored = [
+        json!({"source_labels": [label], "target_label": exported}),
+        json!({
+            "source_labels": [exported],
+            "regex": super::federation::regex_escape(local),
+            "target_label": exported,
+            "replacement": "",
+        }),
+        json!({"target_label": label, "replacement": local}),
+    ];
 
     let mut changed = false;
     if root.get("scrape_configs").is_none_or(Node::is_null) {
@@ -87,10 +102,17 @@ pub fn rewrite(
             });
             continue;
         }
-        changed |= label_local(job, &local_rule, &local_rule_json).map_err(|reason| Error {
+        let fail = |reason| Error {
             location: at(line, Some(format!("job {name:?}"))),
             reason,
-        })?;
+        };
+        changed |= ensure_last(job, "relabel_configs", &relabel).map_err(fail)?;
+        let honors_labels = job
+            .get("honor_labels")
+            .is_some_and(|h| h.to_json() == json!(true));
+        if honors_labels {
+            changed |= ensure_last(job, "metric_relabel_configs", &honored).map_err(fail)?;
+        }
         stats.local_jobs_labelled += 1;
     }
     for wanted in &federation.jobs {
@@ -103,30 +125,30 @@ pub fn rewrite(
     Ok(changed)
 }
 
-/// Make the local relabel rule the last rule of the job, exactly once.
-fn label_local(job: &mut Node, rule: &Node, rule_json: &serde_json::Value) -> Result<bool, String> {
-    match job.get("relabel_configs") {
-        None => {
-            job.insert("relabel_configs", Node::from_json(&json!([])));
-        }
-        Some(n) if n.is_null() => {
-            job.insert("relabel_configs", Node::from_json(&json!([])));
-        }
-        Some(n) if n.as_seq().is_none() => {
-            return Err("relabel_configs must be a list".into());
-        }
+/// Make `rules` the last rules of the list under `key`, exactly once: a list that already
+/// ends with them is left alone; copies earlier in the list (a `labelmap` was added after
+/// them) are moved to the end.
+fn ensure_last(job: &mut Node, key: &str, rules: &[serde_json::Value]) -> Result<bool, String> {
+    match job.get(key) {
+        None => job.insert(key, Node::from_json(&json!([]))),
+        Some(n) if n.is_null() => job.insert(key, Node::from_json(&json!([]))),
+        Some(n) if n.as_seq().is_none() => return Err(format!("{key} must be a list")),
         Some(_) => {}
     }
     let list = job
-        .get_mut("relabel_configs")
+        .get_mut(key)
         .and_then(Node::as_seq_mut)
-        .expect("relabel_configs was just ensured to be a list");
-    if list.last().is_some_and(|last| last.to_json() == *rule_json) {
+        .expect("the list was just ensured");
+    let tail: Vec<serde_json::Value> = list
+        .iter()
+        .skip(list.len().saturating_sub(rules.len()))
+        .map(Node::to_json)
+        .collect();
+    if tail == rules {
         return Ok(false);
     }
-    // A copy earlier in the list (a labelmap was added after it): move it to the end.
-    list.retain(|r| r.to_json() != *rule_json);
-    list.push(rule.clone());
+    list.retain(|r| !rules.contains(&r.to_json()));
+    list.extend(rules.iter().map(Node::from_json));
     Ok(true)
 }
 

@@ -275,23 +275,89 @@ fn single_cluster_job_forces_its_literal_cluster() {
     );
 }
 
+/// The seed's job federates two clusters: it becomes one job per cluster, each forcing its
+/// literal cluster (a target label could be outvoted by a scraped label under honor_labels).
 #[test]
-fn multi_cluster_job_forces_each_targets_cluster() {
+fn multi_cluster_job_is_split_per_cluster() {
     let engine = engine("example-config.yaml");
     let out = prometheus_yml(&engine, "scrape_configs: []\n");
-    let copy = relabels(&out, "federation", "relabel_configs");
+    for cluster in ["other", "random"] {
+        let job = format!("federation-{cluster}");
+        assert_eq!(
+            relabels(&out, &job, "metric_relabel_configs"),
+            vec![serde_json::json!({"target_label": "cluster", "replacement": cluster})]
+        );
+        let root = yaml::parse(&out, Limits::default())
+            .unwrap()
+            .unwrap()
+            .to_json();
+        let node = root["scrape_configs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["job_name"] == job.as_str())
+            .unwrap()
+            .clone();
+        assert_eq!(node["static_configs"].as_array().unwrap().len(), 1);
+        assert_eq!(node["static_configs"][0]["labels"]["cluster"], cluster);
+        assert_eq!(node["honor_labels"], true);
+        assert_eq!(node["tls_config"]["server_name"], "prom-federation");
+    }
+}
+
+/// Discovered targets can only be forced through a temporary target label; promfed says so.
+#[test]
+fn discovered_federation_targets_use_the_temporary_label_with_a_warning() {
+    let engine = engine_from(
+        "additionalScrapeConfigs:\n- job_name: sd\n  honor_labels: true\n  metrics_path: /federate\n  file_sd_configs: [{files: [x.json]}]\n  relabel_configs:\n  - source_labels: [__meta_filepath]\n    target_label: cluster\n",
+    );
+    let out = engine
+        .rewrite(&[(
+            "prometheus.yml".to_string(),
+            "scrape_configs: []\n".to_string(),
+        )])
+        .unwrap();
+    let yml = &out.data[0].1;
     assert_eq!(
-        copy.last().unwrap(),
+        relabels(yml, "sd", "relabel_configs").last().unwrap(),
         &serde_json::json!({"source_labels": ["cluster"], "target_label": "promfed_cluster"})
     );
-    let forced = relabels(&out, "federation", "metric_relabel_configs");
     assert_eq!(
-        forced,
+        relabels(yml, "sd", "metric_relabel_configs"),
         vec![
             serde_json::json!({"source_labels": ["promfed_cluster"], "regex": "(.+)", "target_label": "cluster"}),
             serde_json::json!({"action": "labeldrop", "regex": "promfed_cluster"}),
         ]
     );
+    assert!(
+        out.warnings
+            .iter()
+            .any(|w| w.message.contains("promfed_cluster")),
+        "{:?}",
+        out.warnings
+    );
+}
+
+/// A local job with honor_labels keeps a scraped `cluster` label over the target label, so
+/// promfed forces local after metric relabeling, keeping the scraped value as
+/// `exported_cluster` as Prometheus itself does without honor_labels.
+#[test]
+fn local_job_with_honor_labels_is_forced_local() {
+    let engine = engine_from("localClusterName: shared-tools");
+    let input = "scrape_configs:\n- job_name: pods\n  honor_labels: true\n  static_configs: [{targets: [a:1]}]\n";
+    let out = prometheus_yml(&engine, input);
+    assert_eq!(
+        relabels(&out, "pods", "metric_relabel_configs"),
+        vec![
+            serde_json::json!({"source_labels": ["cluster"], "target_label": "exported_cluster"}),
+            serde_json::json!({"source_labels": ["exported_cluster"], "regex": "shared-tools", "target_label": "exported_cluster", "replacement": ""}),
+            serde_json::json!({"target_label": "cluster", "replacement": "shared-tools"}),
+        ]
+    );
+    assert_eq!(prometheus_yml(&engine, &out), out, "not idempotent");
+    // Without honor_labels the target label already wins: nothing is added.
+    let plain = prometheus_yml(&engine, "scrape_configs:\n- job_name: a\n");
+    assert!(relabels(&plain, "a", "metric_relabel_configs").is_empty());
 }
 
 #[test]

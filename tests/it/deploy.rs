@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -1101,15 +1101,6 @@ fn federation_certificates_verify_and_the_promfed_entry_is_a_valid_config() {
     assert_eq!(mode(&dir.join("ca.key")), 0o600);
 }
 
-/// A free loopback port (bound, then released for the process that takes it).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The generated web config on a real Prometheus: the tools side's client certificate gets
 /// `/federate`, a client without one is refused.
 #[test]
@@ -1129,15 +1120,8 @@ fn federation_mtls_works_against_a_real_prometheus() {
     std::fs::write(&web_file, web).unwrap();
     let config = tmp.path().join("prometheus.yml");
     std::fs::write(&config, "global:\n  scrape_interval: 1m\n").unwrap();
-    let port = free_port();
-    struct Kill(Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut prom = Kill(
+    let port = support::free_port();
+    let mut prom = support::KillOnDrop(
         Command::new(&prometheus)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -690,7 +690,7 @@ impl Server {
             describe(&out)
         );
         let log = dir.path().join("prometheus.log");
-        let port = free_port();
+        let port = support::free_port();
         let child = Command::new(prometheus)
             .arg(format!(
                 "--config.file={}",
@@ -778,11 +778,6 @@ impl Server {
 
 /// Labels (as text) to value.
 type Sample = BTreeMap<String, f64>;
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    listener.local_addr().expect("local addr").port()
-}
 
 /// Start `openmetrics`' servers, retrying on another port if one loses its port to a race.
 fn start_all(prometheus: &Path, promtool: &Path, specs: [(&'static str, &str); 2]) -> [Server; 2] {

@@ -346,3 +346,24 @@ pub fn assert_golden(path: impl AsRef<Path>, actual: &str) {
         path.display()
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Processes and ports
+
+/// A free loopback port: bound, then released for the process that takes it.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// A child process killed (and reaped) when dropped, so a failing test leaves none behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

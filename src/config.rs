@@ -258,8 +258,11 @@ struct Raw {
     local_cluster_name: Option<String>,
     #[serde(default)]
     cluster_label_name: Option<String>,
+    /// Taken from the YAML nodes instead (to keep how each scalar was written); named here
+    /// so the strict deserialisation accepts it.
     #[serde(default)]
-    additional_scrape_configs: Option<serde_json::Value>,
+    #[allow(dead_code)]
+    additional_scrape_configs: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     clusters: Vec<Cluster>,
     #[serde(default)]
@@ -348,7 +351,6 @@ impl Config {
                 ))
             })?,
         };
-        let _ = raw.additional_scrape_configs;
         let config = Config {
             local_cluster_name: non_empty(raw.local_cluster_name).unwrap_or_else(|| "local".into()),
             cluster_label_name: non_empty(raw.cluster_label_name)

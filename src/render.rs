@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::engine::{self, Engine, ObjectRef, Stats, Warning};
+use crate::engine::{self, Engine, ObjectRef, Rewrite, Stats, Warning};
 use crate::yaml::{self, Limits, Node, Value};
 
 /// Why a stream could not be rendered. The message names the document and the object.
@@ -107,19 +107,9 @@ fn render_document(
             None => fail(&label, e.to_string()),
         }
     })?;
-    let changed = rewrite.changed_keys(&data);
     let object_name = format!("ConfigMap {}/{}", object.namespace, object.name);
-    if changed.is_empty() {
+    if !write_back(&mut root, &data, &rewrite) {
         return Ok(Some((None, object_name, rewrite.warnings, rewrite.stats)));
-    }
-    if root.get("data").is_none_or(Node::is_null) {
-        root.insert("data", Node::from_json(&serde_json::json!({})));
-    }
-    let data_node = root.get_mut("data").expect("data was just ensured");
-    for (key, value) in &rewrite.data {
-        if changed.contains(&key.as_str()) {
-            data_node.insert(key, Node::string(value.clone()));
-        }
     }
     let mut text = leading_comments(body).to_string();
     text.push_str(&yaml::emit(&root));
@@ -199,19 +189,8 @@ pub fn render_resource_list(engine: &Engine, mut list: Node) -> Result<Rendered,
                 object.namespace, object.name
             ));
         }
-        let changed = rewrite.changed_keys(&data);
-        if changed.is_empty() {
-            continue;
-        }
-        out.changed += 1;
-        if item.get("data").is_none_or(Node::is_null) {
-            item.insert("data", Node::from_json(&serde_json::json!({})));
-        }
-        let data_node = item.get_mut("data").expect("data was just ensured");
-        for (key, value) in &rewrite.data {
-            if changed.contains(&key.as_str()) {
-                data_node.insert(key, Node::string(value.clone()));
-            }
+        if write_back(item, &data, &rewrite) {
+            out.changed += 1;
         }
     }
     if !results.is_empty() {
@@ -222,6 +201,25 @@ pub fn render_resource_list(engine: &Engine, mut list: Node) -> Result<Rendered,
     }
     out.text = yaml::emit(&list);
     Ok(out)
+}
+
+/// Put the values the rewrite changed into the ConfigMap node's `data` (other keys and the
+/// rest of the node untouched). Returns whether anything changed.
+fn write_back(config_map: &mut Node, data: &[(String, String)], rewrite: &Rewrite) -> bool {
+    let changed = rewrite.changed_keys(data);
+    if changed.is_empty() {
+        return false;
+    }
+    if config_map.get("data").is_none_or(Node::is_null) {
+        config_map.insert("data", Node::from_json(&serde_json::json!({})));
+    }
+    let data_node = config_map.get_mut("data").expect("data was just ensured");
+    for (key, value) in &rewrite.data {
+        if changed.contains(&key.as_str()) {
+            data_node.insert(key, Node::string(value.clone()));
+        }
+    }
+    true
 }
 
 /// Kind, name, namespace and labels of a manifest document, if it is a mapping with a kind.

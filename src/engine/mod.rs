@@ -102,6 +102,14 @@ impl Rewrite {
     }
 }
 
+/// Limits for a ConfigMap's data values. A real 1 MiB ConfigMap (every corpus rule) is about
+/// 24,000 nodes; 250,000 keeps the worst case (an alias expansion at the limit) within the
+/// pod's memory limit.
+const DATA_LIMITS: Limits = Limits {
+    max_depth: 100,
+    max_nodes: 250_000,
+};
+
 /// A validated config, ready to rewrite any number of ConfigMaps.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -166,7 +174,7 @@ impl Engine {
             if !(is_config || listed_rules || auto_rules || is_alerts_key) {
                 continue;
             }
-            let parsed = yaml::parse(value, Limits::default()).map_err(|e| Error {
+            let parsed = yaml::parse(value, DATA_LIMITS).map_err(|e| Error {
                 location: Location {
                     key: key.clone(),
                     line: Some(e.line).filter(|l| *l > 0),

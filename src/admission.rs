@@ -31,6 +31,10 @@ pub const API_VERSION: &str = "admission.k8s.io/v1";
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// Responses remembered per loaded config.
 pub const CACHE_ENTRIES: usize = 256;
+/// Bytes of responses remembered per loaded config: the answer for a large ConfigMap can be
+/// megabytes (its patch, base64), and 256 of them must not fill the memory. An answer over a
+/// quarter of this is not remembered at all.
+pub const CACHE_BYTES: usize = 16 * 1024 * 1024;
 /// Warnings returned to the client; the rest are summarised in one line.
 pub const MAX_WARNINGS: usize = 20;
 /// Key of the audit annotation. The API server prefixes it with the webhook's name, so a webhook
@@ -116,6 +120,15 @@ impl Reply {
         Reply::client_error(400, message.into())
     }
 
+    /// Like [`Reply::invalid`], but the message may quote the request (a parse error naming a
+    /// value): the sender gets it whole, the log gets it with the quoted values withheld.
+    fn invalid_quoting(message: String) -> Reply {
+        let detail = truncate(&withhold_values(&message), 200);
+        let mut reply = Reply::client_error(400, message);
+        reply.detail = Some(detail);
+        reply
+    }
+
     /// A failure of promfed itself outside the engine: HTTP 400 like any review it cannot
     /// answer (promfed never answers with a 5xx), counted as an internal error.
     pub fn internal(message: impl Into<String>) -> Reply {
@@ -129,6 +142,17 @@ impl Reply {
         Reply::client_error(
             413,
             format!("AdmissionReview larger than {MAX_BODY_BYTES} bytes"),
+        )
+    }
+
+    /// A request body that did not arrive in time (HTTP 408).
+    pub fn body_timeout(after: std::time::Duration) -> Reply {
+        Reply::client_error(
+            408,
+            format!(
+                "the request body did not arrive within {:.1} s",
+                after.as_secs_f64()
+            ),
         )
     }
 
@@ -254,11 +278,13 @@ impl Admission {
         let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
             Ok(review) => review,
             Err(e) => {
-                return Step::Done(Reply::invalid(format!("malformed AdmissionReview: {e}")));
+                return Step::Done(Reply::invalid_quoting(format!(
+                    "malformed AdmissionReview: {e}"
+                )));
             }
         };
         if review.types.api_version != API_VERSION || review.types.kind != "AdmissionReview" {
-            return Step::Done(Reply::invalid(format!(
+            return Step::Done(Reply::invalid_quoting(format!(
                 "unsupported review {:?}/{:?}: promfed answers kind AdmissionReview, apiVersion {API_VERSION} \
                  (set admissionReviewVersions: [v1] in the webhook configuration)",
                 review.types.api_version, review.types.kind
@@ -273,7 +299,14 @@ impl Admission {
         self.begin_request(request)
     }
 
-    fn begin_request(&self, request: AdmissionRequest<DynamicObject>) -> Step {
+    fn begin_request(&self, mut request: AdmissionRequest<DynamicObject>) -> Step {
+        // The object's fields (data among them) are moved out, not copied: a review may carry
+        // megabytes of data.
+        let fields = request
+            .object
+            .as_mut()
+            .map(|o| std::mem::take(&mut o.data))
+            .unwrap_or_default();
         let object = request.object.as_ref();
         let meta = object.map(|o| &o.metadata);
         let name = meta
@@ -323,7 +356,7 @@ impl Admission {
             return Step::Done(head.passed());
         }
 
-        let data = match configmap_data(&object.data) {
+        let data = match configmap_data(fields) {
             Ok(data) => data,
             Err(reason) => {
                 let verdict = Verdict::deny(
@@ -433,6 +466,11 @@ impl Admission {
     pub fn cached(&self) -> usize {
         self.cache.len()
     }
+
+    /// Bytes of the answers remembered right now (at most [`CACHE_BYTES`]).
+    pub fn cached_bytes(&self) -> usize {
+        self.cache.bytes()
+    }
 }
 
 impl ReviewInfo {
@@ -533,17 +571,21 @@ impl Verdict {
 }
 
 /// `data` of a ConfigMap as (key, value) pairs in document order.
-fn configmap_data(fields: &Value) -> Result<Vec<(String, String)>, String> {
-    let data = match fields.get("data") {
+fn configmap_data(fields: Value) -> Result<Vec<(String, String)>, String> {
+    let data = match fields {
+        Value::Object(mut fields) => fields.remove("data"),
+        _ => None,
+    };
+    let data = match data {
         None | Some(Value::Null) => {
             return Err("has no data (promfed rewrites the Prometheus config held in data)".into());
         }
         Some(Value::Object(data)) => data,
         Some(_) => return Err("data is not a map of strings".into()),
     };
-    data.iter()
+    data.into_iter()
         .map(|(key, value)| match value {
-            Value::String(value) => Ok((key.clone(), value.clone())),
+            Value::String(value) => Ok((key, value)),
             _ => Err(format!("data key {key:?} does not hold a string")),
         })
         .collect()
@@ -606,6 +648,74 @@ fn operation_name(operation: &Operation) -> &'static str {
     }
 }
 
+/// `message` with the values it quotes from the input withheld, for a log line: the request (or
+/// a config file) may carry credentials, and a parse error quotes what it could not parse.
+/// Withheld: the string after serde's `invalid type: string` / `invalid value: string`, the
+/// value after `unknown variant`, and the two quoted strings of an `unsupported review "…"/"…"`.
+/// Everything else stays: paths, lines, expected types, and field names (`unknown field
+/// `basicAuth`` is how a typo in the config is found; a key is not a secret).
+pub fn withhold_values(message: &str) -> String {
+    const QUOTING: [&str; 4] = [
+        "invalid type: string ",
+        "invalid value: string ",
+        "unknown variant ",
+        "unsupported review ",
+    ];
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some((at, prefix)) = QUOTING
+        .iter()
+        .filter_map(|p| rest.find(p).map(|at| (at, *p)))
+        .min_by_key(|(at, _)| *at)
+    {
+        out.push_str(&rest[..at + prefix.len()]);
+        rest = &rest[at + prefix.len()..];
+        let quotes = if prefix == "unsupported review " {
+            2
+        } else {
+            1
+        };
+        for n in 0..quotes {
+            if n > 0 {
+                match rest.strip_prefix('/') {
+                    Some(r) => {
+                        out.push('/');
+                        rest = r;
+                    }
+                    None => break,
+                }
+            }
+            match quoted_len(rest) {
+                Some(len) => {
+                    out.push_str("(withheld)");
+                    rest = &rest[len..];
+                }
+                None => break,
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Length of a leading `"…"` (with `\` escapes) or `` `…` ``, closing quote included.
+fn quoted_len(text: &str) -> Option<usize> {
+    let mut chars = text.char_indices();
+    let (_, open) = chars.next()?;
+    if open != '"' && open != '`' {
+        return None;
+    }
+    let mut escaped = false;
+    for (i, c) in chars {
+        match c {
+            '\\' if open == '"' && !escaped => escaped = true,
+            c if c == open && !escaped => return Some(i + c.len_utf8()),
+            _ => escaped = false,
+        }
+    }
+    None
+}
+
 fn truncate(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         None => text.to_string(),
@@ -613,23 +723,36 @@ fn truncate(text: &str, max: usize) -> String {
     }
 }
 
-/// A small LRU: a map plus a use counter; eviction scans for the oldest entry, which is
-/// cheap at this size and happens only on a miss.
+/// A small LRU bounded in entries and in bytes: a map plus a use counter; eviction scans for
+/// the oldest entry, which is cheap at this size and happens only on a miss.
 type Entry = (Arc<Verdict>, u64);
 
 struct Cache {
     capacity: usize,
+    max_bytes: usize,
     clock: AtomicU64,
-    /// key → (verdict, last use)
-    entries: Mutex<HashMap<[u8; 32], Entry>>,
+    /// key → (verdict, last use), and the bytes of all verdicts.
+    entries: Mutex<(HashMap<[u8; 32], Entry>, usize)>,
+}
+
+impl Verdict {
+    /// What keeping this verdict costs, roughly.
+    fn size(&self) -> usize {
+        self.members.len() + self.denied_at.as_ref().map_or(0, String::len) + 128
+    }
 }
 
 impl Cache {
     fn new(capacity: usize) -> Cache {
+        Cache::with_bytes(capacity, CACHE_BYTES)
+    }
+
+    fn with_bytes(capacity: usize, max_bytes: usize) -> Cache {
         Cache {
             capacity,
+            max_bytes,
             clock: AtomicU64::new(0),
-            entries: Mutex::new(HashMap::with_capacity(capacity)),
+            entries: Mutex::new((HashMap::with_capacity(capacity), 0)),
         }
     }
 
@@ -639,29 +762,48 @@ impl Cache {
 
     fn get(&self, key: &[u8; 32]) -> Option<Arc<Verdict>> {
         let now = self.tick();
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let (verdict, used) = entries.get_mut(key)?;
+        let mut guard = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let (verdict, used) = guard.0.get_mut(key)?;
         *used = now;
         Some(verdict.clone())
     }
 
     fn insert(&self, key: [u8; 32], verdict: Arc<Verdict>) {
+        let size = verdict.size();
+        if size > self.max_bytes / 4 {
+            return;
+        }
         let now = self.tick();
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= self.capacity && !entries.contains_key(&key) {
+        let mut guard = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let (entries, bytes) = &mut *guard;
+        if let Some((old, _)) = entries.remove(&key) {
+            *bytes -= old.size();
+        }
+        while !entries.is_empty()
+            && (entries.len() >= self.capacity || *bytes + size > self.max_bytes)
+        {
             let oldest = entries
                 .iter()
                 .min_by_key(|(_, (_, used))| *used)
                 .map(|(k, _)| *k);
-            if let Some(oldest) = oldest {
-                entries.remove(&oldest);
+            if let Some((old, _)) = oldest.and_then(|k| entries.remove(&k)) {
+                *bytes -= old.size();
             }
         }
+        *bytes += size;
         entries.insert(key, (verdict, now));
     }
 
     fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .len()
+    }
+
+    fn bytes(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).1
     }
 }
 
@@ -780,11 +922,77 @@ mod tests {
     }
 
     #[test]
+    fn cache_is_bounded_in_bytes_and_skips_huge_answers() {
+        let verdict = |bytes: usize| {
+            let mut v = Verdict::deny("x", "x".into());
+            v.members = "m".repeat(bytes);
+            Arc::new(v)
+        };
+        let cache = Cache::with_bytes(100, 10_000);
+        for k in 0..10u8 {
+            cache.insert([k; 32], verdict(2_000));
+        }
+        assert!(cache.bytes() <= 10_000, "{}", cache.bytes());
+        assert_eq!(cache.len(), 4);
+        assert!(cache.get(&[9; 32]).is_some() && cache.get(&[5; 32]).is_none());
+        cache.insert([42; 32], verdict(3_000));
+        assert!(
+            cache.get(&[42; 32]).is_none(),
+            "over a quarter of the budget: not kept"
+        );
+        cache.insert([9; 32], verdict(100));
+        assert_eq!(cache.len(), 4);
+        assert!(cache.bytes() <= 10_000);
+    }
+
+    #[test]
     fn other_operations_pass() {
         for operation in ["DELETE", "CONNECT"] {
             let reply = admission().review(&review(operation, "ConfigMap", Value::Null));
             assert_eq!(reply.outcome, Outcome::Passed, "{operation}");
         }
+    }
+
+    #[test]
+    fn logged_details_withhold_quoted_values() {
+        let cases = [
+            (
+                r#"malformed AdmissionReview: invalid type: string "pa\"ss", expected a boolean at line 1 column 9"#,
+                "malformed AdmissionReview: invalid type: string (withheld), expected a boolean at line 1 column 9",
+            ),
+            (
+                "unknown variant `pass`, expected one of `CREATE`, `UPDATE`",
+                "unknown variant (withheld), expected one of `CREATE`, `UPDATE`",
+            ),
+            (
+                r#"unsupported review "pass"/"word": promfed answers"#,
+                "unsupported review (withheld)/(withheld): promfed answers",
+            ),
+            (
+                r#"invalid setting clusters[0].sample_limit (line 4): invalid type: string "pass", expected u64"#,
+                "invalid setting clusters[0].sample_limit (line 4): invalid type: string (withheld), expected u64",
+            ),
+            (
+                r#"scrape config "federation" for targets ["a"] does not have a label "cluster""#,
+                r#"scrape config "federation" for targets ["a"] does not have a label "cluster""#,
+            ),
+            (
+                "missing field `uid` at line 1 column 2",
+                "missing field `uid` at line 1 column 2",
+            ),
+            (
+                "unknown field `basicAuth`, expected one of `name`",
+                "unknown field `basicAuth`, expected one of `name`",
+            ),
+            ("unknown variant `oops", "unknown variant `oops"),
+        ];
+        for (message, logged) in cases {
+            assert_eq!(withhold_values(message), logged, "{message}");
+        }
+        let reply = admission().review(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","dryRun":"hunter2"}}"#);
+        assert_eq!(reply.status, 400);
+        assert!(String::from_utf8_lossy(&reply.body).contains("hunter2"));
+        assert!(!reply.detail.unwrap().contains("hunter2"));
     }
 
     #[test]

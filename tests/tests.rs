@@ -31,14 +31,23 @@ mod deploy;
 #[path = "it/engine.rs"]
 mod engine;
 
+#[path = "it/faults.rs"]
+mod faults;
+
 #[path = "it/federation.rs"]
 mod federation;
+
+#[path = "it/hostile.rs"]
+mod hostile;
 
 #[path = "it/properties.rs"]
 mod properties;
 
 #[path = "it/promql.rs"]
 mod promql;
+
+#[path = "it/security.rs"]
+mod security;
 
 #[path = "it/semantic.rs"]
 mod semantic;

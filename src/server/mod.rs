@@ -1,8 +1,9 @@
 //! `promfed serve`: the HTTPS admission webhook.
 //!
-//! The whole request path: [`router`] (`POST /mutate`) reads the body and hands it to
-//! [`crate::admission`]; a cache miss runs the engine on a blocking thread (at most one per
-//! core at a time) so the runtime never stalls. `tls.rs` terminates TLS with a certificate that
+//! The whole request path: [`router`] (`POST /mutate`) reads the body (within a memory
+//! budget shared by all requests) and hands it to [`crate::admission`]; a cache miss runs the
+//! engine on one of a few long-lived worker threads (`workers.rs`, one per core) so the
+//! runtime never stalls. `tls.rs` terminates TLS with a certificate that
 //! `reload.rs` swaps when the files change; `metrics.rs` counts; `dev.rs` makes `--dev` work
 //! without any file.
 
@@ -10,30 +11,32 @@ pub mod dev;
 pub mod metrics;
 pub mod reload;
 pub mod tls;
+pub mod workers;
 
 use std::future::IntoFuture as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::sync::{Semaphore, watch};
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::admission::{Admission, CacheUse, Head, MAX_BODY_BYTES, Pending, Reply, Step, Verdict};
 use metrics::Metrics;
 use reload::Watched;
 use tls::{CertResolver, ServingCert};
+use workers::Workers;
 
 /// Flags of `promfed serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -69,6 +72,9 @@ pub struct ServeArgs {
     /// How long in-flight requests may take after SIGTERM.
     #[arg(long, hide = true, default_value_t = 5000, value_name = "MS")]
     pub shutdown_grace_ms: u64,
+    /// How long a client may take to send a request body.
+    #[arg(long, hide = true, default_value_t = 30_000, value_name = "MS")]
+    pub body_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -81,6 +87,16 @@ const HTTPS_PORT: u16 = 8443;
 const METRICS_PORT: u16 = 9102;
 /// Bodies above this are parsed on a blocking thread too: parsing 3 MiB takes milliseconds.
 const INLINE_PARSE_BYTES: usize = 256 * 1024;
+/// Request bytes being read or reviewed at once, all requests together. A review costs a few
+/// times its size while it is parsed and rewritten, so this bounds the process's memory: 24
+/// concurrent 2 MiB reviews reached 156 MiB without it (the Deployment's limit is 128 MiB).
+/// Requests beyond it wait for their turn before their body is read. Real reviews are far
+/// smaller (a ConfigMap is at most 1 MiB; the TKG one is 30 kB) and rarely wait.
+pub const BODY_BUDGET_BYTES: usize = 8 * 1024 * 1024;
+/// How long a client may take to send a request body (the API server waits at most 30 s
+/// for a webhook, `timeoutSeconds`): a client trickling its body cannot hold its share of
+/// [`BODY_BUDGET_BYTES`] for longer. `--body-timeout-ms` (hidden, for tests) changes it.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the handlers share: the current config (engine + cache), metrics, readiness.
 #[derive(Clone, Debug)]
@@ -91,8 +107,14 @@ struct Shared {
     admission: ArcSwap<Admission>,
     metrics: Metrics,
     ready: AtomicBool,
-    /// One engine run per core at a time; further misses wait here, cache hits never do.
-    engine_slots: Arc<Semaphore>,
+    /// One thread per core runs the engine and parses large bodies; further work queues
+    /// there. Cache hits of small bodies are answered without it.
+    workers: Workers,
+    /// [`BODY_BUDGET_BYTES`] in KiB: a request holds as many permits as its body has KiB
+    /// (the whole [`MAX_BODY_BYTES`] when it does not say) until it is answered.
+    body_budget: Arc<Semaphore>,
+    /// [`BODY_TIMEOUT`] unless set otherwise, in milliseconds.
+    body_timeout_ms: AtomicU64,
 }
 
 impl AppState {
@@ -105,8 +127,21 @@ impl AppState {
             admission: ArcSwap::from_pointee(admission),
             metrics,
             ready: AtomicBool::new(false),
-            engine_slots: Arc::new(Semaphore::new(cores)),
+            workers: Workers::new(cores),
+            body_budget: Arc::new(Semaphore::new(BODY_BUDGET_BYTES / 1024)),
+            body_timeout_ms: AtomicU64::new(BODY_TIMEOUT.as_millis() as u64),
         }))
+    }
+
+    /// How long a client may take to send a request body from now on.
+    pub fn set_body_timeout(&self, timeout: Duration) {
+        self.0
+            .body_timeout_ms
+            .store(timeout.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.0.body_timeout_ms.load(Ordering::Relaxed))
     }
 
     pub fn admission(&self) -> Arc<Admission> {
@@ -134,14 +169,21 @@ impl AppState {
         self.0.ready.load(Ordering::SeqCst)
     }
 
-    /// Answer one request body.
-    async fn review(&self, body: Bytes) -> Reply {
+    /// Answer one request body. `budget` is its share of [`BODY_BUDGET_BYTES`]: the work on
+    /// the worker threads holds it too, so a client that hangs up does not free it while
+    /// its body is still being parsed or rewritten.
+    async fn review(&self, body: Bytes, budget: Option<OwnedSemaphorePermit>) -> Reply {
+        let budget = Arc::new(budget);
         let admission = self.admission();
         let step = if body.len() > INLINE_PARSE_BYTES {
-            let admission = admission.clone();
-            match tokio::task::spawn_blocking(move || admission.begin(&body)).await {
-                Ok(step) => step,
-                Err(_) => {
+            let (admission, budget) = (admission.clone(), budget.clone());
+            let parsed = self.0.workers.run(move || {
+                let _budget = budget;
+                admission.begin(&body)
+            });
+            match parsed.await {
+                Some(step) => step,
+                None => {
                     return Reply::internal("promfed internal error while reading the review");
                 }
             }
@@ -152,25 +194,29 @@ impl AppState {
             Step::Done(reply) => return reply,
             Step::Rewrite(pending) => pending,
         };
-        // At most one engine run per core. The slot moves into the task, so a client that
-        // hangs up does not free it while the engine still runs.
-        let slot = self.engine_slot().await;
         let uid = pending.head.info().uid.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            let _slot = slot;
+        let answer = self.0.workers.run(move || {
+            let _budget = budget;
             finish(&admission, pending)
         });
-        // finish() catches panics: a join error means the runtime is shutting down under us.
-        task.await.unwrap_or_else(|_| {
+        // finish() catches panics: no answer means the workers are gone (shutting down).
+        answer.await.unwrap_or_else(|| {
             Reply::internal(format!(
                 "promfed could not answer review {uid}: shutting down"
             ))
         })
     }
 
-    /// Wait for a free engine slot (the semaphore is never closed, so this always gets one).
-    async fn engine_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.0.engine_slots.clone().acquire_owned().await.ok()
+    /// Wait until `bytes` more request bytes fit into [`BODY_BUDGET_BYTES`] (the semaphore is
+    /// never closed, so this always gets them).
+    async fn body_permit(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let kib = bytes.min(MAX_BODY_BYTES).div_ceil(1024).max(1) as u32;
+        self.0
+            .body_budget
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .ok()
     }
 
     /// Metrics and the log line of one answered review.
@@ -193,15 +239,18 @@ impl AppState {
             CacheUse::None => "",
         };
         // Identity and sizes only: the ConfigMap may hold credentials, and warnings and denial
-        // messages may quote it. `detail` is a location or a parse error, never data.
+        // messages may quote it. `detail` is a location or a parse error with the quoted
+        // values withheld, never data. Control characters are escaped: in the text format a
+        // line break in a uid would otherwise start a log line of the sender's choosing.
+        let detail = reply.detail.as_deref().unwrap_or("");
         macro_rules! review_event {
             ($level:expr) => {
                 tracing::event!(
                     $level,
-                    uid = %info.uid,
-                    kind = %info.kind,
-                    namespace = %info.namespace,
-                    name = %info.name,
+                    uid = %printable(&info.uid),
+                    kind = %printable(&info.kind),
+                    namespace = %printable(&info.namespace),
+                    name = %printable(&info.name),
                     operation = info.operation,
                     dry_run = info.dry_run,
                     outcome = reply.outcome.as_str(),
@@ -210,7 +259,7 @@ impl AppState {
                     patch_bytes = reply.patch_bytes,
                     warnings = reply.warnings,
                     cache,
-                    detail = reply.detail.as_deref().unwrap_or(""),
+                    detail = %printable(detail),
                     "review"
                 )
             };
@@ -221,6 +270,22 @@ impl AppState {
             review_event!(tracing::Level::INFO);
         }
     }
+}
+
+/// `text` with control characters escaped (`\n`, `\u{1b}`), for a log field.
+pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Run the engine for a pending review on this (blocking) thread; a panic becomes a denial.
@@ -253,17 +318,17 @@ pub fn metrics_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn mutate(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
-    let started = Instant::now();
-    let reply = match body {
-        Ok(body) => state.review(body).await,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Reply::too_large(),
-        Err(rejection) => Reply::invalid(format!(
-            "could not read the request body: {}",
-            rejection.body_text()
-        )),
+async fn mutate(State(state): State<AppState>, request: Request) -> Response {
+    // The duration is the review's: from the body being read to the answer being ready.
+    let (reply, elapsed) = match read_body(&state, request).await {
+        Ok((body, budget)) => {
+            let started = Instant::now();
+            let reply = state.review(body, budget).await;
+            (reply, started.elapsed())
+        }
+        Err(refused) => (refused, Duration::ZERO),
     };
-    state.record(&reply, started.elapsed());
+    state.record(&reply, elapsed);
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST);
     (
         status,
@@ -271,6 +336,35 @@ async fn mutate(State(state): State<AppState>, body: Result<Bytes, BytesRejectio
         reply.body,
     )
         .into_response()
+}
+
+/// Read the body within the memory budget and the body timeout: the body and its share of
+/// the budget, or the answer that refuses it (413, 408, 400).
+async fn read_body(
+    state: &AppState,
+    request: Request,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), Reply> {
+    // A declared length over the limit is refused before the body is read at all.
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(Reply::too_large());
+    }
+    let expected = declared.map_or(MAX_BODY_BYTES, |n| n as usize);
+    // Held until the answer is ready: the body and everything parsed from it are gone then.
+    let budget = state.body_permit(expected).await;
+    let limited = Limited::new(request.into_body(), MAX_BODY_BYTES);
+    let timeout = state.body_timeout();
+    match tokio::time::timeout(timeout, limited.collect()).await {
+        Ok(Ok(collected)) => Ok((collected.to_bytes(), budget)),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(Reply::too_large()),
+        Ok(Err(e)) => Err(Reply::invalid(format!(
+            "could not read the request body: {e}"
+        ))),
+        Err(_) => Err(Reply::body_timeout(timeout)),
+    }
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -311,8 +405,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only on a terminal: a log collector would store the escape codes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     // try_init: a subscriber may already be installed (tests, an embedding program).
     let _ = match format {
@@ -387,6 +484,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let engine = reload::load_engine(&config_text)
         .with_context(|| format!("config {}", files.config.display()))?;
     let state = AppState::new(Admission::new(engine, 1));
+    state.set_body_timeout(Duration::from_millis(args.body_timeout_ms.max(1)));
 
     let cert_pem = read(&files.cert, "certificate").await?;
     let key_pem = read(&files.key, "private key").await?;

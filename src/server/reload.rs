@@ -13,10 +13,10 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use super::AppState;
 use super::tls::{CertResolver, ServingCert};
+use super::{AppState, printable};
 use crate::Engine;
-use crate::admission::Admission;
+use crate::admission::{Admission, withhold_values};
 
 /// Files that are loaded together (a certificate and its key): a change to any is one change.
 #[derive(Debug)]
@@ -117,7 +117,13 @@ pub async fn watch_config(
                 }
                 Err(e) => {
                     state.metrics().config_reload(false);
-                    tracing::error!(error = %e, "new config rejected; keeping the last good config");
+                    // The config may hold credentials (inline basic_auth): values a parse error
+                    // quotes are withheld; the path and line say where the problem is.
+                    let error = withhold_values(&e.to_string());
+                    tracing::error!(
+                        error = %printable(&error),
+                        "new config rejected; keeping the last good config"
+                    );
                 }
             },
         }

@@ -1,0 +1,4 @@
+#![no_main]
+//! See `promfed_fuzz::yaml_roundtrip` (fuzz/src/lib.rs) for what is checked.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| promfed_fuzz::yaml_roundtrip(data));

@@ -1000,118 +1000,17 @@ proptest! {
 }
 
 mod generated {
-    //! Generated ConfigMaps (generators as in `properties.rs`): the patch applied to the object
+    //! Generated ConfigMaps (the generators of `properties.rs`): the patch applied to the object
     //! is the rendered object, and the patched object needs no further patch.
-
-    use std::sync::OnceLock;
 
     use proptest::prelude::*;
     use serde_json::{Value as Json, json};
 
     use promfed::admission::{Admission, Outcome};
     use promfed::yaml::{self, Node};
-    use promfed::{Config, Engine};
 
-    use crate::support::read_data;
+    use crate::properties::{engine, prometheus_yml, rule_file, tricky_string};
     use crate::webhook::{applied, decoded_patch, rendered, review};
-
-    fn corpus_exprs() -> &'static Vec<String> {
-        static EXPRS: OnceLock<Vec<String>> = OnceLock::new();
-        EXPRS.get_or_init(|| {
-            read_data("rules/all_exprs.txt")
-                .split("\n---\n")
-                .map(str::to_string)
-                .collect()
-        })
-    }
-
-    fn tricky_string() -> impl Strategy<Value = String> {
-        prop_oneof![
-            Just("on".to_string()),
-            Just("yes".to_string()),
-            Just("~".to_string()),
-            Just("0777".to_string()),
-            Just("12:30".to_string()),
-            Just("".to_string()),
-            Just("a: b".to_string()),
-            Just("# not a comment".to_string()),
-            Just("{{ $labels.instance }} is down".to_string()),
-            Just("multi\nline\n".to_string()),
-            "[a-zA-Z0-9 _:./-]{0,20}",
-            any::<String>().prop_map(|s| s.chars().filter(|c| !c.is_control()).collect()),
-        ]
-    }
-
-    fn label_map() -> impl Strategy<Value = Json> {
-        prop::collection::btree_map("[a-z][a-z0-9_]{0,8}", tricky_string(), 0..3)
-            .prop_map(|m| Json::Object(m.into_iter().map(|(k, v)| (k, json!(v))).collect()))
-    }
-
-    fn rule() -> impl Strategy<Value = Json> {
-        (
-            any::<bool>(),
-            "[a-z][a-z0-9_:]{0,15}",
-            0..840usize,
-            label_map(),
-            label_map(),
-        )
-            .prop_map(|(record, name, expr, labels, annotations)| {
-                let mut rule = serde_json::Map::new();
-                if record {
-                    rule.insert("record".into(), json!(name));
-                } else {
-                    rule.insert("alert".into(), json!(name));
-                    rule.insert("annotations".into(), annotations);
-                }
-                rule.insert("expr".into(), json!(corpus_exprs()[expr].clone()));
-                if labels.as_object().is_some_and(|l| !l.is_empty()) {
-                    rule.insert("labels".into(), labels);
-                }
-                Json::Object(rule)
-            })
-    }
-
-    fn rule_file() -> impl Strategy<Value = Json> {
-        prop::collection::vec(
-            ("[a-z][a-z.-]{0,12}", prop::collection::vec(rule(), 0..4)),
-            0..3,
-        )
-        .prop_map(|groups| {
-            json!({"groups": groups.into_iter().enumerate().map(|(i, (name, rules))| {
-                    json!({"name": format!("{name}-{i}"), "rules": rules})
-                }).collect::<Vec<_>>()})
-        })
-    }
-
-    fn prometheus_yml() -> impl Strategy<Value = Json> {
-        prop::collection::vec(("[a-z][a-z-]{0,10}", any::<bool>(), tricky_string()), 0..4).prop_map(
-            |jobs| {
-                let jobs: Vec<Json> = jobs
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, (name, relabel, note))| {
-                        let mut job = json!({
-                            "job_name": format!("{name}-{i}"),
-                            "static_configs": [{"targets": ["localhost:9090"], "labels": {"note": note}}],
-                        });
-                        if relabel {
-                            job["relabel_configs"] = json!([{"action": "labelmap", "regex": "__meta_(.+)"}]);
-                        }
-                        job
-                    })
-                    .collect();
-                json!({"global": {"scrape_interval": "1m"}, "scrape_configs": jobs})
-            },
-        )
-    }
-
-    fn engine() -> &'static Engine {
-        static ENGINE: OnceLock<Engine> = OnceLock::new();
-        ENGINE.get_or_init(|| {
-            let text = "localClusterName: tools\nclusters:\n- name: w1\n  targets: [w1:9090]\nrules:\n  alerting: local\nfederationAlerts:\n  enabled: true\n";
-            Engine::new(Config::from_yaml(text).unwrap()).unwrap()
-        })
-    }
 
     fn configmap(data: Json) -> Json {
         json!({

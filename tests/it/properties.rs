@@ -21,7 +21,7 @@ fn corpus_exprs() -> &'static Vec<String> {
 }
 
 /// Strings a YAML 1.1 reader would not read back as strings if written plain, and friends.
-fn tricky_string() -> impl Strategy<Value = String> {
+pub(crate) fn tricky_string() -> impl Strategy<Value = String> {
     prop_oneof![
         Just("on".to_string()),
         Just("off".to_string()),
@@ -75,7 +75,7 @@ fn rule() -> impl Strategy<Value = Json> {
         })
 }
 
-fn rule_file() -> impl Strategy<Value = Json> {
+pub(crate) fn rule_file() -> impl Strategy<Value = Json> {
     prop::collection::vec(
         ("[a-z][a-z.-]{0,12}", prop::collection::vec(rule(), 0..5)),
         0..4,
@@ -100,7 +100,7 @@ fn relabel_rule() -> impl Strategy<Value = Json> {
     ]
 }
 
-fn prometheus_yml() -> impl Strategy<Value = Json> {
+pub(crate) fn prometheus_yml() -> impl Strategy<Value = Json> {
     prop::collection::vec(
         (
             "[a-z][a-z-]{0,10}",
@@ -128,7 +128,7 @@ fn prometheus_yml() -> impl Strategy<Value = Json> {
     })
 }
 
-fn engine() -> &'static Engine {
+pub(crate) fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
         let text = "localClusterName: tools\nclusters:\n- name: w1\n  targets: [w1:9090]\nrules:\n  alerting: local\nfederationAlerts:\n  enabled: true\n";

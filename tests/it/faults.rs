@@ -10,7 +10,7 @@
 use std::ffi::OsString;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,7 +21,7 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 
-use crate::support;
+use crate::support::{self, Mount};
 use crate::webhook::{
     applied, decoded_patch, engine, example_config, rendered, review, tkg_configmap,
 };
@@ -502,44 +502,6 @@ fn parse_response(raw: &[u8]) -> Option<(u16, Vec<u8>, usize)> {
 
 // ---------------------------------------------------------------------------------------
 // Files laid out like a mounted Secret or ConfigMap
-
-/// `dir/..<stamp>/<files>`, `dir/..data -> ..<stamp>`, `dir/<file> -> ..data/<file>`.
-pub(crate) struct Mount {
-    dir: PathBuf,
-    version: usize,
-}
-
-impl Mount {
-    pub(crate) fn new(dir: &Path, files: &[(&str, &str)]) -> Mount {
-        std::fs::create_dir_all(dir).unwrap();
-        let mut mount = Mount {
-            dir: dir.to_path_buf(),
-            version: 0,
-        };
-        mount.update(files);
-        for (name, _) in files {
-            std::os::unix::fs::symlink(format!("..data/{name}"), dir.join(name)).unwrap();
-        }
-        mount
-    }
-
-    pub(crate) fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    /// What the kubelet does: a new timestamped dir, then a new symlink renamed over `..data`.
-    pub(crate) fn update(&mut self, files: &[(&str, &str)]) {
-        self.version += 1;
-        let stamp = format!("..2026_01_01_00_00_00.{:09}", self.version);
-        std::fs::create_dir(self.dir.join(&stamp)).unwrap();
-        for (name, text) in files {
-            std::fs::write(self.dir.join(&stamp).join(name), text).unwrap();
-        }
-        let tmp = self.dir.join("..data_tmp");
-        std::os::unix::fs::symlink(&stamp, &tmp).unwrap();
-        std::fs::rename(&tmp, self.dir.join("..data")).unwrap();
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // Steady load

@@ -17,8 +17,8 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
-use crate::faults::{Files, Mount, Server, wait_until};
-use crate::support;
+use crate::faults::{Files, Server, wait_until};
+use crate::support::{self, Mount};
 use crate::webhook::{applied, decoded_patch, engine, rendered, review, tkg_configmap};
 
 /// The fuzz targets' bodies and oracles (`fuzz/src/lib.rs`), shared with `cargo fuzz`.

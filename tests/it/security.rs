@@ -19,8 +19,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::faults::{Files, Mount, Server, plain_http, wait_until};
-use crate::support;
+use crate::faults::{Files, Server, plain_http, wait_until};
+use crate::support::{self, Mount};
 use crate::webhook::{applied, decoded_patch, review, tkg_configmap};
 
 // ---------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::{Value, json};
 
-use crate::support;
+use crate::support::{self, Mount};
 use crate::webhook::{
     applied, decoded_patch, engine, example_config, rendered, review, tkg_configmap,
 };
@@ -303,48 +303,6 @@ fn parse_response(raw: &[u8]) -> Option<(u16, Vec<u8>)> {
         .unwrap_or(raw.len() - end - 4);
     let body = raw.get(end + 4..end + 4 + length)?.to_vec();
     Some((status, body))
-}
-
-// ---------------------------------------------------------------------------------------
-// Files laid out like a mounted Secret or ConfigMap
-
-/// `dir/..<stamp>/<files>`, `dir/..data -> ..<stamp>`, `dir/<file> -> ..data/<file>`.
-struct Mount {
-    dir: PathBuf,
-    version: usize,
-}
-
-impl Mount {
-    fn new(dir: &Path, files: &[(&str, &str)]) -> Mount {
-        std::fs::create_dir_all(dir).unwrap();
-        let mut mount = Mount {
-            dir: dir.to_path_buf(),
-            version: 0,
-        };
-        mount.update(files);
-        for (name, _) in files {
-            std::os::unix::fs::symlink(format!("..data/{name}"), dir.join(name)).unwrap();
-        }
-        mount
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    /// What the kubelet does: write a new timestamped dir, then atomically rename a new symlink
-    /// over `..data`. The files the server reads are never written.
-    fn update(&mut self, files: &[(&str, &str)]) {
-        self.version += 1;
-        let stamp = format!("..2026_01_01_00_00_00.{:09}", self.version);
-        std::fs::create_dir(self.dir.join(&stamp)).unwrap();
-        for (name, text) in files {
-            std::fs::write(self.dir.join(&stamp).join(name), text).unwrap();
-        }
-        let tmp = self.dir.join("..data_tmp");
-        std::os::unix::fs::symlink(&stamp, &tmp).unwrap();
-        std::fs::rename(&tmp, self.dir.join("..data")).unwrap();
-    }
 }
 
 /// Requests sent in a loop by a few threads until stopped; every result is kept.

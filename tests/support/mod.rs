@@ -367,3 +367,44 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Files laid out like a mounted Secret or ConfigMap
+
+/// `dir/..<stamp>/<files>`, `dir/..data -> ..<stamp>`, `dir/<file> -> ..data/<file>`.
+pub struct Mount {
+    dir: PathBuf,
+    version: usize,
+}
+
+impl Mount {
+    pub fn new(dir: &Path, files: &[(&str, &str)]) -> Mount {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut mount = Mount {
+            dir: dir.to_path_buf(),
+            version: 0,
+        };
+        mount.update(files);
+        for (name, _) in files {
+            std::os::unix::fs::symlink(format!("..data/{name}"), dir.join(name)).unwrap();
+        }
+        mount
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// What the kubelet does: a new timestamped dir, then a new symlink renamed over `..data`.
+    pub fn update(&mut self, files: &[(&str, &str)]) {
+        self.version += 1;
+        let stamp = format!("..2026_01_01_00_00_00.{:09}", self.version);
+        std::fs::create_dir(self.dir.join(&stamp)).unwrap();
+        for (name, text) in files {
+            std::fs::write(self.dir.join(&stamp).join(name), text).unwrap();
+        }
+        let tmp = self.dir.join("..data_tmp");
+        std::os::unix::fs::symlink(&stamp, &tmp).unwrap();
+        std::fs::rename(&tmp, self.dir.join("..data")).unwrap();
+    }
+}

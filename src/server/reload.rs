@@ -87,13 +87,12 @@ pub fn load_engine(text: &[u8]) -> anyhow::Result<Engine> {
     Ok(Engine::new(config)?)
 }
 
-/// Poll the config file; a good new config replaces the engine (and empties the cache), a bad
-/// one is logged and counted and the last good config stays.
-pub async fn watch_config(
-    state: AppState,
+/// Poll `watched` every `every` until stopped, handing each change or read failure to `on`.
+async fn poll_until_stopped(
     mut watched: Watched,
     every: Duration,
     mut stop: watch::Receiver<bool>,
+    mut on: impl FnMut(Poll),
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -104,30 +103,45 @@ pub async fn watch_config(
         }
         match watched.poll().await {
             Poll::Unchanged => {}
-            Poll::Unreadable(error) => {
-                state.metrics().config_reload(false);
-                tracing::error!(%error, "config file unreadable; keeping the last good config");
-            }
-            Poll::Changed(contents) => match load_engine(&contents[0]) {
-                Ok(engine) => {
-                    let generation = state.admission().generation() + 1;
-                    state.set_admission(Admission::new(engine, generation));
-                    state.metrics().config_reload(true);
-                    tracing::info!(generation, "config reloaded");
-                }
-                Err(e) => {
-                    state.metrics().config_reload(false);
-                    // The config may hold credentials (inline basic_auth): values a parse error
-                    // quotes are withheld; the path and line say where the problem is.
-                    let error = withhold_values(&e.to_string());
-                    tracing::error!(
-                        error = %printable(&error),
-                        "new config rejected; keeping the last good config"
-                    );
-                }
-            },
+            poll => on(poll),
         }
     }
+}
+
+/// Poll the config file; a good new config replaces the engine (and empties the cache), a bad
+/// one is logged and counted and the last good config stays.
+pub async fn watch_config(
+    state: AppState,
+    watched: Watched,
+    every: Duration,
+    stop: watch::Receiver<bool>,
+) {
+    poll_until_stopped(watched, every, stop, |poll| match poll {
+        Poll::Unchanged => {}
+        Poll::Unreadable(error) => {
+            state.metrics().config_reload(false);
+            tracing::error!(%error, "config file unreadable; keeping the last good config");
+        }
+        Poll::Changed(contents) => match load_engine(&contents[0]) {
+            Ok(engine) => {
+                let generation = state.admission().generation() + 1;
+                state.set_admission(Admission::new(engine, generation));
+                state.metrics().config_reload(true);
+                tracing::info!(generation, "config reloaded");
+            }
+            Err(e) => {
+                state.metrics().config_reload(false);
+                // The config may hold credentials (inline basic_auth): values a parse error
+                // quotes are withheld; the path and line say where the problem is.
+                let error = withhold_values(&e.to_string());
+                tracing::error!(
+                    error = %printable(&error),
+                    "new config rejected; keeping the last good config"
+                );
+            }
+        },
+    })
+    .await;
 }
 
 /// Poll the certificate and key; a valid, matching pair is served to every new connection,
@@ -135,40 +149,33 @@ pub async fn watch_config(
 pub async fn watch_certificate(
     state: AppState,
     resolver: Arc<CertResolver>,
-    mut watched: Watched,
+    watched: Watched,
     every: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = super::stopped(&mut stop) => return,
+    poll_until_stopped(watched, every, stop, |poll| match poll {
+        Poll::Unchanged => {}
+        Poll::Unreadable(error) => {
+            state.metrics().certificate_reload(false);
+            tracing::error!(%error, "certificate unreadable; keeping the current one");
         }
-        match watched.poll().await {
-            Poll::Unchanged => {}
-            Poll::Unreadable(error) => {
-                state.metrics().certificate_reload(false);
-                tracing::error!(%error, "certificate unreadable; keeping the current one");
+        Poll::Changed(contents) => match ServingCert::from_pem(&contents[0], &contents[1]) {
+            Ok(cert) => {
+                resolver.store(&cert);
+                state.metrics().certificate_reload(true);
+                state.metrics().certificate_expiry.set(cert.not_after);
+                tracing::info!(names = ?cert.names, not_after = cert.not_after, "certificate reloaded");
             }
-            Poll::Changed(contents) => match ServingCert::from_pem(&contents[0], &contents[1]) {
-                Ok(cert) => {
-                    resolver.store(&cert);
-                    state.metrics().certificate_reload(true);
-                    state.metrics().certificate_expiry.set(cert.not_after);
-                    tracing::info!(names = ?cert.names, not_after = cert.not_after, "certificate reloaded");
-                }
-                Err(e) => {
-                    state.metrics().certificate_reload(false);
-                    tracing::error!(
-                        error = format!("{e:#}"),
-                        "new certificate rejected; keeping the current one"
-                    );
-                }
-            },
-        }
-    }
+            Err(e) => {
+                state.metrics().certificate_reload(false);
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "new certificate rejected; keeping the current one"
+                );
+            }
+        },
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -3,8 +3,6 @@
 //! Debian's promtool 2.42 cannot check (Kubernetes service discovery), which the other tests
 //! work around with `support::stub_kubernetes_sd`.
 
-use std::path::{Path, PathBuf};
-
 use crate::support::{self, describe, read_data, require, run_promtool};
 
 /// Rule files that repeat a rule on purpose upstream; they pass every check but the
@@ -20,19 +18,8 @@ const DUPLICATE_RULES: &[&str] = &[
 
 /// Every rule file of the corpus, relative to tests/data: rules/**/*.y*ml and the TKG ones.
 fn rule_files() -> Vec<String> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).expect("read tests/data/rules") {
-            let path = entry.expect("dir entry").path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                out.push(path);
-            }
-        }
-    }
     let base = support::data("");
-    let mut paths = Vec::new();
-    walk(&support::data("rules"), &mut paths);
+    let paths = support::yaml_files(&support::data("rules"));
     let mut files: Vec<String> = paths
         .iter()
         .map(|p| {

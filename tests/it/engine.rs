@@ -103,20 +103,14 @@ const DUPLICATE_LINT: &[&str] = &[
 ];
 
 fn corpus_rule_files() -> Vec<(String, String)> {
-    let mut files = Vec::new();
     let root = support::data("rules");
-    let mut dirs = vec![root.clone()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                let name = path.strip_prefix(&root).unwrap().display().to_string();
-                files.push((name, std::fs::read_to_string(&path).unwrap()));
-            }
-        }
-    }
+    let mut files: Vec<(String, String)> = support::yaml_files(&root)
+        .into_iter()
+        .map(|path| {
+            let name = path.strip_prefix(&root).unwrap().display().to_string();
+            (name, std::fs::read_to_string(&path).unwrap())
+        })
+        .collect();
     files.push((
         "tkg/recording_rules.yml".into(),
         read_data("tkg/recording_rules.yml"),

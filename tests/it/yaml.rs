@@ -4,7 +4,7 @@
 //! `Node::from_json`. The resolver (`Node::to_json`) is checked against PyYAML too.
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use promfed::yaml::{self, Kind, Limits, Node};
 use serde_json::{Value, json};
@@ -387,20 +387,8 @@ fn pyyaml_reads_emitted_trap_documents_as_the_input() {
 
 /// Every YAML file of the corpus, and every data value of its ConfigMaps.
 fn corpus_documents() -> Vec<(String, String)> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).expect("read tests/data") {
-            let path = entry.expect("dir entry").path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                out.push(path);
-            }
-        }
-    }
     let base = support::data("");
-    let mut paths = Vec::new();
-    walk(&base, &mut paths);
-    paths.sort();
+    let paths = support::yaml_files(&base);
     let mut docs = Vec::new();
     for path in paths {
         let name = path.strip_prefix(&base).unwrap().display().to_string();

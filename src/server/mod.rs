@@ -7,6 +7,7 @@
 //! `reload.rs` swaps when the files change; `metrics.rs` counts; `dev.rs` makes `--dev` work
 //! without any file.
 
+pub mod conn;
 pub mod dev;
 pub mod metrics;
 pub mod reload;
@@ -24,15 +25,17 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::admission::{Admission, CacheUse, Head, MAX_BODY_BYTES, Pending, Reply, Step, Verdict};
+use conn::ConnInfo;
 use metrics::Metrics;
 use reload::Watched;
 use tls::{CertResolver, ServingCert};
@@ -319,23 +322,95 @@ pub fn metrics_router(state: AppState) -> Router {
 }
 
 async fn mutate(State(state): State<AppState>, request: Request) -> Response {
+    let version = request.version();
+    let conn = request.extensions().get::<Arc<ConnInfo>>().cloned();
     // The duration is the review's: from the body being read to the answer being ready.
-    let (reply, elapsed) = match read_body(&state, request).await {
+    let (reply, elapsed, unread) = match read_body(&state, request).await {
         Ok((body, budget)) => {
             let started = Instant::now();
             let reply = state.review(body, budget).await;
-            (reply, started.elapsed())
+            (reply, started.elapsed(), None)
         }
-        Err(refused) => (refused, Duration::ZERO),
+        Err(refused) => (refused.reply, Duration::ZERO, refused.unread),
     };
     state.record(&reply, elapsed);
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST);
-    (
-        status,
-        [(header::CONTENT_TYPE, reply.content_type)],
-        reply.body,
-    )
-        .into_response()
+    let mut response = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, reply.content_type);
+    if unread.is_some() {
+        // Answered before the body was read: close afterwards, lingering, so that a client
+        // still writing its body can read the answer (conn.rs).
+        if let Some(conn) = &conn {
+            conn.linger_on_close();
+        }
+        if version < axum::http::Version::HTTP_2 {
+            response = response.header(header::CONNECTION, "close");
+        }
+    }
+    // The unread body lives until the answer is sent. Over HTTP/2 the rest of it is then
+    // read and thrown away (bounded like a lingering close): resetting the stream instead
+    // makes some clients (curl 7.88) drop the answer they already have.
+    let unread = unread.map(|body| Unread {
+        body: Some(body),
+        drain: version >= axum::http::Version::HTTP_2,
+    });
+    let body = Held::new(Full::new(Bytes::from(reply.body)), unread);
+    response
+        .body(Body::new(body))
+        .unwrap_or_else(|_| StatusCode::BAD_REQUEST.into_response())
+}
+
+/// A request body not read to its end, kept until the answer is sent.
+struct Unread {
+    body: Option<Body>,
+    drain: bool,
+}
+
+impl Drop for Unread {
+    fn drop(&mut self) {
+        let Some(body) = self.body.take() else { return };
+        if !self.drain {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(drain(body));
+        }
+    }
+}
+
+/// Read and throw away what is left of an HTTP/2 request body, within the bounds of a
+/// lingering close.
+async fn drain(mut body: Body) {
+    let started = Instant::now();
+    let mut discarded = 0usize;
+    loop {
+        let wait = conn::LINGER_TIME
+            .saturating_sub(started.elapsed())
+            .min(conn::LINGER_IDLE);
+        if wait.is_zero() || discarded >= conn::LINGER_BYTES {
+            return;
+        }
+        match tokio::time::timeout(wait, body.frame()).await {
+            Ok(Some(Ok(frame))) => discarded += frame.data_ref().map_or(0, |d| d.len()),
+            _ => return,
+        }
+    }
+}
+
+/// A request refused before its body was read to the end: the answer and the unread body.
+struct Refused {
+    reply: Reply,
+    unread: Option<Body>,
+}
+
+impl From<Reply> for Refused {
+    fn from(reply: Reply) -> Refused {
+        Refused {
+            reply,
+            unread: None,
+        }
+    }
 }
 
 /// Read the body within the memory budget and the body timeout: the body and its share of
@@ -343,27 +418,77 @@ async fn mutate(State(state): State<AppState>, request: Request) -> Response {
 async fn read_body(
     state: &AppState,
     request: Request,
-) -> Result<(Bytes, Option<OwnedSemaphorePermit>), Reply> {
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), Refused> {
     // A declared length over the limit is refused before the body is read at all.
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let mut body = request.into_body();
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(Reply::too_large());
+        return Err(Refused {
+            reply: Reply::too_large(),
+            unread: Some(body),
+        });
     }
     let expected = declared.map_or(MAX_BODY_BYTES, |n| n as usize);
     // Held until the answer is ready: the body and everything parsed from it are gone then.
     let budget = state.body_permit(expected).await;
-    let limited = Limited::new(request.into_body(), MAX_BODY_BYTES);
     let timeout = state.body_timeout();
-    match tokio::time::timeout(timeout, limited.collect()).await {
-        Ok(Ok(collected)) => Ok((collected.to_bytes(), budget)),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(Reply::too_large()),
-        Ok(Err(e)) => Err(Reply::invalid(format!(
-            "could not read the request body: {e}"
-        ))),
-        Err(_) => Err(Reply::body_timeout(timeout)),
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut bytes = Vec::with_capacity(expected.min(MAX_BODY_BYTES));
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(Reply::body_timeout(timeout).into()),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(Reply::invalid(format!("could not read the request body: {e}")).into());
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if bytes.len() + data.len() > MAX_BODY_BYTES {
+            return Err(Refused {
+                reply: Reply::too_large(),
+                unread: Some(body),
+            });
+        }
+        bytes.extend_from_slice(&data);
+    }
+    Ok((Bytes::from(bytes), budget))
+}
+
+/// A response body that keeps `T` alive until the body is sent (or dropped).
+struct Held<B, T> {
+    body: B,
+    _held: T,
+}
+
+impl<B, T> Held<B, T> {
+    fn new(body: B, held: T) -> Held<B, T> {
+        Held { body, _held: held }
+    }
+}
+
+impl<B: HttpBody + Unpin, T: Unpin> HttpBody for Held<B, T> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

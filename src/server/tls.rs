@@ -20,6 +20,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt as _;
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -215,15 +216,29 @@ pub async fn serve(
                     return;
                 }
             };
+            let info = Arc::new(super::conn::ConnInfo::default());
+            let (io, returned) = super::conn::Returning::new(tls);
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
                 .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT);
-            let service = TowerToHyperService::new(app);
-            let conn = builder.serve_connection(TokioIo::new(tls), service);
+            let handler_info = info.clone();
+            let service = TowerToHyperService::new(app.map_request(
+                move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(handler_info.clone());
+                    request
+                },
+            ));
+            let conn = builder.serve_connection(TokioIo::new(io), service);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            if info.lingers()
+                && let Ok(io) = returned.await
+            {
+                let discarded = super::conn::linger(io).await;
+                tracing::debug!(%peer, discarded, "lingering close");
             }
         });
     }

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 use crate::faults::{Files, Server, wait_until};
-use crate::support::{self, Mount};
+use crate::support::{self, Mount, require};
 use crate::webhook::{applied, decoded_patch, engine, rendered, review, tkg_configmap};
 
 /// The fuzz targets' bodies and oracles (`fuzz/src/lib.rs`), shared with `cargo fuzz`.
@@ -792,6 +792,67 @@ fn a_trickled_body_gets_408_and_does_not_hold_up_anyone() {
         assert!(text.contains("did not arrive within 1.0 s"), "{text}");
         assert!(took < Duration::from_secs(3), "{took:?}");
     }
+}
+
+/// A client that writes its whole body before reading (Python's http.client here) reads the
+/// 413 for an 8 MiB body, declared or chunked: promfed answers, shuts its side and reads
+/// what is still coming (a lingering close) instead of resetting the connection, and keeps
+/// none of it (memory stays low). Over HTTP/2 see `attacks::a_413_over_http2_is_readable`.
+#[test]
+fn a_413_reaches_a_client_that_writes_the_whole_body_first() {
+    let python = require!(python);
+    const CLIENT: &str = r#"
+import http.client, ssl, sys
+port, ca, framing = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.check_hostname = False  # the chain is verified; the name is promfed's in-cluster one
+conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=60)
+piece = b" " * (1024 * 1024)
+if framing == "chunked":
+    body = (piece for _ in range(8))
+    conn.request("POST", "/mutate", body=body, headers={"Content-Type": "application/json"},
+                 encode_chunked=True)
+else:
+    conn.request("POST", "/mutate", body=piece * 8, headers={"Content-Type": "application/json"})
+answer = conn.getresponse()
+print(answer.status, answer.read().decode().strip())
+"#;
+    let files = Files::new(promfed::config::EXAMPLE);
+    let server = Server::with(&files);
+    let ca = support::temp_files(&[("ca.crt", &files.pki.ca_pem)]);
+    let ca = ca.path().join("ca.crt");
+    for framing in ["content-length", "chunked"] {
+        for round in 0..3 {
+            let out = std::process::Command::new(&python)
+                .args(["-c", CLIENT, &server.https.port().to_string()])
+                .arg(&ca)
+                .arg(framing)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success()
+                    && stdout.trim() == "413 AdmissionReview larger than 3145728 bytes",
+                "{framing}, round {round}: {}",
+                support::describe(&out)
+            );
+        }
+    }
+    let memory = server.memory();
+    assert!(
+        memory.hwm_mib() < POD_LIMIT_MIB,
+        "peak RSS {:.1} MiB",
+        memory.hwm_mib()
+    );
+    // And the server goes on answering.
+    let answer = files
+        .client()
+        .post_json(
+            server.https,
+            &review("after", "CREATE", "ConfigMap", &tkg_configmap()),
+        )
+        .unwrap();
+    assert!(decoded_patch(&answer.response()).is_some());
 }
 
 // ---------------------------------------------------------------------------------------

@@ -16,6 +16,9 @@
 
 mod support;
 
+#[path = "it/attacks.rs"]
+mod attacks;
+
 #[path = "it/cli.rs"]
 mod cli;
 

@@ -53,6 +53,19 @@ pub enum ResultLabel {
     miss,
 }
 
+/// `listener` label of the connection metrics (`https`, `metrics`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: &'static str,
+}
+
+/// `listener` and `reason` labels of `promfed_connections_closed_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClosedLabels {
+    pub listener: &'static str,
+    pub reason: &'static str,
+}
+
 /// Every metric the server exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -66,6 +79,8 @@ pub struct Metrics {
     pub config_generation: Gauge,
     pub certificate_reloads: Family<ResultLabels, Counter>,
     pub certificate_expiry: Gauge,
+    pub connections: Family<ListenerLabels, Gauge>,
+    pub connections_closed: Family<ClosedLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -133,6 +148,21 @@ impl Metrics {
             "notAfter of the serving certificate in use, as a Unix timestamp",
             certificate_expiry.clone(),
         );
+        let connections = Family::<ListenerLabels, Gauge>::default();
+        registry.register(
+            "connections",
+            "Connections open, by listener (https, metrics)",
+            connections.clone(),
+        );
+        let connections_closed = Family::<ClosedLabels, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Connections promfed closed or refused, by listener and reason (refused: over a cap \
+             with every connection busy; evicted: idle, closed to make room; no_request: no \
+             request in time; idle: nothing in flight for too long; send_timeout: an answer \
+             not taken in time)",
+            connections_closed.clone(),
+        );
         registry.register(
             "build",
             "promfed version",
@@ -155,6 +185,12 @@ impl Metrics {
             let _ = config_reloads.get_or_create(&ResultLabels { result });
             let _ = certificate_reloads.get_or_create(&ResultLabels { result });
         }
+        for listener in ["https", "metrics"] {
+            let _ = connections.get_or_create(&ListenerLabels { listener });
+            for reason in ["refused", "evicted", "no_request", "idle", "send_timeout"] {
+                let _ = connections_closed.get_or_create(&ClosedLabels { listener, reason });
+            }
+        }
         Metrics {
             registry,
             reviews,
@@ -166,7 +202,21 @@ impl Metrics {
             config_generation,
             certificate_reloads,
             certificate_expiry,
+            connections,
+            connections_closed,
         }
+    }
+
+    pub fn connections_open(&self, listener: &'static str, open: usize) {
+        self.connections
+            .get_or_create(&ListenerLabels { listener })
+            .set(open as i64);
+    }
+
+    pub fn connection_closed(&self, listener: &'static str, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ClosedLabels { listener, reason })
+            .inc();
     }
 
     /// Count one answered review.

@@ -14,7 +14,6 @@ pub mod reload;
 pub mod tls;
 pub mod workers;
 
-use std::future::IntoFuture as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -31,7 +30,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::{BodyExt as _, Full};
-use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::admission::{Admission, CacheUse, Head, MAX_BODY_BYTES, Pending, Reply, Step, Verdict};
@@ -78,6 +76,40 @@ pub struct ServeArgs {
     /// How long a client may take to send a request body.
     #[arg(long, hide = true, default_value_t = 30_000, value_name = "MS")]
     pub body_timeout_ms: u64,
+    /// HTTPS connections open at once (docs/operations.md, "Connections").
+    #[arg(long, hide = true, default_value_t = conn::HTTPS_LIMITS.max)]
+    pub max_connections: usize,
+    /// HTTPS connections open at once from one client address.
+    #[arg(long, hide = true, default_value_t = conn::HTTPS_LIMITS.per_address)]
+    pub max_connections_per_address: usize,
+    /// From accept to the first request's headers, TLS handshake included (both listeners).
+    #[arg(long, hide = true, default_value_t = conn::HTTPS_LIMITS.first_request.as_millis() as u64, value_name = "MS")]
+    pub first_request_timeout_ms: u64,
+    /// A connection with nothing in flight for this long is closed (both listeners).
+    #[arg(long, hide = true, default_value_t = conn::HTTPS_LIMITS.idle.as_millis() as u64, value_name = "MS")]
+    pub idle_timeout_ms: u64,
+    /// An answer the client has not taken after this long closes its connection.
+    #[arg(long, hide = true, default_value_t = conn::HTTPS_LIMITS.send.as_millis() as u64, value_name = "MS")]
+    pub send_timeout_ms: u64,
+}
+
+impl ServeArgs {
+    /// The HTTPS and metrics listeners' limits, with the hidden flags applied.
+    fn conn_limits(&self) -> (conn::ConnLimits, conn::ConnLimits) {
+        let ms = |ms: u64| Duration::from_millis(ms.max(1));
+        let timers = |limits: conn::ConnLimits| conn::ConnLimits {
+            first_request: ms(self.first_request_timeout_ms),
+            idle: ms(self.idle_timeout_ms),
+            send: ms(self.send_timeout_ms),
+            ..limits
+        };
+        let https = conn::ConnLimits {
+            max: self.max_connections.max(1),
+            per_address: self.max_connections_per_address.max(1),
+            ..timers(conn::HTTPS_LIMITS)
+        };
+        (https, timers(conn::METRICS_LIMITS))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -355,7 +387,7 @@ async fn mutate(State(state): State<AppState>, request: Request) -> Response {
         body: Some(body),
         drain: version >= axum::http::Version::HTTP_2,
     });
-    let body = Held::new(Full::new(Bytes::from(reply.body)), unread);
+    let body = conn::Held::new(Full::new(Bytes::from(reply.body)), unread);
     response
         .body(Body::new(body))
         .unwrap_or_else(|_| StatusCode::BAD_REQUEST.into_response())
@@ -458,38 +490,6 @@ async fn read_body(
         bytes.extend_from_slice(&data);
     }
     Ok((Bytes::from(bytes), budget))
-}
-
-/// A response body that keeps `T` alive until the body is sent (or dropped).
-struct Held<B, T> {
-    body: B,
-    _held: T,
-}
-
-impl<B, T> Held<B, T> {
-    fn new(body: B, held: T) -> Held<B, T> {
-        Held { body, _held: held }
-    }
-}
-
-impl<B: HttpBody + Unpin, T: Unpin> HttpBody for Held<B, T> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -658,22 +658,26 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ));
 
     let grace = Duration::from_millis(args.shutdown_grace_ms);
-    let https_task = tokio::spawn(tls::serve(
+    let (https_limits, metrics_limits) = args.conn_limits();
+    let https_task = tokio::spawn(conn::serve(
         https,
-        Arc::new(tls_config),
+        conn::Tracker::new("https", https_limits, state.clone()),
+        tls::Tls {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(tls_config)),
+        },
         router(state.clone()),
         stopping.clone(),
         grace,
     ));
     let (metrics_stop, metrics_stopping) = watch::channel(false);
-    let metrics_task = tokio::spawn(
-        axum::serve(metrics, metrics_router(state.clone()))
-            .with_graceful_shutdown(async move {
-                let mut stopping = metrics_stopping;
-                stopped(&mut stopping).await;
-            })
-            .into_future(),
-    );
+    let metrics_task = tokio::spawn(conn::serve(
+        metrics,
+        conn::Tracker::new("metrics", metrics_limits, state.clone()),
+        conn::Plain,
+        metrics_router(state.clone()),
+        metrics_stopping,
+        grace,
+    ));
     state.set_ready(true);
     tracing::info!(
         https_addr = %https_addr,
@@ -695,7 +699,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     state.set_ready(false);
     let _ = stop.send(true);
-    let _ = https_task.await;
+    match https_task.await {
+        Ok(true) => tracing::info!("HTTPS connections drained"),
+        _ => tracing::warn!(
+            grace_seconds = grace.as_secs_f64(),
+            "connections still open after the grace period; closing them"
+        ),
+    }
     let _ = metrics_stop.send(true);
     let _ = metrics_task.await;
     tracing::info!("stopped");

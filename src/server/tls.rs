@@ -3,29 +3,17 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use arc_swap::ArcSwap;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt as _;
-
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long an HTTP/1 client may take to send the request headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The crypto provider promfed uses everywhere: ring.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -170,83 +158,16 @@ pub fn server_config(
     Ok(config)
 }
 
-/// Accept TLS connections and serve `app` on them until `shutdown` turns true; then stop
-/// accepting and wait (at most `grace`) for the requests in flight.
-pub async fn serve(
-    listener: TcpListener,
-    config: Arc<ServerConfig>,
-    app: axum::Router,
-    mut shutdown: watch::Receiver<bool>,
-    grace: Duration,
-) {
-    let acceptor = TlsAcceptor::from(config);
-    let graceful = GracefulShutdown::new();
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = super::stopped(&mut shutdown) => break,
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let watcher = graceful.watcher();
-        let mut stop = shutdown.clone();
-        tokio::spawn(async move {
-            let handshake = tokio::select! {
-                done = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => done,
-                // A client still shaking hands when we stop gets no request in.
-                _ = super::stopped(&mut stop) => return,
-            };
-            let tls = match handshake {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let info = Arc::new(super::conn::ConnInfo::default());
-            let (io, returned) = super::conn::Returning::new(tls);
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
-            let handler_info = info.clone();
-            let service = TowerToHyperService::new(app.map_request(
-                move |mut request: axum::http::Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(handler_info.clone());
-                    request
-                },
-            ));
-            let conn = builder.serve_connection(TokioIo::new(io), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-            if info.lingers()
-                && let Ok(io) = returned.await
-            {
-                let discarded = super::conn::linger(io).await;
-                tracing::debug!(%peer, discarded, "lingering close");
-            }
-        });
-    }
-    drop(listener);
-    tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("HTTPS connections drained"),
-        _ = tokio::time::sleep(grace) => {
-            tracing::warn!(grace_seconds = grace.as_secs_f64(), "connections still open after the grace period; closing them");
-        }
+/// TLS on accepted connections, for [`super::conn::serve`].
+#[derive(Clone)]
+pub struct Tls {
+    pub acceptor: TlsAcceptor,
+}
+
+impl super::conn::Handshake for Tls {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+
+    async fn handshake(&self, tcp: TcpStream) -> std::io::Result<Self::Io> {
+        self.acceptor.accept(tcp).await
     }
 }

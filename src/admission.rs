@@ -54,6 +54,8 @@ pub enum Outcome {
     Invalid,
     /// Not promfed's business (other object, DELETE, CONNECT): allowed untouched.
     Passed,
+    /// Not answered for lack of resources: HTTP 429 or 503 with Retry-After.
+    Busy,
 }
 
 impl Outcome {
@@ -64,6 +66,7 @@ impl Outcome {
             Outcome::Denied => "denied",
             Outcome::Invalid => "invalid",
             Outcome::Passed => "passed",
+            Outcome::Busy => "busy",
         }
     }
 }
@@ -143,6 +146,25 @@ impl Reply {
             413,
             format!("AdmissionReview larger than {MAX_BODY_BYTES} bytes"),
         )
+    }
+
+    /// A request body sent in too many pieces (HTTP 413).
+    pub fn too_fragmented(pieces: usize) -> Reply {
+        Reply::client_error(
+            413,
+            format!(
+                "AdmissionReview sent in too many pieces ({pieces} chunks or frames so far; each \
+                 counts {} bytes against the {MAX_BODY_BYTES}-byte limit)",
+                crate::server::FRAME_COST_BYTES
+            ),
+        )
+    }
+
+    /// A request promfed has no room for now (HTTP 429 or 503, sent with Retry-After).
+    pub fn busy(status: u16, message: String) -> Reply {
+        let mut reply = Reply::client_error(status, message);
+        reply.outcome = Outcome::Busy;
+        reply
     }
 
     /// A request body that did not arrive in time (HTTP 408).

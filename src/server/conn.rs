@@ -159,6 +159,8 @@ pub struct ConnInfo {
     unsent: Mutex<HashMap<u64, Instant>>,
     evicted: AtomicBool,
     close: Notify,
+    /// What this connection may hold of the body budget (budget.rs).
+    pub body_share: Arc<tokio::sync::Semaphore>,
 }
 
 impl ConnInfo {
@@ -174,6 +176,7 @@ impl ConnInfo {
             unsent: Mutex::new(HashMap::new()),
             evicted: AtomicBool::new(false),
             close: Notify::new(),
+            body_share: super::budget::BodyBudget::connection_share(),
         }
     }
 

@@ -24,6 +24,7 @@ pub enum OutcomeLabel {
     denied,
     invalid,
     passed,
+    busy,
 }
 
 impl From<Outcome> for OutcomeLabel {
@@ -34,6 +35,7 @@ impl From<Outcome> for OutcomeLabel {
             Outcome::Denied => OutcomeLabel::denied,
             Outcome::Invalid => OutcomeLabel::invalid,
             Outcome::Passed => OutcomeLabel::passed,
+            Outcome::Busy => OutcomeLabel::busy,
         }
     }
 }
@@ -95,7 +97,7 @@ impl Metrics {
         let reviews = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "reviews",
-            "AdmissionReviews answered, by outcome (mutated, unchanged, denied, invalid, passed)",
+            "AdmissionReviews answered, by outcome (mutated, unchanged, denied, invalid, passed, busy)",
             reviews.clone(),
         );
         // 100 µs .. ~3.3 s
@@ -175,6 +177,7 @@ impl Metrics {
             OutcomeLabel::denied,
             OutcomeLabel::invalid,
             OutcomeLabel::passed,
+            OutcomeLabel::busy,
         ] {
             let _ = reviews.get_or_create(&OutcomeLabels { outcome });
         }

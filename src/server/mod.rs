@@ -7,6 +7,7 @@
 //! `reload.rs` swaps when the files change; `metrics.rs` counts; `dev.rs` makes `--dev` work
 //! without any file.
 
+pub mod budget;
 pub mod conn;
 pub mod dev;
 pub mod metrics;
@@ -30,9 +31,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::{BodyExt as _, Full};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::watch;
 
 use crate::admission::{Admission, CacheUse, Head, MAX_BODY_BYTES, Pending, Reply, Step, Verdict};
+use budget::{BodyBudget, Reservation, Short};
 use conn::ConnInfo;
 use metrics::Metrics;
 use reload::Watched;
@@ -122,15 +124,16 @@ const HTTPS_PORT: u16 = 8443;
 const METRICS_PORT: u16 = 9102;
 /// Bodies above this are parsed on a blocking thread too: parsing 3 MiB takes milliseconds.
 const INLINE_PARSE_BYTES: usize = 256 * 1024;
-/// Request bytes being read or reviewed at once, all requests together. A review costs a few
-/// times its size while it is parsed and rewritten, so this bounds the process's memory: 24
-/// concurrent 2 MiB reviews reached 156 MiB without it (the Deployment's limit is 128 MiB).
-/// Requests beyond it wait for their turn before their body is read. Real reviews are far
-/// smaller (a ConfigMap is at most 1 MiB; the TKG one is 30 kB) and rarely wait.
-pub const BODY_BUDGET_BYTES: usize = 8 * 1024 * 1024;
+pub use budget::BODY_BUDGET_BYTES;
+/// Each chunk (HTTP/1) or DATA frame (HTTP/2) of a body counts this many bytes against the
+/// body limit besides its data, and a body may spend [`FRAMING_ALLOWANCE_BYTES`] on them: a
+/// 3 MiB body arrives in up to 768 pieces, a body sent a byte per chunk is refused early.
+/// (Every piece costs a wake-up and a copy: a body of one-byte chunks cost 3 million.)
+pub const FRAME_COST_BYTES: usize = 64;
+pub const FRAMING_ALLOWANCE_BYTES: usize = MAX_BODY_BYTES / FRAME_COST_BYTES;
 /// How long a client may take to send a request body (the API server waits at most 30 s
-/// for a webhook, `timeoutSeconds`): a client trickling its body cannot hold its share of
-/// [`BODY_BUDGET_BYTES`] for longer. `--body-timeout-ms` (hidden, for tests) changes it.
+/// for a webhook, `timeoutSeconds`), waiting for budget included: a client trickling its
+/// body cannot hold its share of [`BODY_BUDGET_BYTES`] for longer. `--body-timeout-ms` (hidden, for tests) changes it.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the handlers share: the current config (engine + cache), metrics, readiness.
@@ -145,9 +148,9 @@ struct Shared {
     /// One thread per core runs the engine and parses large bodies; further work queues
     /// there. Cache hits of small bodies are answered without it.
     workers: Workers,
-    /// [`BODY_BUDGET_BYTES`] in KiB: a request holds as many permits as its body has KiB
-    /// (the whole [`MAX_BODY_BYTES`] when it does not say) until it is answered.
-    body_budget: Arc<Semaphore>,
+    /// [`BODY_BUDGET_BYTES`]: a request holds what its body has sent until its answer is
+    /// sent (budget.rs).
+    body_budget: Arc<BodyBudget>,
     /// [`BODY_TIMEOUT`] unless set otherwise, in milliseconds.
     body_timeout_ms: AtomicU64,
 }
@@ -163,7 +166,7 @@ impl AppState {
             metrics,
             ready: AtomicBool::new(false),
             workers: Workers::new(cores),
-            body_budget: Arc::new(Semaphore::new(BODY_BUDGET_BYTES / 1024)),
+            body_budget: Arc::new(BodyBudget::new()),
             body_timeout_ms: AtomicU64::new(BODY_TIMEOUT.as_millis() as u64),
         }))
     }
@@ -207,8 +210,7 @@ impl AppState {
     /// Answer one request body. `budget` is its share of [`BODY_BUDGET_BYTES`]: the work on
     /// the worker threads holds it too, so a client that hangs up does not free it while
     /// its body is still being parsed or rewritten.
-    async fn review(&self, body: Bytes, budget: Option<OwnedSemaphorePermit>) -> Reply {
-        let budget = Arc::new(budget);
+    async fn review(&self, body: Bytes, budget: Arc<Reservation>) -> Reply {
         let admission = self.admission();
         let step = if body.len() > INLINE_PARSE_BYTES {
             let (admission, budget) = (admission.clone(), budget.clone());
@@ -240,18 +242,6 @@ impl AppState {
                 "promfed could not answer review {uid}: shutting down"
             ))
         })
-    }
-
-    /// Wait until `bytes` more request bytes fit into [`BODY_BUDGET_BYTES`] (the semaphore is
-    /// never closed, so this always gets them).
-    async fn body_permit(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
-        let kib = bytes.min(MAX_BODY_BYTES).div_ceil(1024).max(1) as u32;
-        self.0
-            .body_budget
-            .clone()
-            .acquire_many_owned(kib)
-            .await
-            .ok()
     }
 
     /// Metrics and the log line of one answered review.
@@ -357,19 +347,30 @@ async fn mutate(State(state): State<AppState>, request: Request) -> Response {
     let version = request.version();
     let conn = request.extensions().get::<Arc<ConnInfo>>().cloned();
     // The duration is the review's: from the body being read to the answer being ready.
-    let (reply, elapsed, unread) = match read_body(&state, request).await {
-        Ok((body, budget)) => {
-            let started = Instant::now();
-            let reply = state.review(body, budget).await;
-            (reply, started.elapsed(), None)
-        }
-        Err(refused) => (refused.reply, Duration::ZERO, refused.unread),
-    };
+    let (reply, elapsed, unread, budget, retry) =
+        match read_body(&state, conn.as_deref(), request).await {
+            Ok((body, budget)) => {
+                let budget = Arc::new(budget);
+                let started = Instant::now();
+                let reply = state.review(body, budget.clone()).await;
+                (reply, started.elapsed(), None, Some(budget), false)
+            }
+            Err(refused) => (
+                refused.reply,
+                Duration::ZERO,
+                refused.unread,
+                None,
+                refused.retry,
+            ),
+        };
     state.record(&reply, elapsed);
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST);
     let mut response = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, reply.content_type);
+    if retry {
+        response = response.header(header::RETRY_AFTER, budget::RETRY_AFTER_SECONDS);
+    }
     if unread.is_some() {
         // Answered before the body was read: close afterwards, lingering, so that a client
         // still writing its body can read the answer (conn.rs).
@@ -387,7 +388,9 @@ async fn mutate(State(state): State<AppState>, request: Request) -> Response {
         body: Some(body),
         drain: version >= axum::http::Version::HTTP_2,
     });
-    let body = conn::Held::new(Full::new(Bytes::from(reply.body)), unread);
+    // The budget too: an answer the client does not take holds it until the connection's
+    // send timer closes the connection.
+    let body = conn::Held::new(Full::new(Bytes::from(reply.body)), (unread, budget));
     response
         .body(Body::new(body))
         .unwrap_or_else(|_| StatusCode::BAD_REQUEST.into_response())
@@ -430,10 +433,12 @@ async fn drain(mut body: Body) {
     }
 }
 
-/// A request refused before its body was read to the end: the answer and the unread body.
+/// A request refused before its body was read to the end: the answer, the unread body, and
+/// whether the client should retry (429, 503).
 struct Refused {
     reply: Reply,
     unread: Option<Body>,
+    retry: bool,
 }
 
 impl From<Reply> for Refused {
@@ -441,16 +446,28 @@ impl From<Reply> for Refused {
         Refused {
             reply,
             unread: None,
+            retry: false,
         }
     }
 }
 
-/// Read the body within the memory budget and the body timeout: the body and its share of
-/// the budget, or the answer that refuses it (413, 408, 400).
+impl Refused {
+    fn unread(reply: Reply, body: Body) -> Refused {
+        Refused {
+            reply,
+            unread: Some(body),
+            retry: false,
+        }
+    }
+}
+
+/// Read the body within the budget and the body timeout: the body and its share of the
+/// budget, or the answer that refuses it (413, 408, 400, 429, 503).
 async fn read_body(
     state: &AppState,
+    conn: Option<&ConnInfo>,
     request: Request,
-) -> Result<(Bytes, Option<OwnedSemaphorePermit>), Refused> {
+) -> Result<(Bytes, Reservation), Refused> {
     // A declared length over the limit is refused before the body is read at all.
     let declared = request
         .headers()
@@ -458,20 +475,22 @@ async fn read_body(
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let mut body = request.into_body();
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(Refused {
-            reply: Reply::too_large(),
-            unread: Some(body),
-        });
+        return Err(Refused::unread(Reply::too_large(), body));
     }
-    let expected = declared.map_or(MAX_BODY_BYTES, |n| n as usize);
-    // Held until the answer is ready: the body and everything parsed from it are gone then.
-    let budget = state.body_permit(expected).await;
+    let declared = declared.map(|n| n as usize);
     let timeout = state.body_timeout();
+    // The body timer covers the wait for budget as well as the body.
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut bytes = Vec::with_capacity(expected.min(MAX_BODY_BYTES));
+    let mut budget = state
+        .0
+        .body_budget
+        .reserve(conn.map(|c| c.peer), conn.map(|c| c.body_share.clone()));
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut frames = 0usize;
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
-            Err(_) => return Err(Reply::body_timeout(timeout).into()),
+            // A slow client may still be sending: it gets the 408 with a lingering close.
+            Err(_) => return Err(Refused::unread(Reply::body_timeout(timeout), body)),
             Ok(None) => break,
             Ok(Some(Err(e))) => {
                 return Err(Reply::invalid(format!("could not read the request body: {e}")).into());
@@ -481,15 +500,66 @@ async fn read_body(
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };
-        if bytes.len() + data.len() > MAX_BODY_BYTES {
+        frames += 1;
+        let have = bytes.len() + data.len();
+        if have > MAX_BODY_BYTES {
+            return Err(Refused::unread(Reply::too_large(), body));
+        }
+        if have + frames * FRAME_COST_BYTES > MAX_BODY_BYTES + FRAMING_ALLOWANCE_BYTES {
+            return Err(Refused::unread(Reply::too_fragmented(frames), body));
+        }
+        // What arrived, up to a first step; past it the whole declared length at once, so
+        // that large bodies arriving together never each hold a part and wait for the rest.
+        let want = match declared {
+            _ if have <= budget::STEP_BYTES => have,
+            Some(n) => n.max(have),
+            None => (have + budget::STEP_BYTES).min(MAX_BODY_BYTES),
+        };
+        if let Err(short) = budget.cover(want, deadline).await {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Refused::unread(Reply::body_timeout(timeout), body));
+            }
             return Err(Refused {
-                reply: Reply::too_large(),
+                reply: busy_reply(short),
                 unread: Some(body),
+                retry: true,
             });
+        }
+        if bytes.is_empty() {
+            bytes.reserve_exact(declared.unwrap_or(data.len()).min(MAX_BODY_BYTES));
         }
         bytes.extend_from_slice(&data);
     }
     Ok((Bytes::from(bytes), budget))
+}
+
+/// The answer to a request that found no budget: 429 when its own share (connection,
+/// address) is full, 503 when the whole budget is.
+fn busy_reply(short: Short) -> Reply {
+    let (status, message) = match short {
+        Short::Connection => (
+            429,
+            format!(
+                "too many request bytes in flight on this connection (at most {} KiB); retry",
+                budget::CONNECTION_SHARE_BYTES / 1024
+            ),
+        ),
+        Short::Address => (
+            429,
+            format!(
+                "too many request bytes in flight from this address (at most {} KiB); retry",
+                budget::ADDRESS_SHARE_BYTES / 1024
+            ),
+        ),
+        Short::Budget => (
+            503,
+            format!(
+                "promfed is busy: its {} KiB of request bytes are in use; retry",
+                BODY_BUDGET_BYTES / 1024
+            ),
+        ),
+    };
+    Reply::busy(status, message)
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

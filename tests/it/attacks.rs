@@ -682,3 +682,319 @@ fn idle_connections_reopened_stay_within_the_cap() {
     assert!(opened > 64, "{opened}: promfed closed too few to re-open");
     assert_restored(&server, &files, "idle connections re-opened");
 }
+
+// ---------------------------------------------------------------------------------------
+// The body budget
+
+/// The status line's code of the first answer on `conn`, read until the server closes or
+/// `within` passes: `None` when no answer came.
+fn status_of(conn: &mut impl std::io::Read, within: Duration) -> Option<u16> {
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < within {
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break,
+        }
+        if got.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let head = String::from_utf8_lossy(&got);
+    head.split(' ').nth(1)?.parse().ok()
+}
+
+/// Requests that declare a 3 MiB body and send it a byte a second (issue: 6 of them left 5%
+/// of the reviews answered for 90 s): each holds only what it sent plus one 64 KiB step of
+/// the budget, and gets 408 when its body timer (30 s; 5 s here) runs out.
+#[test]
+fn bodies_sent_a_byte_a_second_hold_almost_no_budget() {
+    let files = Files::new(promfed::config::EXAMPLE);
+    let server = server(&files, &["--body-timeout-ms", "5000"]);
+    let clients = WellBehaved::start(
+        &files,
+        server.https,
+        &[
+            Transport::NewConnection,
+            Transport::KeepAlive,
+            Transport::Http2,
+        ],
+        Duration::from_millis(250),
+    );
+    let config = tls_config(&files.pki.ca_pem, &[b"http/1.1"]);
+    let https = server.https;
+    let slow: Vec<_> = (0..24)
+        .map(|n| {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let mut tls = tls_from(&config, attacker(n % 3), https).ok()?;
+                tls.write_all(&request_head(3 * 1024 * 1024, false)).ok()?;
+                for _ in 0..7 {
+                    if tls.write_all(b" ").is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                status_of(&mut tls, Duration::from_secs(20))
+            })
+        })
+        .collect();
+    let statuses: Vec<Option<u16>> = slow.into_iter().map(|t| t.join().unwrap()).collect();
+    let summary = clients.finish("bodies sent a byte a second");
+    eprintln!("24 bodies of 3 MiB sent a byte a second: answered {statuses:?}; {summary}");
+    assert!(statuses.iter().all(|s| *s == Some(408)), "{statuses:?}");
+    assert_restored(&server, &files, "bodies sent a byte a second");
+}
+
+/// One HTTP/2 connection opening streams that declare 3 MiB and send no DATA (issue: 250 of
+/// them stopped every review for 55 s while /readyz said 200): the connection gets 32
+/// streams, they hold 64 KiB each of the connection's 3 MiB share, and time out with 408.
+#[test]
+fn http2_streams_without_data_cannot_stall_reviews() {
+    let files = Files::new(promfed::config::EXAMPLE);
+    let server = server(&files, &["--body-timeout-ms", "5000"]);
+    let clients = WellBehaved::start(
+        &files,
+        server.https,
+        &[
+            Transport::NewConnection,
+            Transport::KeepAlive,
+            Transport::Http2,
+        ],
+        Duration::from_millis(250),
+    );
+    let config = tls_config(&files.pki.ca_pem, &[b"h2"]);
+    let https = server.https;
+    let attack = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let mut sender = h2_connect_from(config, attacker(0), https).await.unwrap();
+            let mut open = Vec::new();
+            let opening = async {
+                for _ in 0..250 {
+                    sender = sender.ready().await.map_err(|e| e.to_string())?;
+                    let request = axum::http::Request::post(format!("https://{NAME}/mutate"))
+                        .header("content-length", 3 * 1024 * 1024)
+                        .body(())
+                        .unwrap();
+                    let (answer, send) = sender
+                        .send_request(request, false)
+                        .map_err(|e| e.to_string())?;
+                    open.push((answer, send));
+                }
+                Ok::<_, String>(())
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(3), opening).await;
+            let mut statuses = Vec::new();
+            for (answer, _send) in open {
+                let status = match tokio::time::timeout(Duration::from_secs(20), answer).await {
+                    Ok(Ok(answer)) => answer.status().as_u16(),
+                    _ => 0,
+                };
+                statuses.push(status);
+            }
+            statuses
+        })
+    });
+    let statuses = attack.join().unwrap();
+    let summary = clients.finish("HTTP/2 streams without data");
+    eprintln!(
+        "HTTP/2 streams declaring 3 MiB without data: {} opened, answered {statuses:?}; {summary}",
+        statuses.len()
+    );
+    // The client sent them all before it knew the server's limit: the first 32 are read
+    // (and time out), the rest refused (REFUSED_STREAM: no answer).
+    let timed_out = statuses.iter().filter(|s| **s == 408).count();
+    assert_eq!(timed_out, 32, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| matches!(s, 408 | 0)),
+        "{statuses:?}"
+    );
+    assert_restored(&server, &files, "HTTP/2 streams without data");
+}
+
+/// An HTTP/2 connection from `source`.
+async fn h2_connect_from(
+    config: Arc<rustls::ClientConfig>,
+    source: Ipv4Addr,
+    addr: SocketAddr,
+) -> Result<H2Sender, String> {
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    socket
+        .bind(SocketAddr::from((source, 0)))
+        .map_err(|e| e.to_string())?;
+    let tcp = socket.connect(addr).await.map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from(NAME).unwrap(), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (sender, connection) = h2::client::handshake(tls)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// The budget can still be filled (bodies sent fast from several addresses, then held back):
+/// waiting for it is bounded. A review that finds it full waits 2 s at most and gets 503
+/// with Retry-After (as kube-apiserver's max-in-flight answers), then is served normally
+/// once budget is free. In-process, where the budget is exactly filled.
+#[tokio::test]
+async fn a_full_budget_answers_503_with_retry_after_within_the_wait() {
+    use axum::body::Body;
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    /// `len` bytes, then nothing (the body never ends).
+    struct Stalled(Option<Vec<u8>>);
+    impl hyper::body::Body for Stalled {
+        type Data = axum::body::Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+            match self.0.take() {
+                Some(data) => {
+                    std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(data.into()))))
+                }
+                None => std::task::Poll::Pending,
+            }
+        }
+    }
+    let state = promfed::server::AppState::new(promfed::admission::Admission::new(
+        crate::webhook::engine(promfed::config::EXAMPLE),
+        1,
+    ));
+    let post = |body: Body, length: usize| {
+        let request = axum::http::Request::post("/mutate")
+            .header("content-type", "application/json")
+            .header("content-length", length)
+            .body(body)
+            .unwrap();
+        promfed::server::router(state.clone()).oneshot(request)
+    };
+    // 3 + 3 + 2 MiB declared, all but a byte sent: the 8 MiB budget, held.
+    let mib = 1024 * 1024;
+    let mut stalled = Vec::new();
+    for declared in [3 * mib, 3 * mib, 2 * mib] {
+        let body = Body::new(Stalled(Some(vec![b' '; declared - 1])));
+        stalled.push(tokio::spawn(post(body, declared)));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let review = well_behaved_body(0, 0);
+    let started = Instant::now();
+    let response = post(Body::from(review.clone()), review.len())
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    let retry_after = response.headers().get("retry-after").cloned();
+    let status = response.status().as_u16();
+    let text = String::from_utf8_lossy(&response.into_body().collect().await.unwrap().to_bytes())
+        .into_owned();
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("busy"), "{text}");
+    assert_eq!(retry_after.unwrap(), "1");
+    assert!(
+        took >= Duration::from_secs(2) && took < TIMEOUT_SECONDS,
+        "{took:?}"
+    );
+    // Budget freed (the stalled requests gone): served.
+    for request in stalled {
+        request.abort();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let response = post(Body::from(review.clone()), review.len())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    judge(status, &body).unwrap();
+    let metrics = state.metrics().encode();
+    assert!(
+        metrics.contains("promfed_reviews_total{outcome=\"busy\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// A body in one-byte chunks (each a wake-up and a copy): every piece counts 64 bytes
+/// against the 3 MiB limit, so it is refused with 413 after about 49,000 pieces, while a
+/// 3 MiB body in 16 KiB pieces (an HTTP/2 client's DATA frames) is read.
+#[tokio::test]
+async fn chunk_framing_counts_against_the_body_limit() {
+    use axum::body::Body;
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    /// `len` bytes of JSON-padding whitespace after `head`, in pieces of `piece` bytes.
+    struct Pieces {
+        head: Option<Vec<u8>>,
+        left: usize,
+        piece: usize,
+        sent: Arc<AtomicUsize>,
+    }
+    impl hyper::body::Body for Pieces {
+        type Data = axum::body::Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+            self.sent.fetch_add(1, Ordering::Relaxed);
+            if let Some(head) = self.head.take() {
+                return std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(head.into()))));
+            }
+            if self.left == 0 {
+                return std::task::Poll::Ready(None);
+            }
+            let n = self.piece.min(self.left);
+            self.left -= n;
+            std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(vec![b' '; n].into()))))
+        }
+    }
+    let state = promfed::server::AppState::new(promfed::admission::Admission::new(
+        crate::webhook::engine(promfed::config::EXAMPLE),
+        1,
+    ));
+    let review = well_behaved_body(0, 0);
+    for (len, piece, want) in [
+        (3 * 1024 * 1024 - review.len(), 16 * 1024, 200),
+        (200_000, 1, 413),
+    ] {
+        let sent = Arc::new(AtomicUsize::new(0));
+        let body = Pieces {
+            head: Some(review.clone()),
+            left: len,
+            piece,
+            sent: sent.clone(),
+        };
+        let request = axum::http::Request::post("/mutate")
+            .header("content-type", "application/json")
+            .body(Body::new(body))
+            .unwrap();
+        let response = promfed::server::router(state.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text =
+            String::from_utf8_lossy(&response.into_body().collect().await.unwrap().to_bytes())
+                .into_owned();
+        let pieces = sent.load(Ordering::Relaxed);
+        assert_eq!(status, want, "{len} bytes in pieces of {piece}: {text}");
+        if want == 413 {
+            assert!(text.contains("too many pieces"), "{text}");
+            assert!(pieces < 60_000, "{pieces} pieces read before refusing");
+        }
+    }
+}

@@ -678,6 +678,9 @@ fn post_all_at_once(
 
 /// 24 reviews of 2 MiB at once (a data key promfed does not read, so this measures the
 /// request path, not the engine): the body budget queues them, memory stays under the limit.
+/// One address holds at most 6 MiB of the 8 MiB budget and a review waits at most 3 s for it:
+/// the reviews still waiting then are answered 429 with Retry-After (the API server's
+/// max-in-flight answer), never left hanging.
 #[test]
 fn concurrent_2_mib_reviews_stay_under_the_pod_memory_limit() {
     let files = Files::new(promfed::config::EXAMPLE);
@@ -695,10 +698,15 @@ fn concurrent_2_mib_reviews_stay_under_the_pod_memory_limit() {
     let memory = server.memory();
     let slowest = answers.iter().map(|a| a.1).fold(0.0, f64::max);
     eprintln!(
-        "24 concurrent 2 MiB reviews: slowest {slowest:.2} s, peak RSS {:.1} MiB",
+        "24 concurrent 2 MiB reviews: {} answered, slowest {slowest:.2} s, peak RSS {:.1} MiB",
+        answers.iter().filter(|a| a.0 == 200).count(),
         memory.hwm_mib()
     );
-    assert!(answers.iter().all(|a| a.0 == 200), "{answers:?}");
+    assert!(
+        answers.iter().all(|a| a.0 == 200 || a.0 == 429),
+        "{answers:?}"
+    );
+    assert!(answers.iter().any(|a| a.0 == 200), "{answers:?}");
     assert!(
         memory.hwm_mib() < POD_LIMIT_MIB,
         "peak RSS {:.1} MiB",

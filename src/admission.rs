@@ -23,7 +23,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::engine::{Engine, ObjectRef};
+use crate::engine::{Engine, ObjectRef, Work, WorkLimits};
 
 /// The only AdmissionReview version promfed speaks.
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -403,13 +403,28 @@ impl Admission {
 
     /// Run the engine on a job and remember the verdict. Pure CPU work: call it off the runtime.
     pub fn run(&self, job: Job) -> Arc<Verdict> {
-        let verdict = Arc::new(self.compute(&job));
-        self.cache.insert(job.key, verdict.clone());
+        let mut work = Work::new(WorkLimits::for_data(&job.data));
+        self.run_within(job, &mut work)
+    }
+
+    /// [`Admission::run`] within `work` (the engine's budget, deadline and cancel flag). A
+    /// verdict of a rewrite cut short by the deadline or the cancel flag is not remembered:
+    /// it says nothing about the data.
+    pub fn run_within(&self, job: Job, work: &mut Work) -> Arc<Verdict> {
+        let verdict = Arc::new(self.compute(&job, work));
+        if work.stopped().is_none() {
+            self.cache.insert(job.key, verdict.clone());
+        }
         verdict
     }
 
-    fn compute(&self, job: &Job) -> Verdict {
-        let rewrite = match self.engine.rewrite(&job.data) {
+    /// The work budget for a job's data, without deadline or cancel flag.
+    pub fn work_for(job: &Job) -> Work {
+        Work::new(WorkLimits::for_data(&job.data))
+    }
+
+    fn compute(&self, job: &Job, work: &mut Work) -> Verdict {
+        let rewrite = match self.engine.rewrite_within(&job.data, work) {
             Ok(rewrite) => rewrite,
             Err(e) => {
                 return Verdict::deny(

@@ -9,6 +9,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::admission::{CacheUse, Outcome};
+use crate::engine::work::Stopped;
 
 /// `outcome` label of `promfed_reviews_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -55,6 +56,12 @@ pub enum ResultLabel {
     miss,
 }
 
+/// `reason` label of `promfed_engine_stopped_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
 /// `listener` label of the connection metrics (`https`, `metrics`).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ListenerLabels {
@@ -81,6 +88,7 @@ pub struct Metrics {
     pub config_generation: Gauge,
     pub certificate_reloads: Family<ResultLabels, Counter>,
     pub certificate_expiry: Gauge,
+    pub engine_stopped: Family<ReasonLabels, Counter>,
     pub connections: Family<ListenerLabels, Gauge>,
     pub connections_closed: Family<ClosedLabels, Counter>,
 }
@@ -150,6 +158,17 @@ impl Metrics {
             "notAfter of the serving certificate in use, as a Unix timestamp",
             certificate_expiry.clone(),
         );
+        let engine_stopped = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "engine_stopped",
+            "Engine runs stopped before their end or not started, by reason (deadline: the \
+             review's time limit passed; cancelled: its client was gone; expired: it waited too \
+             long for an engine thread)",
+            engine_stopped.clone(),
+        );
+        for reason in ["deadline", "cancelled", "expired"] {
+            let _ = engine_stopped.get_or_create(&ReasonLabels { reason });
+        }
         let connections = Family::<ListenerLabels, Gauge>::default();
         registry.register(
             "connections",
@@ -205,9 +224,20 @@ impl Metrics {
             config_generation,
             certificate_reloads,
             certificate_expiry,
+            engine_stopped,
             connections,
             connections_closed,
         }
+    }
+
+    pub fn engine_stopped(&self, stopped: Stopped) {
+        let reason = match stopped {
+            Stopped::Deadline => "deadline",
+            Stopped::Cancelled => "cancelled",
+        };
+        self.engine_stopped
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     pub fn connections_open(&self, listener: &'static str, open: usize) {

@@ -33,13 +33,16 @@ use axum::routing::{get, post};
 use http_body_util::{BodyExt as _, Full};
 use tokio::sync::watch;
 
-use crate::admission::{Admission, CacheUse, Head, MAX_BODY_BYTES, Pending, Reply, Step, Verdict};
+use crate::admission::{
+    Admission, CacheUse, Head, MAX_BODY_BYTES, Outcome, Pending, Reply, Step, Verdict,
+};
+use crate::engine::Work;
 use budget::{BodyBudget, Reservation, Short};
 use conn::ConnInfo;
 use metrics::Metrics;
 use reload::Watched;
 use tls::{CertResolver, ServingCert};
-use workers::Workers;
+use workers::{Lane, NotRun, Workers};
 
 /// Flags of `promfed serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -78,6 +81,9 @@ pub struct ServeArgs {
     /// How long a client may take to send a request body.
     #[arg(long, hide = true, default_value_t = 30_000, value_name = "MS")]
     pub body_timeout_ms: u64,
+    /// How long after its request started a review must be answered.
+    #[arg(long, hide = true, default_value_t = REVIEW_DEADLINE.as_millis() as u64, value_name = "MS")]
+    pub review_deadline_ms: u64,
     /// HTTPS connections open at once (docs/operations.md, "Connections").
     #[arg(long, hide = true, default_value_t = conn::HTTPS_LIMITS.max)]
     pub max_connections: usize,
@@ -136,6 +142,13 @@ pub const FRAMING_ALLOWANCE_BYTES: usize = MAX_BODY_BYTES / FRAME_COST_BYTES;
 /// body cannot hold its share of [`BODY_BUDGET_BYTES`] for longer. `--body-timeout-ms` (hidden, for tests) changes it.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long after its request started a review must be answered: below the webhook's
+/// `timeoutSeconds` (5 s in deploy/base), after which the API server has given up. The wait
+/// for budget and for an engine thread count, and the engine stops at its next check (a
+/// data key, a rule) once it passes, with a denial that says so. `--review-deadline-ms`
+/// (hidden, for tests) changes it.
+pub const REVIEW_DEADLINE: Duration = Duration::from_secs(4);
+
 /// What the handlers share: the current config (engine + cache), metrics, readiness.
 #[derive(Clone, Debug)]
 pub struct AppState(Arc<Shared>);
@@ -153,6 +166,8 @@ struct Shared {
     body_budget: Arc<BodyBudget>,
     /// [`BODY_TIMEOUT`] unless set otherwise, in milliseconds.
     body_timeout_ms: AtomicU64,
+    /// [`REVIEW_DEADLINE`] unless set otherwise, in milliseconds.
+    review_deadline_ms: AtomicU64,
 }
 
 impl AppState {
@@ -161,13 +176,26 @@ impl AppState {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let metrics = Metrics::new();
         metrics.config_generation.set(admission.generation() as i64);
+        let stopped = metrics.engine_stopped.clone();
+        // One thread more than the cores: the one an address keeping the others busy leaves
+        // to everyone else (workers.rs).
+        let workers = Workers::with_skip_hook(cores + 1, move |why| {
+            let reason = match why {
+                NotRun::Cancelled => "cancelled",
+                _ => "expired",
+            };
+            stopped
+                .get_or_create(&metrics::ReasonLabels { reason })
+                .inc();
+        });
         AppState(Arc::new(Shared {
             admission: ArcSwap::from_pointee(admission),
             metrics,
             ready: AtomicBool::new(false),
-            workers: Workers::new(cores),
+            workers,
             body_budget: Arc::new(BodyBudget::new()),
             body_timeout_ms: AtomicU64::new(BODY_TIMEOUT.as_millis() as u64),
+            review_deadline_ms: AtomicU64::new(REVIEW_DEADLINE.as_millis() as u64),
         }))
     }
 
@@ -207,22 +235,35 @@ impl AppState {
         self.0.ready.load(Ordering::SeqCst)
     }
 
-    /// Answer one request body. `budget` is its share of [`BODY_BUDGET_BYTES`]: the work on
-    /// the worker threads holds it too, so a client that hangs up does not free it while
-    /// its body is still being parsed or rewritten.
-    async fn review(&self, body: Bytes, budget: Arc<Reservation>) -> Reply {
+    /// Answer one request body that arrived for a request started at `started` from
+    /// `lane` (the client's address). `budget` is its share of [`BODY_BUDGET_BYTES`]: the
+    /// work on the worker threads holds it too, so a client that hangs up does not free it
+    /// while its body is still being parsed or rewritten. When this future is dropped (the
+    /// client is gone), queued work is not started and the engine stops at its next check.
+    async fn review(
+        &self,
+        body: Bytes,
+        budget: Arc<Reservation>,
+        lane: Lane,
+        started: Instant,
+    ) -> Reply {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let _cancel = CancelOnDrop(cancel.clone());
+        let limit = self.review_deadline();
+        let deadline = started + limit;
         let admission = self.admission();
         let step = if body.len() > INLINE_PARSE_BYTES {
             let (admission, budget) = (admission.clone(), budget.clone());
-            let parsed = self.0.workers.run(move || {
-                let _budget = budget;
-                admission.begin(&body)
-            });
+            let parsed =
+                self.0
+                    .workers
+                    .run(lane, Some(deadline), Some(cancel.clone()), move || {
+                        let _budget = budget;
+                        admission.begin(&body)
+                    });
             match parsed.await {
-                Some(step) => step,
-                None => {
-                    return Reply::internal("promfed internal error while reading the review");
-                }
+                Ok(step) => step,
+                Err(not_run) => return self.not_run(not_run, "read"),
             }
         } else {
             admission.begin(&body)
@@ -231,17 +272,60 @@ impl AppState {
             Step::Done(reply) => return reply,
             Step::Rewrite(pending) => pending,
         };
-        let uid = pending.head.info().uid.clone();
-        let answer = self.0.workers.run(move || {
-            let _budget = budget;
-            finish(&admission, pending)
-        });
-        // finish() catches panics: no answer means the workers are gone (shutting down).
-        answer.await.unwrap_or_else(|| {
-            Reply::internal(format!(
-                "promfed could not answer review {uid}: shutting down"
-            ))
-        })
+        let state = self.clone();
+        let answer = self
+            .0
+            .workers
+            .run(lane, Some(deadline), Some(cancel.clone()), move || {
+                let _budget = budget;
+                let work = Admission::work_for(&pending.job)
+                    .with_deadline(deadline, limit)
+                    .with_cancel(cancel);
+                finish(&admission, pending, work, state.metrics())
+            });
+        // finish() catches panics: Lost means the workers are gone (shutting down).
+        answer
+            .await
+            .unwrap_or_else(|not_run| self.not_run(not_run, "rewrite"))
+    }
+
+    /// The answer to a review the worker threads did not take.
+    fn not_run(&self, not_run: NotRun, what: &str) -> Reply {
+        let load = self.0.workers.load();
+        match not_run {
+            NotRun::Full => Reply::busy(
+                503,
+                format!(
+                    "promfed is busy: {} reviews wait for its {} engine threads; retry",
+                    load.queued, load.threads
+                ),
+            ),
+            NotRun::Expired => Reply::busy(
+                503,
+                format!(
+                    "promfed is busy: the review could not start within {:.1} s of its \
+                     request; retry",
+                    self.review_deadline().as_secs_f64()
+                ),
+            ),
+            // Nobody reads this answer.
+            NotRun::Cancelled => Reply::busy(503, "the review was cancelled".into()),
+            NotRun::Lost => Reply::internal(format!(
+                "promfed could not {what} the review: shutting down"
+            )),
+        }
+    }
+
+    /// How long after its request started a review must be answered.
+    fn review_deadline(&self) -> Duration {
+        Duration::from_millis(self.0.review_deadline_ms.load(Ordering::Relaxed))
+    }
+
+    /// Set how long after its request started a review must be answered.
+    pub fn set_review_deadline(&self, deadline: Duration) {
+        self.0
+            .review_deadline_ms
+            .store(deadline.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Metrics and the log line of one answered review.
@@ -314,9 +398,22 @@ pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Run the engine for a pending review on this (blocking) thread; a panic becomes a denial.
-fn finish(admission: &Admission, pending: Pending) -> Reply {
+fn finish(admission: &Admission, pending: Pending, mut work: Work, metrics: &Metrics) -> Reply {
     let Pending { head, job } = pending;
-    guarded(head, || admission.run(job))
+    let reply = guarded(head, || admission.run_within(job, &mut work));
+    if let Some(stopped) = work.stopped() {
+        metrics.engine_stopped(stopped);
+    }
+    reply
+}
+
+/// Sets the flag when dropped: the review's future is gone (its client hung up), or done.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 fn guarded(head: Head, run: impl FnOnce() -> Arc<Verdict>) -> Reply {
@@ -344,6 +441,7 @@ pub fn metrics_router(state: AppState) -> Router {
 }
 
 async fn mutate(State(state): State<AppState>, request: Request) -> Response {
+    let started = Instant::now();
     let version = request.version();
     let conn = request.extensions().get::<Arc<ConnInfo>>().cloned();
     // The duration is the review's: from the body being read to the answer being ready.
@@ -351,9 +449,10 @@ async fn mutate(State(state): State<AppState>, request: Request) -> Response {
         match read_body(&state, conn.as_deref(), request).await {
             Ok((body, budget)) => {
                 let budget = Arc::new(budget);
-                let started = Instant::now();
-                let reply = state.review(body, budget.clone()).await;
-                (reply, started.elapsed(), None, Some(budget), false)
+                let read = Instant::now();
+                let lane = conn.as_ref().map(|c| c.peer);
+                let reply = state.review(body, budget.clone(), lane, started).await;
+                (reply, read.elapsed(), None, Some(budget), false)
             }
             Err(refused) => (
                 refused.reply,
@@ -368,7 +467,7 @@ async fn mutate(State(state): State<AppState>, request: Request) -> Response {
     let mut response = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, reply.content_type);
-    if retry {
+    if retry || reply.outcome == Outcome::Busy {
         response = response.header(header::RETRY_AFTER, budget::RETRY_AFTER_SECONDS);
     }
     if unread.is_some() {
@@ -680,6 +779,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("config {}", files.config.display()))?;
     let state = AppState::new(Admission::new(engine, 1));
     state.set_body_timeout(Duration::from_millis(args.body_timeout_ms.max(1)));
+    state.set_review_deadline(Duration::from_millis(args.review_deadline_ms.max(1)));
 
     let cert_pem = read(&files.cert, "certificate").await?;
     let key_pem = read(&files.key, "private key").await?;

@@ -998,3 +998,358 @@ async fn chunk_framing_counts_against_the_body_limit() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Engine work
+
+/// A rule file of one group holding a recording rule for each expression.
+fn rule_file_of(exprs: impl IntoIterator<Item = String>) -> String {
+    let mut text = String::from("groups:\n- name: costly\n  rules:\n");
+    for (i, expr) in exprs.into_iter().enumerate() {
+        text.push_str(&format!(
+            "  - record: costly:{i}\n    expr: {}\n",
+            serde_json::to_string(&expr).unwrap()
+        ));
+    }
+    text
+}
+
+/// `n` distinct expressions made of `each` (its `{n}` replaced), up to `bytes` of them.
+fn distinct_exprs(each: &str, bytes: usize) -> Vec<String> {
+    let mut exprs = Vec::new();
+    let mut total = 0;
+    while total < bytes {
+        let expr = each.replace("{n}", &exprs.len().to_string());
+        total += expr.len();
+        exprs.push(expr);
+    }
+    exprs
+}
+
+/// The worst-case reviews of the issue's table, by name: the TKG ConfigMap with data keys
+/// that cost as much as promfed allows. `salt` makes each a ConfigMap never seen before.
+pub(crate) fn worst_case_data(name: &str, bytes: usize, salt: usize) -> Vec<(String, String)> {
+    let chain = |n: usize| format!("{} + vector({salt}{n})", vec!["up"; 999].join(" + "));
+    match name {
+        // Many small keys mentioning "groups", each expanding to most of the node budget.
+        "many keys mentioning groups" => {
+            let bomb = format!(
+                "note: groups {salt}\na: &a [x,x,x,x,x,x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: [*d,*d,*d,*d]\n"
+            );
+            (0..bytes / bomb.len())
+                .map(|i| (format!("notes-{i}.txt"), bomb.clone()))
+                .collect()
+        }
+        // The same, as rule files (`groups` at the top): expanded, within one budget.
+        "many rule files expanding aliases" => {
+            let bomb = format!(
+                "groups: []\nnote: {salt}\na: &a [x,x,x,x,x,x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: [*d,*d,*d,*d]\n"
+            );
+            (0..bytes / bomb.len())
+                .map(|i| (format!("rules-{i}.yml"), bomb.clone()))
+                .collect()
+        }
+        // One expression anchored, used by every rule through an alias.
+        "aliases expanding inside expressions" => {
+            let expr = format!("{} + vector({salt})", vec!["up"; 150].join(" + "));
+            let mut text = format!(
+                "groups:\n- name: aliased\n  rules:\n  - record: aliased:0\n    expr: &e {}\n",
+                serde_json::to_string(&expr).unwrap()
+            );
+            let mut i = 1;
+            while text.len() < bytes {
+                text.push_str(&format!("  - record: aliased:{i}\n    expr: *e\n"));
+                i += 1;
+            }
+            vec![("recording_rules.yml".into(), text)]
+        }
+        // Distinct expressions of 1,000 operators.
+        "rules of 1,000 operators" => vec![(
+            "recording_rules.yml".into(),
+            rule_file_of((0..).map(chain).scan(0, |total, e| {
+                *total += e.len();
+                (*total < bytes).then_some(e)
+            })),
+        )],
+        // Distinct expressions as deep as the parser allows.
+        "the deepest expressions allowed" => vec![(
+            "recording_rules.yml".into(),
+            rule_file_of(distinct_exprs(
+                &format!(
+                    "{}{}vector({salt}{{n}}){}",
+                    "-(".repeat(255),
+                    "- ".repeat(744),
+                    ")".repeat(255)
+                ),
+                bytes,
+            )),
+        )],
+        other => panic!("no worst case {other:?}"),
+    }
+}
+
+/// The worst-case names of [`worst_case_data`].
+pub(crate) const WORST_CASES: [&str; 5] = [
+    "many keys mentioning groups",
+    "many rule files expanding aliases",
+    "aliases expanding inside expressions",
+    "rules of 1,000 operators",
+    "the deepest expressions allowed",
+];
+
+/// A review (CREATE) of the TKG ConfigMap with `data` added.
+pub(crate) fn review_with(data: &[(String, String)], uid: &str) -> Vec<u8> {
+    let mut object = tkg_configmap();
+    for (key, value) in data {
+        object["data"][key] = Value::String(value.clone());
+    }
+    serde_json::to_vec(&review(uid, "CREATE", "ConfigMap", &object)).unwrap()
+}
+
+/// The worst case `name` as large as a request may be: (data, review).
+pub(crate) fn largest_worst_case(name: &str, salt: usize) -> (Vec<(String, String)>, Vec<u8>) {
+    let mut bytes = promfed::admission::MAX_BODY_BYTES;
+    loop {
+        let data = worst_case_data(name, bytes, salt);
+        let body = review_with(&data, "worst");
+        if body.len() <= promfed::admission::MAX_BODY_BYTES {
+            return (data, body);
+        }
+        bytes = bytes * 19 / 20;
+    }
+}
+
+/// Each worst-case review of the issue's table (at the largest body size) ends in a denial
+/// that names the limit, having spent no more than the work budget allows; the key that is
+/// not a rule file is left alone without being expanded. In-process, the engine alone.
+#[test]
+fn worst_case_reviews_are_denials_within_the_work_budget() {
+    use promfed::admission::{Admission, Step};
+    use promfed::engine::work::{NODES, PROMQL_UNITS, Work, WorkLimits, YAML_BYTES};
+
+    let admission = Admission::new(crate::webhook::engine(promfed::config::EXAMPLE), 1);
+    // The limits a case may meet first (any of them).
+    let cases: [(&str, &[&str]); 5] = [
+        ("many keys mentioning groups", &[]),
+        (
+            "many rule files expanding aliases",
+            &["more than 250000 nodes"],
+        ),
+        (
+            "aliases expanding inside expressions",
+            &[
+                "the rewritten data would be more than",
+                "more than 6291456 bytes of scalars",
+            ],
+        ),
+        (
+            "rules of 1,000 operators",
+            &["more than 20000 PromQL operators"],
+        ),
+        (
+            "the deepest expressions allowed",
+            &["more than 20000 PromQL operators"],
+        ),
+    ];
+    assert_eq!(cases.map(|c| c.0), WORST_CASES);
+    let mut report = Vec::new();
+    for (name, limit) in cases {
+        let (data, body) = largest_worst_case(name, 0);
+        assert!(
+            body.len() <= promfed::admission::MAX_BODY_BYTES,
+            "{name}: {}",
+            body.len()
+        );
+        let Step::Rewrite(pending) = admission.begin(&body) else {
+            panic!("{name}: not a rewrite");
+        };
+        let limits = WorkLimits::for_data(&data);
+        let mut work = Work::new(limits);
+        let started = Instant::now();
+        let verdict = admission.run_within(pending.job, &mut work);
+        let took = started.elapsed();
+        let reply = pending.head.respond(&verdict);
+        let response = reply.json().unwrap()["response"].clone();
+        let spent = work.spent();
+        report.push(format!("{name}: {took:.2?}, {spent:?}"));
+        if limit.is_empty() {
+            assert_eq!(response["allowed"], true, "{name}: {response}");
+        } else {
+            let message = response["status"]["message"].as_str().unwrap_or_default();
+            assert_eq!(response["allowed"], false, "{name}: {response}");
+            assert!(
+                message.contains("work budget") && limit.iter().any(|l| message.contains(l)),
+                "{name}: {message}"
+            );
+        }
+        assert!(
+            spent.nodes <= NODES && spent.yaml_bytes <= YAML_BYTES,
+            "{name}: {spent:?}"
+        );
+        // Over by at most the expression that crossed it.
+        assert!(
+            spent.promql_units <= PROMQL_UNITS + 1100,
+            "{name}: {spent:?}"
+        );
+        assert!(
+            spent.rewritten_bytes <= limits.output_bytes + 64 * 1024,
+            "{name}: {spent:?}"
+        );
+        assert!(
+            spent.output_bytes <= limits.output_bytes,
+            "{name}: {spent:?}"
+        );
+        assert!(
+            took < Duration::from_secs(60),
+            "{name}: {took:?} (hang guard)"
+        );
+        if name == "many keys mentioning groups" {
+            assert!(
+                spent.nodes < 20_000,
+                "{name}: its keys were expanded: {spent:?}"
+            );
+        }
+    }
+    eprintln!("worst-case reviews:\n{}", report.join("\n"));
+}
+
+/// Three clients at one address looping the worst-case reviews, each a ConfigMap never seen
+/// before (issue: cache hits 50%, misses 9% answered; one review of keys mentioning `groups`
+/// stopped every miss for 65 s; aliases inside expressions made a 134.6 MB answer and 748
+/// MiB): each is a denial within the work budget, the engine threads take the addresses in
+/// turn, and the well-behaved clients' reviews, misses included, are answered in time.
+#[test]
+fn costly_reviews_in_a_loop_leave_others_served() {
+    let files = Files::new(promfed::config::EXAMPLE);
+    let server = server(&files, &[]);
+    let clients = WellBehaved::start(
+        &files,
+        server.https,
+        &[
+            Transport::NewConnection,
+            Transport::KeepAlive,
+            Transport::Http2,
+        ],
+        Duration::from_millis(300),
+    );
+    let config = tls_config(&files.pki.ca_pem, &[b"http/1.1"]);
+    let https = server.https;
+    let salt = AtomicUsize::new(1);
+    let salt = Arc::new(salt);
+    let attackers: Vec<_> = (0..3)
+        .map(|t| {
+            let (config, salt) = (config.clone(), salt.clone());
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                for round in 0..2 {
+                    let name = WORST_CASES[(t + round) % WORST_CASES.len()];
+                    let (_, body) = largest_worst_case(name, salt.fetch_add(1, Ordering::Relaxed));
+                    let mut tls = match tls_from(&config, attacker(0), https) {
+                        Ok(tls) => tls,
+                        Err(_) => continue,
+                    };
+                    let _ = tls.write_all(&request_head(body.len(), true));
+                    let _ = tls.write_all(&body);
+                    statuses.push(status_of(&mut tls, Duration::from_secs(30)));
+                }
+                statuses
+            })
+        })
+        .collect();
+    let statuses: Vec<Option<u16>> = attackers
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let summary = clients.finish("costly reviews in a loop");
+    let memory = server.memory();
+    eprintln!(
+        "costly reviews from 3 clients at one address: answered {statuses:?}; peak RSS {:.1} MiB; {summary}",
+        memory.hwm_mib()
+    );
+    // Denials (200), or 429 when the address's share of the budget was full.
+    assert!(
+        statuses.iter().all(|s| matches!(s, Some(200 | 429))),
+        "{statuses:?}"
+    );
+    assert_restored(&server, &files, "costly reviews in a loop");
+}
+
+/// The engine stops at its next check once the review's deadline (4 s after the request
+/// started; 300 ms here) has passed, with a denial naming the time limit that is not cached,
+/// and when its client has gone: either way it frees its thread for the next review.
+#[test]
+fn an_engine_run_stops_at_its_deadline_and_when_its_client_is_gone() {
+    let files = Files::new(promfed::config::EXAMPLE);
+    let server = server(&files, &["--review-deadline-ms", "300"]);
+    let client = files.client();
+    let (_, body) = largest_worst_case("rules of 1,000 operators", 7);
+    for round in 1..=2 {
+        let answer = client.post(server.https, &body).unwrap();
+        let response = answer.response();
+        let message = response["status"]["message"].as_str().unwrap_or_default();
+        assert_eq!(response["allowed"], false, "{response}");
+        assert!(message.contains("after 0.3 s, its time limit"), "{message}");
+        assert_eq!(
+            metric(&server, "promfed_engine_stopped_total{reason=\"deadline\"}"),
+            f64::from(round)
+        );
+    }
+    assert_eq!(
+        metric(&server, "promfed_review_cache_total{result=\"miss\"}"),
+        2.0,
+        "not cached"
+    );
+
+    // Clients that send a costly review and hang up (as the API server does when its
+    // timeout passes: it closes an HTTP/1.1 connection, resets an HTTP/2 stream).
+    let server = attack_server(&files);
+    let (_, body) = largest_worst_case("rules of 1,000 operators", 8);
+    let mut conn = client.connect(server.https).unwrap();
+    conn.send(&request_head(body.len(), false)).unwrap();
+    conn.send(&body).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(conn);
+    crate::faults::wait_until(
+        "the HTTP/1.1 review cancelled",
+        Duration::from_secs(30),
+        || {
+            metric(
+                &server,
+                "promfed_engine_stopped_total{reason=\"cancelled\"}",
+            ) == 1.0
+        },
+    );
+    let (_, body) = largest_worst_case("rules of 1,000 operators", 9);
+    let config = tls_config(&files.pki.ca_pem, &[b"h2"]);
+    let https = server.https;
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let mut sender = h2_connect(config, https).await.unwrap();
+            let _ =
+                tokio::time::timeout(Duration::from_millis(800), h2_post(&mut sender, &body)).await;
+            // Dropping the answer's future resets the stream.
+        });
+    })
+    .join()
+    .unwrap();
+    crate::faults::wait_until(
+        "the HTTP/2 review cancelled",
+        Duration::from_secs(30),
+        || {
+            metric(
+                &server,
+                "promfed_engine_stopped_total{reason=\"cancelled\"}",
+            ) == 2.0
+        },
+    );
+    assert_restored(&server, &files, "a cancelled engine run");
+}
+
+/// A server with the defaults (a fresh one: nothing cached).
+fn attack_server(files: &Files) -> Server {
+    server(files, &[])
+}

@@ -2241,6 +2241,42 @@ groups:
     }
 
     #[test]
+    fn an_alias_of_a_long_string_counts_its_length() {
+        let long = "x".repeat(1000);
+        let doc = format!("a: &a {long}\nb: [{}]\n", vec!["*a"; 100].join(", "));
+        let small = Limits {
+            max_bytes: 50_000,
+            ..Limits::default()
+        };
+        let err = parse(&doc, small).unwrap_err();
+        assert_eq!(err.over_limit, Some(Over::Bytes), "{err}");
+        let (_, expanded) = parse_counted(&doc, Limits::default()).unwrap();
+        // The two keys, the string, and a hundred copies of it.
+        assert_eq!(expanded.bytes, 2 + 101 * 1000);
+        assert_eq!(expanded.nodes, 1 + 2 + 1 + 1 + 100);
+    }
+
+    #[test]
+    fn top_level_keys_are_found_without_expanding_aliases() {
+        for (doc, found) in [
+            ("groups: []\n", true),
+            ("a: {groups: 1}\ngroups: x\n", true),
+            ("? [a]\n: x\ngroups: y\n", true),
+            ("a: {groups: 1}\nb: [groups]\n", false),
+            ("a: groups\n", false),
+            ("? [groups]\n: x\n", false),
+            ("- groups\n", false),
+            ("groups\n", false),
+            ("", false),
+        ] {
+            assert_eq!(has_top_level_key(doc, "groups"), Ok(found), "{doc:?}");
+        }
+        let bomb = format!("{}groups: []\n", alias_bomb(9, 10));
+        assert_eq!(has_top_level_key(&bomb, "groups"), Ok(true));
+        assert!(has_top_level_key("a: [unclosed\n", "groups").is_err());
+    }
+
+    #[test]
     fn alias_bomb_fails_fast() {
         let doc = alias_bomb(9, 10);
         let start = Instant::now();

@@ -1168,7 +1168,13 @@ fn worst_case_reviews_are_denials_within_the_work_budget() {
         let started = Instant::now();
         let verdict = admission.run_within(pending.job, &mut work);
         let took = started.elapsed();
+        let answer_limit = pending.head.answer_limit();
         let reply = pending.head.respond(&verdict);
+        assert!(
+            reply.body.len() <= answer_limit,
+            "{name}: {}",
+            reply.body.len()
+        );
         let response = reply.json().unwrap()["response"].clone();
         let spent = work.spent();
         report.push(format!("{name}: {took:.2?}, {spent:?}"));

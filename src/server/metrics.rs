@@ -88,6 +88,7 @@ pub struct Metrics {
     pub config_generation: Gauge,
     pub certificate_reloads: Family<ResultLabels, Counter>,
     pub certificate_expiry: Gauge,
+    pub client_ca_reloads: Family<ResultLabels, Counter>,
     pub engine_stopped: Family<ReasonLabels, Counter>,
     pub connections: Family<ListenerLabels, Gauge>,
     pub connections_closed: Family<ClosedLabels, Counter>,
@@ -158,6 +159,12 @@ impl Metrics {
             "notAfter of the serving certificate in use, as a Unix timestamp",
             certificate_expiry.clone(),
         );
+        let client_ca_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "client_ca_reloads",
+            "Client CA file reloads after a change, by result; a failed one keeps the current CA",
+            client_ca_reloads.clone(),
+        );
         let engine_stopped = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "engine_stopped",
@@ -206,6 +213,7 @@ impl Metrics {
         for result in [ResultLabel::success, ResultLabel::failure] {
             let _ = config_reloads.get_or_create(&ResultLabels { result });
             let _ = certificate_reloads.get_or_create(&ResultLabels { result });
+            let _ = client_ca_reloads.get_or_create(&ResultLabels { result });
         }
         for listener in ["https", "metrics"] {
             let _ = connections.get_or_create(&ListenerLabels { listener });
@@ -224,6 +232,7 @@ impl Metrics {
             config_generation,
             certificate_reloads,
             certificate_expiry,
+            client_ca_reloads,
             engine_stopped,
             connections,
             connections_closed,
@@ -275,6 +284,10 @@ impl Metrics {
 
     pub fn config_reload(&self, ok: bool) {
         self.config_reloads.get_or_create(&result(ok)).inc();
+    }
+
+    pub fn client_ca_reload(&self, ok: bool) {
+        self.client_ca_reloads.get_or_create(&result(ok)).inc();
     }
 
     pub fn certificate_reload(&self, ok: bool) {

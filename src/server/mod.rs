@@ -796,8 +796,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(path) => Some(read(path, "client CA").await?),
         None => None,
     };
-    let tls_config =
-        tls::server_config(resolver.clone(), client_ca.as_deref()).context("TLS configuration")?;
+    let tls_config = Arc::new(ArcSwap::from_pointee(
+        tls::server_config(resolver.clone(), client_ca.as_deref()).context("TLS configuration")?,
+    ));
+    // Verifying client certificates costs CPU: those handshakes run on a runtime of their own.
+    let handshakes = match &client_ca {
+        Some(_) => Some(tls::HandshakeRuntime::start()?),
+        None => None,
+    };
 
     let https = tokio::net::TcpListener::bind(https_addr)
         .await
@@ -816,6 +822,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         every,
         stopping.clone(),
     ));
+    if let (Some(path), Some(pem)) = (&args.client_ca_file, client_ca) {
+        tokio::spawn(reload::watch_client_ca(
+            state.clone(),
+            tls_config.clone(),
+            resolver.clone(),
+            Watched::new(vec![path.clone()], &[pem]),
+            every,
+            stopping.clone(),
+        ));
+    }
     tokio::spawn(reload::watch_certificate(
         state.clone(),
         resolver,
@@ -833,7 +849,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         https,
         conn::Tracker::new("https", https_limits, state.clone()),
         tls::Tls {
-            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(tls_config)),
+            config: tls_config,
+            handshakes: handshakes.as_ref().and_then(tls::HandshakeRuntime::handle),
         },
         router(state.clone()),
         stopping.clone(),
@@ -879,6 +896,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = metrics_stop.send(true);
     let _ = metrics_task.await;
     tracing::info!("stopped");
+    drop(handshakes);
     drop(dev);
     Ok(())
 }

@@ -65,6 +65,8 @@ pub struct BodyBudget {
     addresses: Mutex<HashMap<IpAddr, Arc<Semaphore>>>,
     /// Requests waiting for budget right now.
     waiting: AtomicUsize,
+    /// Requests waiting for the whole budget (not their own share) right now.
+    waiting_for_total: AtomicUsize,
 }
 
 impl Default for BodyBudget {
@@ -79,6 +81,7 @@ impl BodyBudget {
             total: Arc::new(Semaphore::new(BODY_BUDGET_BYTES / KIB)),
             addresses: Mutex::new(HashMap::new()),
             waiting: AtomicUsize::new(0),
+            waiting_for_total: AtomicUsize::new(0),
         }
     }
 
@@ -95,6 +98,12 @@ impl BodyBudget {
     /// Requests waiting for budget now.
     pub fn waiting(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Requests waiting now because the whole budget is in use (not only their address's or
+    /// connection's share): a new review would wait too.
+    pub fn waiting_for_total(&self) -> usize {
+        self.waiting_for_total.load(Ordering::Relaxed)
     }
 
     /// An empty reservation for a request from `address` on a connection with `connection`
@@ -174,7 +183,20 @@ impl Reservation {
             if kib as usize > total_permits(short) {
                 return Err(short);
             }
-            match tokio::time::timeout_at(until, share.clone().acquire_many_owned(kib)).await {
+            let total = short == Short::Budget && share.available_permits() < kib as usize;
+            if total {
+                self.budget
+                    .waiting_for_total
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            let acquired =
+                tokio::time::timeout_at(until, share.clone().acquire_many_owned(kib)).await;
+            if total {
+                self.budget
+                    .waiting_for_total
+                    .fetch_sub(1, Ordering::Relaxed);
+            }
+            match acquired {
                 Ok(Ok(permit)) => taken.push(permit),
                 // Never closed; a timeout is the share being full.
                 _ => return Err(short),

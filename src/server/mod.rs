@@ -149,6 +149,9 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// (hidden, for tests) changes it.
 pub const REVIEW_DEADLINE: Duration = Duration::from_secs(4);
 
+/// Every engine thread busy and a job waiting longer than this: `/readyz` fails.
+pub const SATURATED_WAIT: Duration = Duration::from_secs(1);
+
 /// What the handlers share: the current config (engine + cache), metrics, readiness.
 #[derive(Clone, Debug)]
 pub struct AppState(Arc<Shared>);
@@ -232,7 +235,34 @@ impl AppState {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.0.ready.load(Ordering::SeqCst)
+        self.unready().is_none()
+    }
+
+    /// Why promfed cannot take reviews now, if it cannot: shutting down, the body budget in
+    /// use with requests waiting for it, or every engine thread busy with jobs waiting
+    /// longer than [`SATURATED_WAIT`]. `/readyz` fails then, so that Kubernetes routes to
+    /// the other replica (`failureThreshold` 2: for 10 s).
+    pub fn unready(&self) -> Option<String> {
+        if !self.0.ready.load(Ordering::SeqCst) {
+            return Some("starting or shutting down".into());
+        }
+        let waiting = self.0.body_budget.waiting_for_total();
+        if waiting > 0 {
+            return Some(format!(
+                "the request-body budget ({} KiB) is in use and {waiting} requests wait for it",
+                BODY_BUDGET_BYTES / 1024
+            ));
+        }
+        let load = self.0.workers.load();
+        if load.running >= load.threads && load.oldest_wait > SATURATED_WAIT {
+            return Some(format!(
+                "all {} engine threads are busy and {} reviews wait, one for {:.1} s",
+                load.threads,
+                load.queued,
+                load.oldest_wait.as_secs_f64()
+            ));
+        }
+        None
     }
 
     /// Answer one request body that arrived for a request started at `started` from
@@ -662,10 +692,13 @@ fn busy_reply(short: Short) -> Reply {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.is_ready() {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    match state.unready() {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
     }
 }
 

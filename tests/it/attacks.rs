@@ -884,11 +884,11 @@ async fn h2_connect_from(
 }
 
 /// The budget can still be filled (bodies sent fast from several addresses, then held back):
-/// waiting for it is bounded. A review that finds it full waits 2 s at most and gets 503
+/// waiting for it is bounded, and `/readyz` fails while reviews wait for it. A review that finds it full waits 2 s at most and gets 503
 /// with Retry-After (as kube-apiserver's max-in-flight answers), then is served normally
 /// once budget is free. In-process, where the budget is exactly filled.
 #[tokio::test]
-async fn a_full_budget_answers_503_with_retry_after_within_the_wait() {
+async fn a_full_budget_answers_503_with_retry_after_and_fails_readiness() {
     use axum::body::Body;
     use http_body_util::BodyExt as _;
     use tower::ServiceExt as _;
@@ -930,11 +930,30 @@ async fn a_full_budget_answers_503_with_retry_after_within_the_wait() {
         stalled.push(tokio::spawn(post(body, declared)));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
+    state.set_ready(true);
+    let readyz = || async {
+        let request = axum::http::Request::get("/readyz")
+            .body(Body::empty())
+            .unwrap();
+        let response = promfed::server::metrics_router(state.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&text).into_owned())
+    };
+    // The budget is full, but nobody waits: ready.
+    assert_eq!(readyz().await.0, 200);
     let review = well_behaved_body(0, 0);
     let started = Instant::now();
-    let response = post(Body::from(review.clone()), review.len())
-        .await
-        .unwrap();
+    let waiting = tokio::spawn(post(Body::from(review.clone()), review.len()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A review waits for it: not ready, as long as it waits.
+    let (status, text) = readyz().await;
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("request-body budget"), "{text}");
+    let response = waiting.await.unwrap().unwrap();
     let took = started.elapsed();
     let retry_after = response.headers().get("retry-after").cloned();
     let status = response.status().as_u16();
@@ -952,6 +971,7 @@ async fn a_full_budget_answers_503_with_retry_after_within_the_wait() {
         request.abort();
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(readyz().await.0, 200);
     let response = post(Body::from(review.clone()), review.len())
         .await
         .unwrap();
@@ -1559,4 +1579,44 @@ fn looping_client_certificate_chains_are_refused_cheaply_and_the_client_ca_reloa
 
 fn judge_answer(answer: &crate::faults::Answer) {
     judge(answer.status, &answer.body).unwrap();
+}
+
+/// Costly reviews from several addresses keep every engine thread busy and more wait: while
+/// one waits longer than a second, `/readyz` fails (so Kubernetes sends reviews to the other
+/// replica) and says why; it is ready again once they are done.
+#[test]
+fn saturated_engine_threads_fail_readiness() {
+    let files = Files::new(promfed::config::EXAMPLE);
+    let server = attack_server(&files);
+    let config = tls_config(&files.pki.ca_pem, &[b"http/1.1"]);
+    let https = server.https;
+    let costly: Vec<_> = (0..8)
+        .map(|n| {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                // Small (150 kB) but as costly as the work budget allows.
+                let data = worst_case_data("rules of 1,000 operators", 150_000, 100 + n);
+                let body = review_with(&data, "costly");
+                let mut tls = tls_from(&config, attacker(n % 4), https).ok()?;
+                tls.write_all(&request_head(body.len(), true)).ok()?;
+                tls.write_all(&body).ok()?;
+                status_of(&mut tls, Duration::from_secs(30))
+            })
+        })
+        .collect();
+    let mut unready = None;
+    let started = Instant::now();
+    while !costly.iter().all(|t| t.is_finished()) && started.elapsed() < Duration::from_secs(60) {
+        let (status, text) = server.get("/readyz");
+        if status == 503 && (unready.is_none() || text.contains("engine threads")) {
+            unready = Some(text);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let statuses: Vec<Option<u16>> = costly.into_iter().map(|t| t.join().unwrap()).collect();
+    eprintln!("8 costly reviews from 4 addresses: {statuses:?}; /readyz said {unready:?}");
+    let unready = unready.expect("/readyz failed while the engine threads were saturated");
+    assert!(unready.contains("engine threads are busy"), "{unready}");
+    assert_eq!(server.get("/readyz"), (200, "ok\n".to_string()));
+    assert_restored(&server, &files, "saturated engine threads");
 }

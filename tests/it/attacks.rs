@@ -1620,3 +1620,129 @@ fn saturated_engine_threads_fail_readiness() {
     assert_eq!(server.get("/readyz"), (200, "ok\n".to_string()));
     assert_restored(&server, &files, "saturated engine threads");
 }
+
+// ---------------------------------------------------------------------------------------
+// HTTP/2 answers not taken, and a 413 over HTTP/2
+
+/// HTTP/2 connections that open streams with a flow-control window of 0, so that no answer
+/// can be sent, and never open it (issue: 16 such connections held 200 answers and 166 MiB):
+/// each answer holds its review's budget (one address at most 6 MiB of it) and the
+/// connection is closed once an answer has waited 10 s (3 s here) to be taken.
+#[test]
+fn http2_answers_never_taken_are_bounded_and_dropped() {
+    let files = Files::new(promfed::config::EXAMPLE);
+    let server = server(&files, &["--send-timeout-ms", "3000"]);
+    let clients = WellBehaved::start(
+        &files,
+        server.https,
+        &[
+            Transport::NewConnection,
+            Transport::KeepAlive,
+            Transport::Http2,
+        ],
+        Duration::from_millis(250),
+    );
+    let config = tls_config(&files.pki.ca_pem, &[b"h2"]);
+    let https = server.https;
+    let stop = Arc::new(AtomicBool::new(false));
+    let holding = stop.clone();
+    let attack = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let body = axum::body::Bytes::from(well_behaved_body(7, 0));
+            let mut held = Vec::new();
+            for _ in 0..16 {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind(SocketAddr::from((attacker(0), 0))).unwrap();
+                let Ok(tcp) = socket.connect(https).await else {
+                    continue;
+                };
+                let Ok(tls) = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(ServerName::try_from(NAME).unwrap(), tcp)
+                    .await
+                else {
+                    continue;
+                };
+                let Ok((mut sender, connection)) = h2::client::Builder::new()
+                    .initial_window_size(0)
+                    .handshake::<_, axum::body::Bytes>(tls)
+                    .await
+                else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                for _ in 0..32 {
+                    let Ok(ready) = sender.clone().ready().await else {
+                        break;
+                    };
+                    sender = ready;
+                    let request = axum::http::Request::post(format!("https://{NAME}/mutate"))
+                        .header("content-length", body.len())
+                        .body(())
+                        .unwrap();
+                    let Ok((answer, mut send)) = sender.send_request(request, false) else {
+                        break;
+                    };
+                    let _ = send.send_data(body.clone(), true);
+                    held.push((answer, send));
+                }
+            }
+            let opened = held.len();
+            // Answers come as headers; their bodies can never be sent. Keep them all.
+            while !holding.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            opened
+        })
+    });
+    let mut most = 0.0f64;
+    let started = Instant::now();
+    while closed(&server, "https", "send_timeout") < 16.0
+        && started.elapsed() < Duration::from_secs(60)
+    {
+        most = most.max(server.memory().rss_mib());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let opened = attack.join().unwrap();
+    let summary = clients.finish("HTTP/2 answers never taken");
+    let dropped = closed(&server, "https", "send_timeout");
+    eprintln!(
+        "{opened} HTTP/2 answers never taken on 16 connections: {dropped} connections closed for it, RSS at most {most:.1} MiB; {summary}"
+    );
+    assert!(opened >= 16 * 8, "{opened} streams opened");
+    assert!(dropped >= 16.0, "{dropped}");
+    assert_restored(&server, &files, "HTTP/2 answers never taken");
+}
+
+/// The 413 of an 8 MiB body over HTTP/2, while the client is still sending it: the answer,
+/// then the rest of the stream read and thrown away, so that the client has it (resetting
+/// the stream makes some clients drop it).
+#[test]
+fn a_413_over_http2_is_readable() {
+    let files = Files::new(promfed::config::EXAMPLE);
+    let server = attack_server(&files);
+    let config = tls_config(&files.pki.ca_pem, &[b"h2"]);
+    let https = server.https;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (status, text) = runtime.block_on(async move {
+        let mut sender = h2_connect(config, https).await.unwrap();
+        let body = vec![b' '; 8 * 1024 * 1024];
+        h2_post(&mut sender, &body).await.unwrap()
+    });
+    assert_eq!(status, 413);
+    assert!(
+        String::from_utf8_lossy(&text).contains("larger than 3145728 bytes"),
+        "{}",
+        String::from_utf8_lossy(&text)
+    );
+    assert_restored(&server, &files, "a 413 over HTTP/2");
+}

@@ -1,12 +1,14 @@
 //! Connections: how many, for how long, and how they end.
 //!
 //! Every listener has a [`Tracker`] with [`ConnLimits`]: at most `max` connections, at most
-//! `per_address` from one client address. A connection that would go over a cap takes the
+//! `per_address` from one client address. On a full listener, a new connection takes the
 //! place of an *idle* one (no request in flight: still shaking hands, waiting for its first
 //! request, kept alive between requests, lingering) of the address that holds the most
-//! connections (its own address when that one is at its cap), oldest first; when every
-//! connection is busy it is closed at once. So connections left idle can never keep a new
-//! client out, and the memory of the connections is bounded by the caps, whatever the
+//! connections, idle longest first, if that address holds at least two more than the
+//! newcomer's; otherwise (and from an address at its own cap) the new connection is closed at
+//! once, which costs an accept and a close. So connections left idle by a neighbour can never
+//! keep another client out, a neighbour re-opening its connections as fast as they close
+//! churns nothing, and the memory of the connections is bounded by the caps, whatever the
 //! number of connections attempted (the rest wait in the kernel's accept queue or are
 //! closed).
 //!
@@ -279,7 +281,7 @@ impl Open {
             .conns
             .values()
             .filter(|c| c.peer == peer && !c.busy())
-            .max_by_key(|c| c.idle_for())
+            .max_by_key(|c| (c.idle_for(), std::cmp::Reverse(c.id)))
             .cloned();
         match oldest {
             Some(conn) => {
@@ -292,11 +294,17 @@ impl Open {
         }
     }
 
-    /// Close an idle connection of the address with the most connections (the next one
-    /// down when all of that address's are busy).
-    fn evict_from_busiest(&mut self) -> bool {
-        let mut addresses: Vec<(IpAddr, usize)> =
-            self.per_address.iter().map(|(a, n)| (*a, *n)).collect();
+    /// Make room for a connection from an address holding `holds` connections: close an
+    /// idle connection of the address with the most connections (the next one down when all
+    /// of that address's are busy), if it holds at least two more than the newcomer's (so
+    /// that two busy addresses do not take turns closing each other's connections).
+    fn evict_for(&mut self, holds: usize) -> bool {
+        let mut addresses: Vec<(IpAddr, usize)> = self
+            .per_address
+            .iter()
+            .filter(|(_, n)| **n >= holds + 2)
+            .map(|(a, n)| (*a, *n))
+            .collect();
         addresses.sort_by_key(|a| std::cmp::Reverse(a.1));
         addresses
             .into_iter()
@@ -358,9 +366,10 @@ impl Tracker {
         let mut open = self.open();
         let from_peer = open.per_address.get(&peer).copied().unwrap_or(0);
         let room = if from_peer >= self.limits.per_address {
-            open.evict_from(peer)
+            // An address at its cap opens no more; its own connections stay.
+            false
         } else if open.conns.len() >= self.limits.max {
-            open.evict_from_busiest()
+            open.evict_for(from_peer)
         } else {
             true
         };
@@ -793,6 +802,40 @@ impl<B: HttpBody + Unpin, T: Unpin> HttpBody for Held<B, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_listener_replaces_idle_connections_of_the_busiest_address_only() {
+        let engine = crate::Engine::new(crate::Config::default()).unwrap();
+        let state = AppState::new(crate::admission::Admission::new(engine, 1));
+        let limits = ConnLimits {
+            max: 4,
+            per_address: 3,
+            ..HTTPS_LIMITS
+        };
+        let tracker = Tracker::new("https", limits, state);
+        let ip = |n: u8| IpAddr::from([10, 0, 0, n]);
+        let a: Vec<Slot> = (0..3).map(|_| tracker.admit(ip(1)).unwrap()).collect();
+        assert!(
+            tracker.admit(ip(1)).is_none(),
+            "an address at its cap opens no more"
+        );
+        let b = tracker.admit(ip(2)).unwrap();
+        assert_eq!(tracker.len(), 4);
+        // Full: a newcomer from an address with none replaces one of the busiest's.
+        let c = tracker.admit(ip(3)).unwrap();
+        assert_eq!(tracker.len(), 4);
+        assert!(
+            a[0].info().evicted.load(Ordering::SeqCst),
+            "the oldest idle one"
+        );
+        // 2, 1, 1: no address holds two more than the newcomer's.
+        assert!(tracker.admit(ip(2)).is_none());
+        // Busy connections are never replaced.
+        let _busy: Vec<RequestGuard> = a[1..].iter().map(|s| s.info().start_request()).collect();
+        assert!(tracker.admit(ip(4)).is_none());
+        drop((a, b, c));
+        assert_eq!(tracker.len(), 0);
+    }
 
     #[tokio::test]
     async fn a_lingering_close_reads_until_the_client_closes() {

@@ -47,9 +47,14 @@ pub fn peer_script(name: &str) -> PathBuf {
     root().join("tests/peers").join(name)
 }
 
-/// The promfed binary that cargo built for this test run.
+/// The promfed binary that cargo built for this test run, or `PROMFED_BIN` when set (the
+/// attack probe, `scripts/attack-probe.sh`, runs the attack tests against the release
+/// binary pinned to one core).
 pub fn promfed_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_promfed"))
+    match env::var_os("PROMFED_BIN") {
+        Some(bin) if !bin.is_empty() => PathBuf::from(bin),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_promfed")),
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -864,7 +864,7 @@ impl Serve {
                 sink.lock().unwrap().push(line);
             }
         });
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + support::HANG_GUARD;
         loop {
             // The JSON log line "listening" names the bound addresses.
             let addrs = log.lock().unwrap().iter().find_map(|line| {

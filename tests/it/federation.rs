@@ -514,7 +514,7 @@ impl Process {
 
     /// Wait for Prometheus's "ready" log line.
     fn wait_prometheus_ready(&mut self) {
-        self.wait_for_line(Duration::from_secs(60), |line| {
+        self.wait_for_line(support::HANG_GUARD, |line| {
             line.contains("Server is ready to receive web requests")
                 .then_some(())
         });
@@ -1346,7 +1346,7 @@ impl SetUp {
                 .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
                 .env("RUST_LOG", "info"),
         );
-        let (webhook, promfed_metrics) = promfed.wait_for_line(Duration::from_secs(30), |line| {
+        let (webhook, promfed_metrics) = promfed.wait_for_line(support::HANG_GUARD, |line| {
             let log: Value = serde_json::from_str(line).ok()?;
             (log["message"] == "listening").then(|| {
                 let addr = |f: &str| log[f].as_str()?.parse::<SocketAddr>().ok();

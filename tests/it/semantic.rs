@@ -781,7 +781,7 @@ type Sample = BTreeMap<String, f64>;
 
 /// Start `openmetrics`' servers, retrying on another port if one loses its port to a race.
 fn start_all(prometheus: &Path, promtool: &Path, specs: [(&'static str, &str); 2]) -> [Server; 2] {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + support::HANG_GUARD;
     let mut servers = specs.map(|(name, om)| Server::start(name, prometheus, promtool, om));
     for (server, (name, om)) in servers.iter_mut().zip(specs) {
         let mut attempts = 1;
@@ -805,7 +805,7 @@ fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
     let mut stream =
         TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
     stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
+        .set_read_timeout(Some(Duration::from_secs(60)))
         .map_err(|e| e.to_string())?;
     write!(
         stream,

@@ -27,6 +27,11 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 /// The crate root (where Cargo.toml is).
+/// How long a test waits for something that should happen before it calls it a hang. Only a
+/// guard: no test passes or fails on speed, and the suite runs on small, busy machines (debug
+/// build, another process on one of two cores), so this is many times what that takes.
+pub const HANG_GUARD: std::time::Duration = std::time::Duration::from_secs(120);
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

@@ -48,6 +48,13 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Print the `matchConditions` of promfed's MutatingWebhookConfiguration for a config:
+    /// the API server then sends promfed exactly the ConfigMaps the config selects.
+    MatchConditions {
+        /// promfed config file (default: the embedded example, deploy/base/promfed.yaml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Run the HTTPS admission webhook.
     Serve(promfed::server::ServeArgs),
     /// Make a Grafana dashboard multi-cluster: add a cluster variable and scope every PromQL
@@ -82,6 +89,7 @@ fn main() -> ExitCode {
             input,
         } => render(config.as_deref(), diff, example, input.as_deref()),
         Command::Check { config } => check(&config),
+        Command::MatchConditions { config } => match_conditions(config.as_deref()),
         Command::Dashboard {
             label,
             variable,
@@ -198,6 +206,22 @@ fn check(path: &Path) -> Result<(), Failure> {
         config.additional_scrape_configs.len() + config.clusters.len()
     );
     Ok(())
+}
+
+fn match_conditions(path: Option<&Path>) -> Result<(), Failure> {
+    let engine = load_engine(path)?;
+    // YAML to paste under the webhook's `matchConditions:` (or to patch it with); each
+    // expression as a JSON string, which is a valid YAML double-quoted scalar.
+    let mut out = String::new();
+    for condition in engine.config().match_conditions() {
+        let expression = serde_json::to_string(&condition.expression)
+            .map_err(|e| Failure::Invalid(e.to_string()))?;
+        out.push_str(&format!(
+            "- name: {}\n  expression: {expression}\n",
+            condition.name
+        ));
+    }
+    write_stdout(out.as_bytes())
 }
 
 fn dashboard(label: &str, variable: &str, input: Option<&Path>) -> Result<(), Failure> {

@@ -241,11 +241,18 @@ pub fn object_ref(root: &Node) -> Option<ObjectRef> {
             }
         }
     }
+    let data_keys = match root.get("data").map(|d| &d.value) {
+        Some(Value::Map(entries)) => (entries.iter())
+            .filter_map(|(k, _)| k.scalar_text().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
     Some(ObjectRef {
         kind,
         name: field("name"),
         namespace: field("namespace"),
         labels,
+        data_keys,
     })
 }
 

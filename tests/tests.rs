@@ -49,6 +49,9 @@ mod promql;
 #[path = "it/security.rs"]
 mod security;
 
+#[path = "it/selection.rs"]
+mod selection;
+
 #[path = "it/semantic.rs"]
 mod semantic;
 

@@ -22,6 +22,8 @@ pub struct ObjectRef {
     pub name: String,
     pub namespace: String,
     pub labels: BTreeMap<String, String>,
+    /// The keys of a ConfigMap's `data`.
+    pub data_keys: Vec<String>,
 }
 
 /// Where in the ConfigMap a finding or an error is.
@@ -147,7 +149,7 @@ impl Engine {
 
     /// Whether this object is a ConfigMap promfed rewrites.
     pub fn matches(&self, object: &ObjectRef) -> bool {
-        self.config.configmap.matches(object)
+        self.config.selects(object)
     }
 
     /// Rewrite the data of a matched ConfigMap. Keys and their order are kept; a key is

@@ -76,7 +76,7 @@ fn diff_shows_what_changes() {
 
 #[test]
 fn invalid_input_exits_1_naming_file_document_key_rule_and_line() {
-    let broken = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: prometheus-server\n  namespace: monitoring\n  labels: {app: prometheus, component: server}\ndata:\n  recording_rules.yml: |\n    groups:\n    - name: node.rules\n      rules:\n      - record: instance:cpu:rate5m\n        expr: sum(rate(node_cpu_seconds_total[5m]) by (instance)\n";
+    let broken = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: prometheus-server\n  namespace: monitoring\n  labels: {app: prometheus, component: server}\ndata:\n  prometheus.yml: |\n    scrape_configs: []\n  recording_rules.yml: |\n    groups:\n    - name: node.rules\n      rules:\n      - record: instance:cpu:rate5m\n        expr: sum(rate(node_cpu_seconds_total[5m]) by (instance)\n";
     let stream = format!("{OTHER_DOCS}---\n{broken}");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("manifests.yaml");
@@ -100,7 +100,7 @@ fn invalid_input_exits_1_naming_file_document_key_rule_and_line() {
         "\"node.rules\"",
         "record \"instance:cpu:rate5m\"",
         "line 5",
-        "line 20 of the stream",
+        "line 22 of the stream",
     ] {
         assert!(message.contains(want), "{message:?} lacks {want:?}");
     }
@@ -175,7 +175,7 @@ fn closed_stdout_is_a_normal_end() {
 
 #[test]
 fn warnings_go_to_stderr() {
-    let doc = "kind: ConfigMap\nmetadata:\n  name: prometheus-server\n  namespace: m\n  labels: {app: prometheus, component: server}\ndata:\n  recording_rules.yml: |\n    groups:\n    - name: g\n      rules:\n      - record: r\n        expr: x{cluster=\"other\"}\n";
+    let doc = "kind: ConfigMap\nmetadata:\n  name: prometheus-server\n  namespace: m\n  labels: {app: prometheus, component: server}\ndata:\n  prometheus.yml: |\n    scrape_configs: []\n  recording_rules.yml: |\n    groups:\n    - name: g\n      rules:\n      - record: r\n        expr: x{cluster=\"other\"}\n";
     let out = promfed(
         &["render", "--config", &path("example-config.yaml")],
         Some(doc),

@@ -10,7 +10,6 @@
 //! 1.37; these tests use 1.33. It has none for CRDs, so cert-manager's Issuer and Certificate
 //! are checked field by field here instead.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt as _;
@@ -391,16 +390,22 @@ fn webhook_registers_only_prometheus_server_configmaps_and_fails_closed() {
     // for a ConfigMap promfed would leave alone, and misses none it would rewrite.
     let text = std::fs::read_to_string(root().join("deploy/base/promfed.yaml")).unwrap();
     let promfed_config = promfed::Config::from_yaml(&text).expect("deploy/base/promfed.yaml");
-    let labels: BTreeMap<String, String> =
-        serde_json::from_value(hook["objectSelector"]["matchLabels"].clone()).unwrap();
-    assert_eq!(labels, promfed_config.configmap.labels);
-    assert!(hook["objectSelector"].get("matchExpressions").is_none());
-    let names: Vec<String> = (promfed_config.configmap.names.iter())
-        .map(|n| format!("object.metadata.name == \"{n}\""))
+    // No objectSelector: it cannot say "one label set or the other"; the conditions do.
+    assert!(hook.get("objectSelector").is_none(), "{hook}");
+    let conditions: Vec<(String, String)> = (hook["matchConditions"].as_array().unwrap().iter())
+        .map(|c| {
+            let field = |f: &str| c[f].as_str().unwrap().to_string();
+            (field("name"), field("expression"))
+        })
         .collect();
-    let conditions = hook["matchConditions"].as_array().unwrap();
-    assert_eq!(conditions.len(), 1);
-    assert_eq!(conditions[0]["expression"], names.join(" || "));
+    let want: Vec<(String, String)> = (promfed_config.match_conditions().into_iter())
+        .map(|c| (c.name, c.expression))
+        .collect();
+    assert_eq!(
+        conditions, want,
+        "the webhook's matchConditions are not what `promfed match-conditions --config \
+         deploy/base/promfed.yaml` prints"
+    );
 
     // The Service sends 443 to the container port promfed serves /mutate on, 9102 to metrics.
     let service = find(&objects, "Service", "promfed");

@@ -1381,7 +1381,38 @@ fn kapp_config_only_excludes_data_of_the_tkg_configmap_from_the_last_applied_che
 // ---------------------------------------------------------------------------------------
 // Dashboards
 
-/// Every ConfigMap holds one JSON file of `dir`, byte for byte, labelled for Grafana's sidecar.
+/// A Grafana dashboard sidecar as its users run it: the label it watches and the value it wants
+/// (`None`: any value).
+struct Sidecar {
+    grafana: &'static str,
+    source: &'static str,
+    label: &'static str,
+    value: Option<&'static str>,
+}
+
+/// The sidecars of the Grafanas promfed's users run, as their manifests configure them.
+const SIDECARS: &[Sidecar] = &[
+    Sidecar {
+        grafana: "TKG/TCE grafana package 7.5.16",
+        // kiwigrid/k8s-sidecar 1.15.6 with LABEL=grafana-dashboard and no LABEL_VALUE (so any
+        // value), NAMESPACE unset (Grafana's own).
+        source: "vmware-tanzu/community-edition \
+                 addons/packages/grafana/7.5.16/bundle/config/upstream/grafana/deployment.yaml",
+        label: "grafana-dashboard",
+        value: None,
+    },
+    Sidecar {
+        grafana: "grafana helm chart, as kube-prometheus-stack installs it",
+        // sidecar.dashboards.label / labelValue in the charts' values.yaml; searchNamespace
+        // unset (Grafana's own namespace).
+        source: "grafana/helm-charts charts/grafana/values.yaml; prometheus-community/helm-charts \
+                 charts/kube-prometheus-stack/values.yaml",
+        label: "grafana_dashboard",
+        value: Some("1"),
+    },
+];
+
+/// Every ConfigMap holds one JSON file of `dir`, byte for byte, labelled for every sidecar.
 fn assert_configmaps_hold(objects: &[Value], dir: &Path) {
     let mut files: Vec<PathBuf> = (std::fs::read_dir(dir).unwrap())
         .map(|e| e.unwrap().path())
@@ -1394,7 +1425,18 @@ fn assert_configmaps_hold(objects: &[Value], dir: &Path) {
         let configmap = (objects.iter())
             .find(|o| o["data"].get(key).is_some())
             .unwrap_or_else(|| panic!("no ConfigMap holds {key}"));
-        assert_eq!(configmap["metadata"]["labels"]["grafana_dashboard"], "1");
+        let labels = &configmap["metadata"]["labels"];
+        for sidecar in SIDECARS {
+            let found = labels[sidecar.label].as_str();
+            assert!(
+                found.is_some() && sidecar.value.is_none_or(|v| found == Some(v)),
+                "{key}: the {} sidecar ({}) wants label {}={} and finds {labels}",
+                sidecar.grafana,
+                sidecar.source,
+                sidecar.label,
+                sidecar.value.unwrap_or("<any>")
+            );
+        }
         let text = std::fs::read_to_string(&file).unwrap();
         assert_eq!(configmap["data"][key].as_str().unwrap(), text, "{key}");
     }
@@ -1424,6 +1466,17 @@ fn dashboard_configmaps_are_up_to_date_and_hold_the_dashboards() {
     let objects = kustomize_build(&kubectl, &root().join("deploy/dashboards"));
     assert_configmaps_hold(&objects, &dir);
     assert_valid(&objects);
+    // Each in the namespace of the Grafana whose sidecar looks for it.
+    for (overlay, namespace) in [
+        ("deploy/dashboards", "tanzu-system-dashboards"),
+        ("deploy/dashboards-kube-prometheus-stack", "monitoring"),
+    ] {
+        let objects = kustomize_build(&kubectl, &root().join(overlay));
+        assert_configmaps_hold(&objects, &dir);
+        for object in &objects {
+            assert_eq!(object["metadata"]["namespace"], namespace, "{overlay}");
+        }
+    }
 }
 
 #[test]

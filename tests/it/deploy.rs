@@ -1533,6 +1533,46 @@ fn dashboard_configmaps_keep_tricky_files_byte_for_byte() {
 // ---------------------------------------------------------------------------------------
 // The image
 
+/// The webhook port is set in one place (deploy/base/webhook-port.yaml) and reaches the flag
+/// promfed listens on, the containerPort the Service's targetPort names and the NetworkPolicy;
+/// the GKE private-cluster overlay moves all of them to 10250 with one patch.
+#[test]
+fn the_webhook_port_is_set_in_one_place() {
+    let kubectl = need!(kubectl);
+    for (overlay, port) in [("deploy/base", 8443), ("deploy/gke-private", 10250)] {
+        let objects = kustomize_build(&kubectl, &root().join(overlay));
+        assert!(
+            objects.iter().all(|o| o["kind"] != "Settings"),
+            "{overlay}: the local-config Settings object reached the output"
+        );
+        let deployment = find(&objects, "Deployment", "promfed");
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        let args = strings(&container["args"]);
+        assert!(
+            args.contains(&format!("--listen=0.0.0.0:{port}").as_str()),
+            "{overlay}: {args:?}"
+        );
+        let https = item(&container["ports"], "name", json!("https"));
+        assert_eq!(https["containerPort"], port, "{overlay}");
+        let service = find(&objects, "Service", "promfed");
+        let to = item(&service["spec"]["ports"], "port", json!(443));
+        assert_eq!(to["targetPort"], "https", "{overlay}");
+        let policy = find(&objects, "NetworkPolicy", "promfed");
+        let ports: Vec<&Value> = (policy["spec"]["ingress"][0]["ports"].as_array().unwrap())
+            .iter()
+            .map(|p| &p["port"])
+            .collect();
+        assert_eq!(ports, [&json!(port), &json!(9102)], "{overlay}");
+        assert_valid(&objects);
+    }
+    assert_eq!(
+        std::fs::read_to_string(root().join("deploy/base/webhook-port-replacements.yaml")).unwrap(),
+        std::fs::read_to_string(root().join("deploy/gke-private/webhook-port-replacements.yaml"))
+            .unwrap(),
+        "the overlay's copy of the replacements differs from the base's"
+    );
+}
+
 /// The JSON array of an exec-form Dockerfile instruction (its last occurrence: the final stage).
 fn dockerfile_exec_form(dockerfile: &str, instruction: &str) -> Vec<String> {
     let prefix = format!("{instruction} ");

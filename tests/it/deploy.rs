@@ -1349,18 +1349,17 @@ fn krm_example_builds_with_standalone_kustomize() {
 }
 
 #[test]
-fn kapp_config_only_excludes_data_of_the_tkg_configmap_from_the_last_applied_check() {
+fn kapp_config_only_excludes_data_of_prometheus_config_maps_from_the_last_applied_check() {
     let config = &parse_file("deploy/kapp/kapp-config.yaml")[0];
     assert_eq!(config["apiVersion"], "kapp.k14s.io/v1alpha1");
     assert_eq!(config["kind"], "Config");
     // A rebase rule on data would hide template changes behind the live object.
     assert!(config.get("rebaseRules").is_none());
-    let tkg = &parse_stream(&support::read_data("tkg/prometheus-server-configmap.yaml"))[0];
-    let matcher = json!([{"kindNamespaceNameMatcher": {
-        "kind": "ConfigMap",
-        "namespace": tkg["metadata"]["namespace"],
-        "name": tkg["metadata"]["name"],
-    }}]);
+    // Not tied to a namespace or a name: any ConfigMap with a Prometheus config.
+    let matcher = json!([{"andMatcher": {"matchers": [
+        {"apiGroupKindMatcher": {"apiGroup": "", "kind": "ConfigMap"}},
+        {"notMatcher": {"matcher": {"emptyFieldMatcher": {"path": ["data", "prometheus.yml"]}}}},
+    ]}}]);
     let rules = config["diffAgainstLastAppliedFieldExclusionRules"]
         .as_array()
         .unwrap();

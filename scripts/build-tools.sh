@@ -40,6 +40,17 @@ die() {
 }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
+# CPU seconds (user + system) of this script's finished children: with `since`, says how much
+# of a build's time was spent waiting for a busy machine's cores.
+# cpu_now sets CPU; call it in this shell, not in $(...) (a subshell's children are its own).
+cpu_now() {
+    times >"$CACHE/.times"
+    CPU=$(awk 'NR == 2 { for (i = 1; i <= 2; i++) { split($i, t, "m"); s += t[1] * 60 + t[2] } printf "%.1f", s }' "$CACHE/.times")
+}
+cpu_since() {
+    cpu_now
+    CPU_SINCE=$(awk -v a="$1" -v b="$CPU" 'BEGIN { printf "%.0fs", b - a }')
+}
 
 # version_of MODDIR MODULE: MODULE's version as required by tests/tools/MODDIR/go.mod.
 version_of() {
@@ -218,8 +229,10 @@ build_all() {
         say "waiting for another build-tools run (lock $CACHE/.lock) ..."
         flock 9
     fi
-    local name moddir module version dir stamp start total_start built=0 line
+    local name moddir module version dir stamp start start_cpu total_start total_cpu built=0 line
     total_start=$(now)
+    cpu_now
+    total_cpu=$CPU
     while read -r name moddir module; do
         [ -n "$name" ] || continue
         version=$(version_of "$moddir" "$module")
@@ -233,17 +246,21 @@ build_all() {
             continue
         fi
         start=$(now)
+        cpu_now
+        start_cpu=$CPU
         say "building $name $shown ($module $version, tests/tools/$moddir) ..."
         if ! build_tool "$name" "$moddir" "$module" "$version" "$dir"; then
             die "building $name $shown failed (see above)"
         fi
         line=$(version_line "$dir" "$name") || die "$name was built but does not run: $dir"
         echo "$stamp" >"$dir/.stamp"
-        say "built $name $shown in $(since "$start"): $line"
+        cpu_since "$start_cpu"
+        say "built $name $shown in $(since "$start") (CPU $CPU_SINCE): $line"
         built=$((built + 1))
     done <<<"$TOOL_LIST"
     if [ "$built" -gt 0 ]; then
-        say "built $built tool(s) in $(since "$total_start"); cache $CACHE: $(du -sh "$CACHE" | cut -f1)"
+        cpu_since "$total_cpu"
+        say "built $built tool(s) in $(since "$total_start") (CPU $CPU_SINCE); cache $CACHE: $(du -sh "$CACHE" | cut -f1)"
     fi
 }
 

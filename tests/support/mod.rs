@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
+pub mod kube;
+
 /// The crate root (where Cargo.toml is).
 /// How long a test waits for something that should happen before it calls it a hang. Only a
 /// guard: no test passes or fails on speed, and the suite runs on small, busy machines (debug
@@ -432,4 +434,34 @@ pub fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     }
     files.sort();
     files
+}
+
+/// `GET http://HOST:PORT/PATH` over plain HTTP/1.1 (promfed's metrics port): the body of a 200.
+pub fn http_get(url: &str) -> Result<String, String> {
+    use std::io::Read as _;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("not an http:// URL: {url}"))?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let mut tcp = std::net::TcpStream::connect(host).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(HANG_GUARD))
+        .map_err(|e| e.to_string())?;
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer)
+        .map_err(|e| e.to_string())?;
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP answer: {answer:?}"))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(head.lines().next().unwrap_or_default().to_string());
+    }
+    Ok(body.to_string())
 }

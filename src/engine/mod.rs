@@ -135,6 +135,9 @@ impl Engine {
         } else {
             None
         };
+        if let Some(group) = &alert_group {
+            check_alert_group(group)?;
+        }
         Ok(Engine {
             config,
             federation,
@@ -265,6 +268,23 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// The federation alert group must load in Prometheus like everything else promfed writes.
+fn check_alert_group(group: &yaml::Node) -> Result<(), ConfigError> {
+    let fail = |reason: String| {
+        ConfigError(format!(
+            "federationAlerts: the rule group promfed writes would not load in Prometheus: {reason}"
+        ))
+    };
+    crate::prometheus::schema::check(group, &crate::prometheus::schema::RULE_GROUP)
+        .map_err(|p| fail(p.describe("")))?;
+    let rules = group.get("rules").and_then(yaml::Node::as_seq);
+    for expr in rules.into_iter().flatten().filter_map(|r| r.get("expr")) {
+        let text = expr.scalar_text().unwrap_or_default();
+        promql::parse(text).map_err(|e| fail(format!("{text:?}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Data keys whose names say they hold YAML (or JSON) documents.

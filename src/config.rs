@@ -534,6 +534,22 @@ impl Config {
         self.configmap.matches(object) && self.has_config_key(object)
     }
 
+    /// Why an object that looks like a Prometheus server's ConfigMap (a `keys.prometheus` key
+    /// in its data) is not rewritten: the selector part it misses. None for anything else,
+    /// selected or not a server's.
+    pub fn passes_over(&self, object: &ObjectRef) -> Option<String> {
+        if object.kind != "ConfigMap" || !self.has_config_key(object) {
+            return None;
+        }
+        let key = (object.data_keys.iter()).find(|key| self.keys.prometheus.contains(key))?;
+        let missed = self.configmap.misses(object)?;
+        Some(format!(
+            "ConfigMap {}/{} holds a Prometheus config ({key}) but the configmap selector does \
+             not match it ({missed}): left unfederated",
+            object.namespace, object.name
+        ))
+    }
+
     /// Whether the object's data has one of `keys.prometheus`.
     pub fn has_config_key(&self, object: &ObjectRef) -> bool {
         (object.data_keys.iter()).any(|key| self.keys.prometheus.contains(key))

@@ -235,3 +235,139 @@ fn krm_function_rewrites_resource_list_items() {
     let out = promfed(&["render"], Some(&yaml::emit(&Node::from_json(&bare))));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+/// A ConfigMap with a Prometheus config that no selector matches is named on stderr with the
+/// part of the selector it misses; the exit code and the output are unchanged.
+#[test]
+fn render_warns_about_a_prometheus_configmap_it_does_not_match() {
+    let chart = read_data("helm/prometheus-server-configmap-chart-29.27.0.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "labels",
+            "configmap:\n  labels: {app: prometheus, component: server}\n",
+            "its labels have none of the label sets of configmap.labels: {app=prometheus, component=server}",
+        ),
+        (
+            "name",
+            "configmap:\n  names: [prom]\n",
+            "name \"prometheus-server\" is not in configmap.names [\"prom\"]",
+        ),
+        (
+            "namespace",
+            "configmap:\n  namespaces: [monitoring]\n",
+            "namespace \"default\" is not in configmap.namespaces [\"monitoring\"]",
+        ),
+    ];
+    for (part, config, why) in cases {
+        let file = dir.path().join(format!("{part}.yaml"));
+        std::fs::write(&file, config).unwrap();
+        for diff in [false, true] {
+            let mut args = vec!["render", "--config", file.to_str().unwrap()];
+            if diff {
+                args.push("--diff");
+            }
+            let out = promfed(&args, Some(&chart));
+            assert_eq!(out.status.code(), Some(0), "{part}: {}", stderr(&out));
+            let message = stderr(&out);
+            for want in [
+                "promfed: warning: stdin: document 1: ConfigMap default/prometheus-server holds a Prometheus config (prometheus.yml)",
+                why,
+                "left unfederated",
+            ] {
+                assert!(message.contains(want), "{part}: {message:?} lacks {want:?}");
+            }
+            let expected: &[u8] = if diff { b"" } else { chart.as_bytes() };
+            assert_eq!(out.stdout, expected, "{part}");
+        }
+    }
+    // Matched ConfigMaps and ConfigMaps without a Prometheus config: no such warning.
+    let quiet = format!(
+        "{}---\n{OTHER_DOCS}---\nkind: ConfigMap\nmetadata: {{name: grafana}}\ndata: {{x: y}}\n",
+        read_data("tkg/prometheus-server-configmap.yaml")
+    );
+    let out = promfed(
+        &["render", "--config", &path("example-config.yaml")],
+        Some(&quiet),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("left unfederated"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The helm post-renderer passes the warning on and still writes the manifests (exit 0).
+#[test]
+fn helm_post_renderer_shows_the_unmatched_warning() {
+    let chart = read_data("helm/prometheus-server-configmap-chart-29.27.0.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("promfed.yaml");
+    std::fs::write(&config, "configmap:\n  labels: {app: prometheus}\n").unwrap();
+    let out = Command::new("bash")
+        .arg(crate::support::root().join("scripts/helm-post-renderer.sh"))
+        .arg(&config)
+        .env("PROMFED", promfed_bin())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(chart.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.stdout, chart.as_bytes());
+    assert!(
+        stderr(&out).contains("left unfederated"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// As a KRM function, the unmatched Prometheus ConfigMap is a `results` warning (kpt and
+/// kustomize show them) and a line on stderr.
+#[test]
+fn krm_function_reports_an_unmatched_prometheus_configmap() {
+    use promfed::yaml::{self, Limits, Node};
+    let configmap = yaml::parse(
+        &read_data("helm/prometheus-server-configmap-chart-29.27.0.yaml"),
+        Limits::default(),
+    )
+    .unwrap()
+    .unwrap()
+    .to_json();
+    let list = serde_json::json!({
+        "apiVersion": "config.kubernetes.io/v1",
+        "kind": "ResourceList",
+        "items": [configmap],
+        "functionConfig": {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "promfed"},
+            "data": {"promfed.yaml": "configmap:\n  names: [prom]\n"},
+        },
+    });
+    let out = promfed(&["render"], Some(&yaml::emit(&Node::from_json(&list))));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("item 1: ConfigMap default/prometheus-server"),
+        "{}",
+        stderr(&out)
+    );
+    let got = yaml::parse(&String::from_utf8(out.stdout).unwrap(), Limits::default())
+        .unwrap()
+        .unwrap()
+        .to_json();
+    let result = &got["results"][0];
+    assert_eq!(result["severity"], "warning");
+    assert_eq!(result["resourceRef"]["name"], "prometheus-server");
+    let message = result["message"].as_str().unwrap();
+    assert!(
+        message.contains("name \"prometheus-server\" is not in configmap.names [\"prom\"]"),
+        "{message}"
+    );
+    assert_eq!(got["items"][0], configmap);
+}

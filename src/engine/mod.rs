@@ -150,6 +150,18 @@ impl Engine {
         &self.config
     }
 
+    /// The names of the federation jobs promfed writes, as rendered: a raw job with targets
+    /// of several clusters counts as its parts.
+    pub fn federation_jobs(&self) -> impl Iterator<Item = &str> {
+        self.federation.jobs.iter().map(|job| job.name.as_str())
+    }
+
+    /// Warnings about the config itself (inline secrets, discovered federation targets);
+    /// every rewrite of a Prometheus config reports them too.
+    pub fn config_warnings(&self) -> &[Warning] {
+        &self.federation.warnings
+    }
+
     /// Whether this object is a ConfigMap promfed rewrites.
     pub fn matches(&self, object: &ObjectRef) -> bool {
         self.config.selects(object)

@@ -101,6 +101,7 @@ fn invalid_input_exits_1_naming_file_document_key_rule_and_line() {
         "\"node.rules\"",
         "record \"instance:cpu:rate5m\"",
         "line 5",
+        "cannot parse PromQL: 1:51: unclosed left parenthesis",
         "line 22 of the stream",
     ] {
         assert!(message.contains(want), "{message:?} lacks {want:?}");

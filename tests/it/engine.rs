@@ -450,6 +450,58 @@ fn errors_name_key_group_rule_and_reason() {
     }
 }
 
+/// PromQL errors give line:column in the expression, as promtool does. Rows where promfed
+/// points one character away from promtool say so.
+#[test]
+fn promql_errors_give_the_column_promtool_gives() {
+    let _promtool = require!(promtool);
+    let engine = engine_from("{}");
+    // (expression, promfed's position, promtool's when it differs)
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        ("sum(rate(x[5m])", "1:16", None),
+        ("foo{a=\"b\"", "1:10", None),
+        ("foo +", "1:6", None),
+        ("nosuchfn(x)", "1:1", None),
+        ("x[5m] + 1", "1:1", None),
+        ("foo bar", "1:5", None),
+        ("sum by (a) foo", "1:12", None),
+        ("sum(x) by", "1:10", None),
+        ("foo{a b}", "1:7", None),
+        ("1 + (2 *)", "1:9", None),
+        ("sum(x,)", "1:6", None),
+        ("foo[5m][1m]", "1:8", None),
+        ("foo}", "1:4", None),
+        ("foo{a=~\"(\"}", "1:5", None),
+        ("sum(\n  rate(x[5m]) +\n  )", "3:3", None),
+        ("sum(rate(x[5m]))) by (a)", "1:17", Some("1:18")),
+    ];
+    for (expr, ours, theirs) in cases {
+        let text = format!(
+            "groups:\n- name: g\n  rules:\n  - record: r\n    expr: |-\n{}\n",
+            expr.lines()
+                .map(|l| format!("      {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        let err = engine
+            .rewrite(&[("rules.yml".to_string(), text.clone())])
+            .expect_err(expr)
+            .to_string();
+        assert!(
+            err.contains(&format!("cannot parse PromQL: {ours}: ")),
+            "{expr:?}: {err}"
+        );
+        let out = support::run_promtool(&["check", "rules", "rules.yml"], &[("rules.yml", &text)]);
+        let promtool = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        let want = theirs.unwrap_or(ours);
+        assert!(
+            promtool.contains(&format!("could not parse expression: {want}: ")),
+            "{expr:?}: promtool says {promtool}"
+        );
+    }
+}
+
 #[test]
 fn config_errors_name_the_setting() {
     let cases: &[(&str, &str, &[&str])] = &[

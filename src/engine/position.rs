@@ -102,6 +102,9 @@ fn lexer_error_offset(text: &str) -> usize {
         return text.len();
     }
     let ends: Vec<usize> = text.char_indices().map(|(i, c)| i + c.len_utf8()).collect();
+    if ends.is_empty() {
+        return 0;
+    }
     // The smallest prefix that fails with the same message; beyond it, every prefix does.
     let (mut low, mut high) = (0, ends.len() - 1);
     while low < high {
@@ -325,17 +328,15 @@ impl Recognizer<'_> {
                 Ok(Some(true))
             }
             T_RIGHT_PAREN => {
-                let just_opened =
-                    self.i > 0 && self.tokens.get(self.i - 1).map(|t| t.0) == Some(T_LEFT_PAREN);
+                let previous = self.i.checked_sub(1).and_then(|i| self.tokens.get(i));
+                let just_opened = previous.map(|t| t.0) == Some(T_LEFT_PAREN);
                 match frames.last() {
                     // `f()`: a call without arguments; the caller's `)` closes it.
                     Some(Frame::Call { comma: None, .. }) if just_opened => Ok(Some(false)),
                     // `f(x,)`: Prometheus points at the trailing comma.
                     Some(Frame::Call {
                         comma: Some(comma), ..
-                    }) if self.tokens.get(self.i - 1).map(|t| t.1) == Some(*comma) => {
-                        Err(Stop::At(*comma))
-                    }
+                    }) if previous.map(|t| t.1) == Some(*comma) => Err(Stop::At(*comma)),
                     _ => self.fail(),
                 }
             }
@@ -603,6 +604,19 @@ mod tests {
                 spans: Vec::new(),
             };
             assert!(recognizer.expression().is_ok(), "{expr}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Any text, broken or not: a position inside it (or just past it), never a panic.
+        #[test]
+        fn any_text_gets_a_position_within_it(
+            text in "[a-z_ (){}\\[\\]\"'`=~!,:@+*/^<>0-9.\n-]{0,40}|\\PC{0,20}"
+        ) {
+            let (line, column) = locate(&text);
+            proptest::prop_assert!(line >= 1 && line <= text.lines().count().max(1) + 1);
+            proptest::prop_assert!(column >= 1 && column <= text.chars().count() + 1);
         }
     }
 

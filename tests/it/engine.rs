@@ -73,23 +73,29 @@ fn data_of(stream: &str) -> Vec<(String, String)> {
 
 #[test]
 fn golden_outputs_pass_promtool() {
-    let _promtool = require!(promtool);
+    let promtools = require!(promtools);
     let _python = require!(python);
     for (input, config, _) in GOLDEN {
         let rendered = render_stream(&engine(config), &read_data(input)).unwrap();
         for (key, value) in data_of(&rendered.text) {
-            let out = if key == "prometheus.yml" {
-                support::promtool_check_config(&value)
-            } else if value.contains("groups") {
-                support::run_promtool(&["check", "rules", "rules.yml"], &[("rules.yml", &value)])
-            } else {
-                continue;
-            };
-            assert!(
-                out.status.success(),
-                "{input} with {config}: promtool rejects {key}:\n{}",
-                support::describe(&out)
-            );
+            for (version, promtool) in &promtools {
+                let out = if key == "prometheus.yml" {
+                    support::promtool_check_config_with(promtool, &value)
+                } else if value.contains("groups") {
+                    support::run_promtool_with(
+                        promtool,
+                        &["check", "rules", "rules.yml"],
+                        &[("rules.yml", &value)],
+                    )
+                } else {
+                    continue;
+                };
+                assert!(
+                    out.status.success(),
+                    "{input} with {config}: {version} rejects {key}:\n{}",
+                    support::describe(&out)
+                );
+            }
         }
     }
 }

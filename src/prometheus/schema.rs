@@ -704,13 +704,13 @@ fn at_most_one(node: &Node, json: &Json, keys: &[&str]) -> Result<(), Problem> {
     Ok(())
 }
 
-/// The default global scrape interval and timeout (Prometheus' `DefaultGlobalConfig`).
+/// The default global scrape interval (Prometheus' `DefaultGlobalConfig`).
 pub const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(60);
-pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A scrape config's explicit `scrape_timeout` must not exceed its interval (its own
 /// `scrape_interval`, else `global_interval`), as `ScrapeConfig.Validate` requires.
-/// `global_interval` says where it came from, for the message.
+/// `global_interval` says where it came from, for the message. A timeout left out never
+/// does: Prometheus takes min(global scrape_timeout, interval).
 pub fn check_timeout(node: &Node, global_interval: (Duration, &str)) -> Result<(), Problem> {
     let get = |key: &str| -> Option<Duration> {
         node.get(key)

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::engine::ObjectRef;
+use crate::prometheus::schema::{self, Problem};
+use crate::prometheus::{duration, is_label_name, is_user_label_name};
 use crate::yaml::{self, Limits, Node};
 
 /// The config file could not be used. The message names the setting.
@@ -465,22 +467,48 @@ impl Config {
             rules: raw.rules,
             federation_alerts: raw.federation_alerts,
         };
-        config.validate()?;
+        config.validate(&root)?;
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        if !is_label_name(&self.cluster_label_name) || self.cluster_label_name.starts_with("__") {
+    /// Everything promfed takes from the config must be something Prometheus (and Kubernetes)
+    /// accept where promfed writes it; the message names the setting and its line.
+    fn validate(&self, root: &Node) -> Result<(), ConfigError> {
+        let at = |path: &str| -> String {
+            match line_of(root, path) {
+                Some(line) => format!("{path} (line {line})"),
+                None => path.to_string(),
+            }
+        };
+        if !is_user_label_name(&self.cluster_label_name) {
             return Err(ConfigError(format!(
-                "clusterLabelName {:?} is not a valid, non-reserved Prometheus label name",
+                "{}: {:?} is not a valid, non-reserved Prometheus label name \
+                 ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)",
+                at("clusterLabelName"),
                 self.cluster_label_name
             )));
         }
         let alerts = &self.federation_alerts;
         if !(alerts.slow_scrape_seconds.is_finite() && alerts.slow_scrape_seconds > 0.0) {
-            return Err(ConfigError(
-                "federationAlerts.slowScrapeSeconds must be a positive number".into(),
-            ));
+            return Err(ConfigError(format!(
+                "{} must be a positive number",
+                at("federationAlerts.slowScrapeSeconds")
+            )));
+        }
+        duration::parse(&alerts.down_for)
+            .map_err(|e| ConfigError(format!("{}: {e}", at("federationAlerts.downFor"))))?;
+        if alerts.group.is_empty() {
+            return Err(ConfigError(format!(
+                "{}: a rule group needs a name",
+                at("federationAlerts.group")
+            )));
+        }
+        if !is_configmap_key(&alerts.key) {
+            return Err(ConfigError(format!(
+                "{}: {:?} is not a valid ConfigMap data key ([-._a-zA-Z0-9]+)",
+                at("federationAlerts.key"),
+                alerts.key
+            )));
         }
         if self.keys.prometheus.is_empty() {
             return Err(ConfigError(
@@ -489,6 +517,14 @@ impl Config {
                     .into(),
             ));
         }
+        for (i, cluster) in self.clusters.iter().enumerate() {
+            let node = root
+                .get("clusters")
+                .and_then(Node::as_seq)
+                .and_then(|list| list.get(i));
+            self.validate_cluster(cluster, node)
+                .map_err(|p| ConfigError(p.describe(&format!("clusters[{i}]"))))?;
+        }
         Ok(())
     }
 
@@ -496,6 +532,22 @@ impl Config {
     /// its data. The webhook's [`Config::match_conditions`] say the same to the API server.
     pub fn selects(&self, object: &ObjectRef) -> bool {
         self.configmap.matches(object) && self.has_config_key(object)
+    }
+
+    /// Why an object that looks like a Prometheus server's ConfigMap (a `keys.prometheus` key
+    /// in its data) is not rewritten: the selector part it misses. None for anything else,
+    /// selected or not a server's.
+    pub fn passes_over(&self, object: &ObjectRef) -> Option<String> {
+        if object.kind != "ConfigMap" || !self.has_config_key(object) {
+            return None;
+        }
+        let key = (object.data_keys.iter()).find(|key| self.keys.prometheus.contains(key))?;
+        let missed = self.configmap.misses(object)?;
+        Some(format!(
+            "ConfigMap {}/{} holds a Prometheus config ({key}) but the configmap selector does \
+             not match it ({missed}): left unfederated",
+            object.namespace, object.name
+        ))
     }
 
     /// Whether the object's data has one of `keys.prometheus`.
@@ -554,6 +606,93 @@ impl Config {
         }
         conditions
     }
+
+    /// One `clusters` entry, with its YAML node for the lines of its fields.
+    fn validate_cluster(&self, cluster: &Cluster, node: Option<&Node>) -> Result<(), Problem> {
+        let line = |key: &str| node.and_then(|n| n.get(key)).or(node).map_or(0, |n| n.line);
+        let fail = |key: &str, message: String| Problem {
+            path: key.to_string(),
+            line: line(key),
+            message,
+        };
+        if cluster.name.is_empty() {
+            return Err(fail("name", "must not be empty".into()));
+        }
+        if cluster.name == self.local_cluster_name {
+            return Err(fail(
+                "name",
+                format!(
+                    "{:?} is the localClusterName: a workload cluster must not take the local \
+                     cluster's name (its series would pass for local ones and feed the local \
+                     recording rules)",
+                    cluster.name
+                ),
+            ));
+        }
+        if let Some(scheme) = &cluster.scheme
+            && scheme != "http"
+            && scheme != "https"
+        {
+            return Err(fail(
+                "scheme",
+                format!("{scheme:?} is not a scheme Prometheus scrapes: http or https"),
+            ));
+        }
+        for (i, target) in cluster.targets.iter().enumerate() {
+            if target.is_empty() || target.contains('/') {
+                return Err(Problem {
+                    path: format!("targets[{i}]"),
+                    line: line("targets"),
+                    message: format!(
+                        "{target:?} is not host:port (for a path or scheme, give url instead)"
+                    ),
+                });
+            }
+        }
+        for name in cluster.labels.keys() {
+            if !is_label_name(name) {
+                return Err(Problem {
+                    path: format!("labels.{name}"),
+                    line: line("labels"),
+                    message: schema::label_name_error(name),
+                });
+            }
+        }
+        // The fields copied into the generated scrape config, checked as Prometheus reads them.
+        if let Some(node) = node {
+            for (key, kind) in [
+                ("scrape_interval", schema::Kind::Duration),
+                ("scrape_timeout", schema::Kind::Duration),
+                ("tls_config", schema::Kind::Struct(&schema::TLS_CONFIG)),
+                ("basic_auth", schema::Kind::Struct(&schema::BASIC_AUTH)),
+                (
+                    "authorization",
+                    schema::Kind::Struct(&schema::AUTHORIZATION),
+                ),
+            ] {
+                if let Some(value) = node.get(key) {
+                    schema::check_value(value, kind, key)?;
+                }
+            }
+            schema::check_timeout(
+                node,
+                (
+                    schema::DEFAULT_SCRAPE_INTERVAL,
+                    "Prometheus' default global scrape_interval",
+                ),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A Kubernetes ConfigMap data key.
+fn is_configmap_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 253
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
@@ -579,11 +718,4 @@ fn line_of(root: &Node, path: &str) -> Option<usize> {
         }
     }
     line
-}
-
-/// `[a-zA-Z_][a-zA-Z0-9_]*`, Prometheus's label name syntax.
-pub fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

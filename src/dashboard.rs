@@ -50,14 +50,14 @@ impl Default for Options {
 impl Options {
     /// Checked options: a Prometheus label name and a Grafana variable name.
     pub fn new(label: &str, variable: &str) -> Result<Options, DashboardError> {
-        static LABEL: LazyLock<Regex> =
-            LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").expect("valid regex"));
-        static VARIABLE: LazyLock<Regex> =
-            LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_]+$").expect("valid regex"));
-        if !LABEL.is_match(label) || label.starts_with("__") {
+        if !crate::prometheus::is_user_label_name(label) {
             return Err(DashboardError::InvalidLabel(label.into()));
         }
-        if !VARIABLE.is_match(variable) || variable.starts_with("__") {
+        let variable_ok = !variable.is_empty()
+            && variable
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !variable_ok || variable.starts_with("__") {
             return Err(DashboardError::InvalidVariable(variable.into()));
         }
         Ok(Options {

@@ -55,6 +55,9 @@ mod selection;
 #[path = "it/semantic.rs"]
 mod semantic;
 
+#[path = "it/validation.rs"]
+mod validation;
+
 #[path = "it/webhook.rs"]
 mod webhook;
 

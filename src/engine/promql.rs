@@ -61,6 +61,7 @@ pub struct Scoped {
 /// Why an expression could not be scoped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScopeError {
+    /// `line:column: why`, the position in the expression as promtool gives it.
     #[error("cannot parse PromQL: {0}")]
     Parse(String),
     #[error("selector {selector} already matches on {label:?} (matcherPolicy: error)")]
@@ -98,7 +99,12 @@ pub fn parse(expr: &str) -> Result<Expr, ScopeError> {
     register_prometheus2_functions();
     let text = normalize_raw_strings(expr);
     check_nesting(&lex(&text)?)?;
-    parser::parse(&text).map_err(ScopeError::Parse)
+    parser::parse(&text).map_err(|e| parse_error(&text, &e))
+}
+
+/// A parse error of `text`, with where it is.
+fn parse_error(text: &str, message: &str) -> ScopeError {
+    ScopeError::Parse(super::position::with_position(text, message))
 }
 
 impl Scoper {
@@ -278,7 +284,7 @@ impl Scoper {
         text: &str,
         tokens: &[Token],
     ) -> Result<Scoped, ScopeError> {
-        let original = parser::parse(text).map_err(ScopeError::Parse)?;
+        let original = parser::parse(text).map_err(|e| parse_error(text, &e))?;
 
         // Decide per selector (in source order) and build the AST we expect.
         let mut expected = original.clone();
@@ -559,7 +565,7 @@ type Token = (TokenId, usize, usize);
 
 /// The crate's lexer over the whole text.
 fn lex(text: &str) -> Result<Vec<Token>, ScopeError> {
-    let lexer = parser::lexer(text).map_err(ScopeError::Parse)?;
+    let lexer = parser::lexer(text).map_err(|e| parse_error(text, &e))?;
     Ok(lexer
         .iter()
         .filter_map(|l| l.ok())
@@ -604,7 +610,7 @@ fn regexes_are_valid(text: &str, selectors: &[LexedSelector]) -> bool {
 }
 
 /// A PromQL string literal's value (Go's `strconv.Unquote` rules).
-fn unquote(literal: &str) -> Option<String> {
+pub(crate) fn unquote(literal: &str) -> Option<String> {
     let quote = literal.chars().next()?;
     let inner = literal.strip_prefix(quote)?.strip_suffix(quote)?;
     if quote == '`' {

@@ -138,6 +138,74 @@ pub fn promtool() -> Option<PathBuf> {
         .clone()
 }
 
+/// Every promtool promfed's output is checked with, each with its version line: the 2.42
+/// one of [`promtool`] (required: None when it is missing) and, when the tools cache has one,
+/// a Prometheus 3.x promtool (`~/.cache/promfed-tools/prometheus-*/bin/promtool3`, or
+/// `PROMFED_PROMTOOL3`), which is used when present and not required.
+pub fn promtools() -> Option<Vec<(String, PathBuf)>> {
+    let version = |path: &Path| {
+        let out = Command::new(path)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        // promtool prints its version on stdout or stderr depending on the release.
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(text.lines().next().unwrap_or_default().trim().to_string())
+    };
+    let mut tools = vec![(version(&promtool()?)?, promtool()?)];
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(path) = env::var_os("PROMFED_PROMTOOL3").filter(|p| !p.is_empty()) {
+        candidates.push(PathBuf::from(path));
+    }
+    if let Some(home) = env::var_os("HOME") {
+        let cache = PathBuf::from(home).join(".cache/promfed-tools");
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&cache)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(OsStr::to_str)
+                    .is_some_and(|n| n.starts_with("prometheus-") && !n.ends_with(".tmp"))
+            })
+            .collect();
+        dirs.sort();
+        candidates.extend(dirs.into_iter().map(|d| d.join("bin/promtool3")));
+    }
+    for path in candidates {
+        if let Some(v) = path.is_file().then(|| version(&path)).flatten()
+            && !tools.iter().any(|(_, p)| *p == path)
+        {
+            tools.push((v, path));
+        }
+    }
+    Some(tools)
+}
+
+/// `promtool check config --syntax-only` with a given promtool, after [`stub_kubernetes_sd`]
+/// (harmless for a promtool that has Kubernetes discovery). Needs `require!(python)`.
+pub fn promtool_check_config_with(promtool: &Path, prometheus_yml: &str) -> Output {
+    let stubbed = stub_kubernetes_sd(prometheus_yml);
+    run_promtool_with(
+        promtool,
+        &["check", "config", "--syntax-only", "prometheus.yml"],
+        &[("prometheus.yml", &stubbed)],
+    )
+}
+
+/// [`run_promtool`] with a given promtool.
+pub fn run_promtool_with(promtool: &Path, args: &[&str], files: &[(&str, &str)]) -> Output {
+    let dir = temp_files(files);
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    run_in(promtool, &args, None, Some(dir.path()))
+}
+
 /// The Prometheus server binary (same package as promtool).
 pub fn prometheus() -> Option<PathBuf> {
     static TOOL: OnceLock<Option<PathBuf>> = OnceLock::new();

@@ -16,6 +16,9 @@
 
 mod support;
 
+#[path = "it/apiserver.rs"]
+mod apiserver;
+
 #[path = "it/cli.rs"]
 mod cli;
 

@@ -523,8 +523,7 @@ pub fn http_get(url: &str) -> Result<String, String> {
     )
     .map_err(|e| e.to_string())?;
     let mut answer = String::new();
-    tcp.read_to_string(&mut answer)
-        .map_err(|e| e.to_string())?;
+    tcp.read_to_string(&mut answer).map_err(|e| e.to_string())?;
     let (head, body) = answer
         .split_once("\r\n\r\n")
         .ok_or_else(|| format!("no HTTP answer: {answer:?}"))?;

@@ -56,12 +56,14 @@ impl Cluster {
         if let Some(config) = config {
             command.env("PROMFED_CONFIG", config);
         }
-        // The reaper first, so that a half-started cluster is stopped too.
-        Command::new("sh")
+        // The reaper first, so that a half-started cluster is stopped too. The shell puts it
+        // in the background and exits at once: the reaper is nobody's child to wait for, and
+        // outlives this process.
+        let status = Command::new("sh")
             .arg("-c")
             .arg(
-                "while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; \
-                 exec \"$2\" down \"$3\" >/dev/null 2>&1",
+                "( while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; \
+                 exec \"$2\" down \"$3\" ) </dev/null >/dev/null 2>&1 &",
             )
             .arg("reaper")
             .arg(std::process::id().to_string())
@@ -70,8 +72,9 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .spawn()
+            .status()
             .expect("starting the reaper");
+        assert!(status.success(), "starting the reaper: {status}");
         let out = command.output().expect("running scripts/kube-local.sh");
         assert!(
             out.status.success(),

@@ -63,7 +63,7 @@ impl Cluster {
             .arg("-c")
             .arg(
                 "( while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; \
-                 exec \"$2\" down \"$3\" ) </dev/null >/dev/null 2>&1 &",
+                 [ -d \"$3\" ] && \"$2\" down \"$3\"; rm -rf \"$3\" ) </dev/null >/dev/null 2>&1 &",
             )
             .arg("reaper")
             .arg(std::process::id().to_string())
@@ -159,5 +159,17 @@ impl Cluster {
     pub fn promfed_pid(&self) -> u32 {
         let text = std::fs::read_to_string(self.dir.join("promfed.pid")).unwrap();
         text.trim().parse().unwrap()
+    }
+}
+
+/// A cluster a test started for itself stops when the test ends (the shared one, never
+/// dropped, is stopped by its reaper).
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new(root().join("scripts/kube-local.sh"))
+            .arg("down")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .output();
     }
 }

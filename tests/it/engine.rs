@@ -194,7 +194,7 @@ fn corpus_rule_files_fully_scoped() {
 
 #[test]
 fn corpus_rule_files_pass_promtool() {
-    let _promtool = require!(promtool);
+    let promtools = require!(promtools);
     let engine = local_everything();
     for (name, text) in corpus_rule_files() {
         let out = engine.rewrite(&[("rules.yml".to_string(), text)]).unwrap();
@@ -203,12 +203,15 @@ fn corpus_rule_files_pass_promtool() {
             args.push("--lint=none");
         }
         args.push("rules.yml");
-        let result = support::run_promtool(&args, &[("rules.yml", &out.data[0].1)]);
-        assert!(
-            result.status.success(),
-            "{name}: promtool rejects the rewritten file:\n{}",
-            support::describe(&result)
-        );
+        for (version, promtool) in &promtools {
+            let result =
+                support::run_promtool_with(promtool, &args, &[("rules.yml", &out.data[0].1)]);
+            assert!(
+                result.status.success(),
+                "{name}: {version} rejects the rewritten file:\n{}",
+                support::describe(&result)
+            );
+        }
     }
 }
 

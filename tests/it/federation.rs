@@ -540,7 +540,7 @@ impl Drop for Process {
     }
 }
 
-/// Start Debian's Prometheus on `dir/prometheus.yml`, its TSDB in `dir/data`.
+/// Start a Prometheus (Debian's 2.42 or a 3.x) on `dir/prometheus.yml`, its TSDB in `dir/data`.
 fn start_prometheus(
     binary: &Path,
     name: &str,
@@ -1832,7 +1832,19 @@ fn openssl_runs() -> bool {
 
 #[test]
 fn three_prometheus_servers_configured_only_by_promfed_federate() {
-    let prometheus = support::require!(prometheus);
+    let release = support::require!(prometheus2_release);
+    federate(&release);
+}
+
+#[test]
+fn three_prometheus_servers_configured_only_by_promfed_federate_on_prometheus_3() {
+    let release = support::require!(prometheus3_release);
+    federate(&release);
+}
+
+/// The whole set-up with every server of one Prometheus release.
+fn federate(release: &support::PrometheusRelease) {
+    let prometheus = release.server.clone();
     let python = support::require!(python);
     if !openssl_runs() {
         support::skip::<()>(&support::current_test(), "openssl");
@@ -1883,7 +1895,8 @@ fn three_prometheus_servers_configured_only_by_promfed_federate() {
     check_target_down_alert(&mut set_up);
     let _ = writeln!(
         std::io::stderr(),
-        "federation end to end: every target up after {:.1}s, done after {:.1}s",
+        "federation end to end on {}: every target up after {:.1}s, done after {:.1}s",
+        release.name,
         ready_after.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );

@@ -213,6 +213,84 @@ pub fn prometheus() -> Option<PathBuf> {
         .clone()
 }
 
+/// Prometheus 3.x (`prometheus3`, with `promtool3` next to it) from the tools cache
+/// (`~/.cache/promfed-tools/prometheus-*/bin`, built by scripts/build-tools.sh), or
+/// `PROMFED_PROMETHEUS3`; the newest cached one when there are several.
+pub fn prometheus3() -> Option<PathBuf> {
+    static TOOL: OnceLock<Option<PathBuf>> = OnceLock::new();
+    TOOL.get_or_init(|| {
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        if let Some(path) = env::var_os("PROMFED_PROMETHEUS3").filter(|p| !p.is_empty()) {
+            candidates.push(PathBuf::from(path));
+        }
+        if let Some(home) = env::var_os("HOME") {
+            let cache = PathBuf::from(home).join(".cache/promfed-tools");
+            let mut dirs: Vec<PathBuf> = std::fs::read_dir(&cache)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(OsStr::to_str)
+                        .is_some_and(|n| n.starts_with("prometheus-v") && !n.ends_with(".tmp"))
+                })
+                .collect();
+            dirs.sort();
+            candidates.extend(dirs.into_iter().rev().map(|d| d.join("bin/prometheus3")));
+        }
+        candidates.into_iter().find(|path| {
+            path.is_file()
+                && path.with_file_name("promtool3").is_file()
+                && Command::new(path)
+                    .arg("--version")
+                    .stdin(Stdio::null())
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+        })
+    })
+    .clone()
+}
+
+/// A Prometheus server release the checks run against: its major line, the server binary and
+/// the promtool of the same release.
+#[derive(Debug, Clone)]
+pub struct PrometheusRelease {
+    pub name: &'static str,
+    pub server: PathBuf,
+    pub promtool: PathBuf,
+}
+
+/// The Prometheus releases the semantic and federation checks run against: Debian's 2.42
+/// ([`prometheus`], [`promtool`]) and 3.x ([`prometheus3`], `promtool3` next to it). Each is
+/// `None` (to skip, or to fail under `PROMFED_REQUIRE_TOOLS`) when missing.
+pub fn prometheus_release(major: u8) -> Option<PrometheusRelease> {
+    match major {
+        2 => Some(PrometheusRelease {
+            name: "Prometheus 2.42 (Debian)",
+            server: prometheus()?,
+            promtool: promtool()?,
+        }),
+        3 => {
+            let server = prometheus3()?;
+            Some(PrometheusRelease {
+                name: "Prometheus 3.x (tools cache)",
+                promtool: server.with_file_name("promtool3"),
+                server,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// `require!(prometheus2)` / `require!(prometheus3)`: a [`PrometheusRelease`].
+pub fn prometheus2_release() -> Option<PrometheusRelease> {
+    prometheus_release(2)
+}
+
+pub fn prometheus3_release() -> Option<PrometheusRelease> {
+    prometheus_release(3)
+}
+
 /// Whether `python` can import every module in `modules`.
 fn python_imports(python: &Path, modules: &str) -> bool {
     Command::new(python)

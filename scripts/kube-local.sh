@@ -13,7 +13,7 @@
 #     and namespaces, once deleted, stay Terminating; MutatingAdmissionWebhook is on;
 #   - `promfed serve` (release build of this checkout, or $PROMFED_BIN) with config
 #     $PROMFED_CONFIG (default deploy/base/promfed.yaml) and a certificate from
-#     `certs/generate.sh DIR/promfed-certs --ip 127.0.0.1`;
+#     `certs/generate.sh DIR/promfed-certs --ip 127.0.0.1` (or from $PROMFED_CERT_DIR);
 #   - the deploy/local overlay (the base's MutatingWebhookConfiguration, pointed at that promfed)
 #     applied with the pinned kubectl;
 # and proves that the API server calls promfed: a server-side dry run of the TKG ConfigMap
@@ -25,7 +25,10 @@
 # in DIR/*.log. The tools come from scripts/build-tools.sh (built on first use, then cached).
 #
 # Env: PROMFED_CONFIG, PROMFED_BIN (skip the cargo build), KUBE_LOCAL_TIMEOUT (seconds to wait
-# for the API server, default 120).
+# for the API server, default 120), PROMFED_CERT_DIR (a folder holding tls.crt, tls.key and the
+# ca.crt that signed them, e.g. a kubelet-style mount with `..data` that the caller swaps:
+# promfed reads its certificate from there, the webhook's caBundle is its ca.crt, and
+# certs/generate.sh is not run).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -183,8 +186,16 @@ leaf apiserver kube-apiserver "" serverAuth \
 leaf admin kube-local-admin system:masters clientAuth ""
 key "$PKI/sa.key"
 openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
-"$ROOT/certs/generate.sh" "$DIR/promfed-certs" --ip 127.0.0.1 2>"$DIR/certs.log" ||
-    fail_with certs "certs/generate.sh failed"
+if [ -n "${PROMFED_CERT_DIR:-}" ]; then
+    CERTS=$(cd "$PROMFED_CERT_DIR" && pwd) || die "PROMFED_CERT_DIR=$PROMFED_CERT_DIR is not a folder"
+    for f in tls.crt tls.key ca.crt; do
+        [ -s "$CERTS/$f" ] || die "PROMFED_CERT_DIR=$CERTS holds no $f"
+    done
+else
+    CERTS=$DIR/promfed-certs
+    "$ROOT/certs/generate.sh" "$CERTS" --ip 127.0.0.1 2>"$DIR/certs.log" ||
+        fail_with certs "certs/generate.sh failed"
+fi
 
 # --- etcd --------------------------------------------------------------------------------
 rm -rf "$DIR/etcd-data"
@@ -272,7 +283,7 @@ say "kube-apiserver $("$KUBECTL" version -o json 2>/dev/null | awk -F'"' '/gitVe
 # --- promfed -----------------------------------------------------------------------------
 t=$(now)
 "$PROMFED_BIN" serve --config "$CONFIG" \
-    --tls-cert-file "$DIR/promfed-certs/tls.crt" --tls-key-file "$DIR/promfed-certs/tls.key" \
+    --tls-cert-file "$CERTS/tls.crt" --tls-key-file "$CERTS/tls.key" \
     --listen "127.0.0.1:$WEBHOOK_PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" \
     >"$DIR/promfed.log" 2>&1 &
 echo $! >"$DIR/promfed.pid"
@@ -308,7 +319,7 @@ webhooks:
 - name: prometheus-server.promfed.io
   clientConfig:
     url: https://127.0.0.1:$WEBHOOK_PORT/mutate
-    caBundle: $(base64 -w0 <"$DIR/promfed-certs/ca.crt")
+    caBundle: $(base64 -w0 <"$CERTS/ca.crt")
 EOF
 "$KUBECTL" kustomize "$DIR/local" >"$DIR/local.yaml" 2>"$DIR/apply.log" ||
     fail_with apply "kubectl kustomize $DIR/local failed"

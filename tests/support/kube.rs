@@ -41,6 +41,11 @@ impl Cluster {
     /// Start a cluster with promfed running `config` (a promfed config file; None: the
     /// deploy/base one). Panics with kube-local.sh's own output when it does not come up.
     pub fn up(config: Option<&Path>) -> Cluster {
+        Cluster::up_with(config, &[])
+    }
+
+    /// [`Cluster::up`] with more environment for kube-local.sh (e.g. `PROMFED_CERT_DIR`).
+    pub fn up_with(config: Option<&Path>, env: &[(&str, &OsStr)]) -> Cluster {
         let tmp = tempfile::Builder::new()
             .prefix("promfed-kube-")
             .tempdir()
@@ -56,6 +61,7 @@ impl Cluster {
         if let Some(config) = config {
             command.env("PROMFED_CONFIG", config);
         }
+        command.envs(env.iter().copied());
         // The reaper first, so that a half-started cluster is stopped too. The shell puts it
         // in the background and exits at once: the reaper is nobody's child to wait for, and
         // outlives this process.

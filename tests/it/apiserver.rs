@@ -525,3 +525,396 @@ fn a_one_megabyte_configmap_goes_through_the_api_server() {
     );
     assert_stored_federated(cluster, &object, "the 1 MB ConfigMap");
 }
+
+// ---------------------------------------------------------------------------------------
+// e. TLS as the API server checks it
+
+/// promfed's `promfed_certificate_expiry_timestamp_seconds`: the notAfter it serves.
+fn served_expiry(cluster: &Cluster) -> f64 {
+    let url = format!("{}/metrics", cluster.env["PROMFED_LOCAL_METRICS"]);
+    let text = support::http_get(&url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    (text.lines())
+        .find_map(|l| l.strip_prefix("promfed_certificate_expiry_timestamp_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("promfed_certificate_expiry_timestamp_seconds")
+}
+
+/// notAfter of a PEM certificate file, seconds since the epoch (`openssl x509 -enddate`).
+fn not_after(cert: &std::path::Path) -> f64 {
+    let out = support::run(
+        std::path::Path::new("sh"),
+        &[
+            OsStr::new("-c"),
+            OsStr::new("date -d \"$(openssl x509 -noout -enddate -in \"$1\" | cut -d= -f2)\" +%s"),
+            OsStr::new("sh"),
+            cert.as_os_str(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Wait until promfed serves a certificate with this notAfter (it polls its files).
+fn wait_served(cluster: &Cluster, expiry: f64) {
+    let deadline = Instant::now() + support::HANG_GUARD;
+    while served_expiry(cluster) != expiry {
+        assert!(
+            Instant::now() < deadline,
+            "promfed did not load the new certificate"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Stop promfed and start it again with the same command line (its certificate files read
+/// anew, and no connection the API server kept open survives). The new process is killed
+/// and reaped when the returned guard drops.
+fn restart_promfed(cluster: &Cluster) -> support::KillOnDrop {
+    let pid = cluster.promfed_pid();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let argv: Vec<String> = (cmdline.split(|b| *b == 0))
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let status = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + support::HANG_GUARD;
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "promfed did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let log = std::fs::File::create(cluster.dir.join("promfed-restarted.log")).unwrap();
+    let child = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    std::fs::write(cluster.dir.join("promfed.pid"), child.id().to_string()).unwrap();
+    let url = format!("{}/readyz", cluster.env["PROMFED_LOCAL_METRICS"]);
+    while support::http_get(&url).is_err() {
+        assert!(Instant::now() < deadline, "promfed did not come back");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    support::KillOnDrop(child)
+}
+
+/// Create (and delete again) the TKG ConfigMap in `namespace` until the outcome is `ok`; the
+/// last attempt's output. The API server takes a moment to see a changed webhook
+/// configuration.
+fn write_until(cluster: &Cluster, namespace: &str, ok: bool) -> std::process::Output {
+    let object = configmap(CONFIGMAPS[0].1, namespace, Some("tls-probe"));
+    let file = write_temp(&object);
+    let deadline = Instant::now() + support::HANG_GUARD;
+    loop {
+        let out = cluster.kubectl(&["create", "-f", file.path().to_str().unwrap()], None);
+        if out.status.success() {
+            assert_stored_federated(cluster, &object, "a TLS probe");
+            cluster.kubectl_ok(&["delete", "configmap", "-n", namespace, "tls-probe"], None);
+        }
+        if out.status.success() == ok {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the write never {}: {}",
+            if ok { "succeeded" } else { "failed" },
+            describe(&out)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// A JSON patch of the webhook's caBundle to the PEM file `ca`.
+fn set_ca_bundle(cluster: &Cluster, ca: &std::path::Path) {
+    use base64::Engine as _;
+    let pem = std::fs::read(ca).unwrap();
+    let patch = json!([{"op": "replace", "path": "/webhooks/0/clientConfig/caBundle",
+        "value": base64::engine::general_purpose::STANDARD.encode(pem)}])
+    .to_string();
+    cluster.kubectl_ok(
+        &[
+            "patch",
+            "mutatingwebhookconfiguration",
+            "promfed",
+            "--type",
+            "json",
+            "-p",
+            &patch,
+        ],
+        None,
+    );
+}
+
+#[test]
+fn a_webhook_trusted_with_another_ca_is_refused_with_the_api_servers_x509_error() {
+    let cluster = cluster!(own);
+    cluster.namespace("wrong-ca");
+    // Another CA, as a second run of generate.sh elsewhere makes one.
+    let other = tempfile::tempdir().unwrap();
+    let out = support::run(
+        &root().join("certs/generate.sh"),
+        &[
+            other.path().as_os_str(),
+            OsStr::new("--ip"),
+            OsStr::new("127.0.0.1"),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    set_ca_bundle(&cluster, &other.path().join("ca.crt"));
+    let refused = write_until(&cluster, "wrong-ca", false);
+    let message = String::from_utf8_lossy(&refused.stderr).into_owned();
+    eprintln!("the API server, caBundle of another CA: {message}");
+    for want in [
+        "prometheus-server.promfed.io",
+        "x509",
+        "certificate signed by unknown authority",
+    ] {
+        assert!(message.contains(want), "no {want:?} in: {message}");
+    }
+    // The right caBundle back: written again.
+    set_ca_bundle(&cluster, &cluster.dir.join("promfed-certs/ca.crt"));
+    write_until(&cluster, "wrong-ca", true);
+}
+
+/// An expired serving certificate for 127.0.0.1 signed by the CA in `ca_dir` (ca.crt, ca.key):
+/// `openssl ca`, which, unlike `openssl x509 -req`, can date a certificate in the past.
+fn expired_certificate(ca_dir: &std::path::Path, out: &std::path::Path) {
+    const SCRIPT: &str = r#"
+set -eu
+ca=$1 out=$2 w=$(mktemp -d)
+trap 'rm -rf "$w"' EXIT
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$out/tls.key" 2>/dev/null
+openssl req -new -key "$out/tls.key" -subj /CN=promfed.promfed-system.svc -out "$w/req.csr"
+touch "$w/index.txt"
+cat >"$w/ca.cnf" <<EOF
+[ca]
+default_ca = d
+[d]
+database = $w/index.txt
+new_certs_dir = $w
+serial = $w/serial
+default_md = sha256
+policy = p
+unique_subject = no
+[p]
+commonName = supplied
+[ext]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1,DNS:promfed.promfed-system.svc
+EOF
+openssl rand -hex 16 >"$w/serial"
+openssl ca -batch -notext -config "$w/ca.cnf" -extensions ext -cert "$ca/ca.crt" \
+    -keyfile "$ca/ca.key" -startdate 20240101000000Z -enddate 20240201000000Z \
+    -in "$w/req.csr" -out "$out/tls.crt" 2>"$w/log" || { cat "$w/log" >&2; exit 1; }
+"#;
+    let out_run = support::run(
+        std::path::Path::new("sh"),
+        &[
+            OsStr::new("-c"),
+            OsStr::new(SCRIPT),
+            OsStr::new("sh"),
+            ca_dir.as_os_str(),
+            out.as_os_str(),
+        ],
+        None,
+    );
+    assert!(out_run.status.success(), "{}", describe(&out_run));
+}
+
+/// Replace `to` by `from` with a rename (a reader sees the old file or the new one).
+fn swap_file(from: &std::path::Path, to: &std::path::Path) {
+    let tmp = to.with_extension("swap");
+    std::fs::copy(from, &tmp).unwrap();
+    std::fs::rename(&tmp, to).unwrap();
+}
+
+#[test]
+fn an_expired_serving_certificate_is_refused_with_the_api_servers_x509_error() {
+    let cluster = cluster!(own);
+    cluster.namespace("expired");
+    let certs = cluster.dir.join("promfed-certs");
+    let saved = tempfile::tempdir().unwrap();
+    let expired = tempfile::tempdir().unwrap();
+    for f in ["tls.crt", "tls.key"] {
+        std::fs::copy(certs.join(f), saved.path().join(f)).unwrap();
+    }
+    expired_certificate(&certs, expired.path());
+    // Key first: promfed refuses the mismatched pair in between and keeps the good one.
+    swap_file(&expired.path().join("tls.key"), &certs.join("tls.key"));
+    swap_file(&expired.path().join("tls.crt"), &certs.join("tls.crt"));
+    wait_served(&cluster, not_after(&expired.path().join("tls.crt")));
+
+    // The API server may still hold a connection it opened with the good certificate.
+    let object = configmap(CONFIGMAPS[0].1, "expired", Some("kept-connection"));
+    let file = write_temp(&object);
+    let kept = cluster.kubectl(&["create", "-f", file.path().to_str().unwrap()], None);
+    eprintln!(
+        "first write after the swap to an expired certificate (no restart): {}",
+        if kept.status.success() {
+            "succeeded (the API server kept its connection)".to_string()
+        } else {
+            format!("refused: {}", String::from_utf8_lossy(&kept.stderr))
+        }
+    );
+    // A new promfed process: every connection is new, every handshake sees the expired one.
+    let _promfed = restart_promfed(&cluster);
+    let refused = write_until(&cluster, "expired", false);
+    let message = String::from_utf8_lossy(&refused.stderr).into_owned();
+    eprintln!("the API server, promfed's certificate expired: {message}");
+    for want in [
+        "prometheus-server.promfed.io",
+        "x509",
+        "certificate has expired or is not yet valid",
+    ] {
+        assert!(message.contains(want), "no {want:?} in: {message}");
+    }
+    // The good certificate back, through the same reload: written again.
+    swap_file(&saved.path().join("tls.key"), &certs.join("tls.key"));
+    swap_file(&saved.path().join("tls.crt"), &certs.join("tls.crt"));
+    write_until(&cluster, "expired", true);
+}
+
+/// SHA-256 fingerprint of the certificate a new TLS connection to `url` is served.
+fn served_fingerprint(url: &str) -> String {
+    let host = url
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let out = support::run(
+        std::path::Path::new("sh"),
+        &[
+            OsStr::new("-c"),
+            OsStr::new(
+                "openssl s_client -connect \"$1\" </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256",
+            ),
+            OsStr::new("sh"),
+            OsStr::new(&host),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn file_fingerprint(cert: &std::path::Path) -> String {
+    let out = support::run(
+        std::path::Path::new("openssl"),
+        &[
+            OsStr::new("x509"),
+            OsStr::new("-noout"),
+            OsStr::new("-fingerprint"),
+            OsStr::new("-sha256"),
+            OsStr::new("-in"),
+            cert.as_os_str(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// certs/generate.sh's ca.crt, tls.crt and tls.key in `dir`, after a run with `extra`.
+fn generated(dir: &std::path::Path, extra: &[&str]) -> Vec<(&'static str, String)> {
+    let mut args: Vec<&OsStr> = vec![dir.as_os_str(), OsStr::new("--ip"), OsStr::new("127.0.0.1")];
+    args.extend(extra.iter().map(OsStr::new));
+    let out = support::run(&root().join("certs/generate.sh"), &args, None);
+    assert!(out.status.success(), "{}", describe(&out));
+    ["ca.crt", "tls.crt", "tls.key"]
+        .into_iter()
+        .map(|f| (f, std::fs::read_to_string(dir.join(f)).unwrap()))
+        .collect()
+}
+
+fn borrowed<'a>(files: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    files.iter().map(|(n, t)| (*n, t.as_str())).collect()
+}
+
+#[test]
+fn the_serving_certificate_rotated_through_a_data_swap_fails_no_write() {
+    if !kube::tools_built() {
+        support::skip::<()>(
+            &support::current_test(),
+            "kube-apiserver (scripts/build-tools.sh)",
+        );
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    // generate.sh's files, in a kubelet-style mount promfed reads them from.
+    let tmp = tempfile::tempdir().unwrap();
+    let gen_dir = tmp.path().join("generated");
+    let mount_dir = tmp.path().join("secret");
+    let mut mount = support::Mount::new(&mount_dir, &borrowed(&generated(&gen_dir, &[])));
+    let cluster = Cluster::up_with(None, &[("PROMFED_CERT_DIR", mount_dir.as_os_str())]);
+    cluster.namespace("rotation");
+    let webhook = cluster.env["PROMFED_LOCAL_WEBHOOK"].clone();
+    assert_eq!(
+        served_fingerprint(&webhook),
+        file_fingerprint(&mount.path("tls.crt"))
+    );
+
+    // Writes, one after the other, all through the rotation.
+    let stop = AtomicBool::new(false);
+    let done = AtomicUsize::new(0);
+    let (failures, after_swap) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let mut failures = Vec::new();
+            let mut n = 0;
+            while !stop.load(SeqCst) {
+                n += 1;
+                let name = format!("write-{n}");
+                let object = configmap(CONFIGMAPS[0].1, "rotation", Some(&name));
+                let file = write_temp(&object);
+                let out = cluster.kubectl(&["create", "-f", file.path().to_str().unwrap()], None);
+                if !out.status.success() {
+                    failures.push(format!("write {n}: {}", describe(&out)));
+                }
+                done.fetch_add(1, SeqCst);
+            }
+            failures
+        });
+        let wait_writes = |count: usize| {
+            let deadline = Instant::now() + support::HANG_GUARD;
+            let target = done.load(SeqCst) + count;
+            while done.load(SeqCst) < target {
+                assert!(Instant::now() < deadline, "the writes stopped");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        };
+        wait_writes(3);
+        // A new leaf from the same CA (another key, another notAfter), swapped in as the
+        // kubelet updates a Secret volume.
+        mount.update(&borrowed(&generated(
+            &gen_dir,
+            &["--force", "--days", "200"],
+        )));
+        let swapped_at = done.load(SeqCst);
+        wait_served(&cluster, not_after(&mount.path("tls.crt")));
+        assert_eq!(
+            served_fingerprint(&webhook),
+            file_fingerprint(&mount.path("tls.crt")),
+            "a new connection is not served the new certificate"
+        );
+        wait_writes(3);
+        stop.store(true, SeqCst);
+        (writer.join().unwrap(), done.load(SeqCst) - swapped_at)
+    });
+    let total = done.load(SeqCst);
+    eprintln!(
+        "certificate rotation: {total} writes, {after_swap} after the swap, {} failed",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    let last = configmap(CONFIGMAPS[0].1, "rotation", Some(&format!("write-{total}")));
+    assert_stored_federated(&cluster, &last, "the last write after the rotation");
+}

@@ -918,3 +918,220 @@ fn the_serving_certificate_rotated_through_a_data_swap_fails_no_write() {
     let last = configmap(CONFIGMAPS[0].1, "rotation", Some(&format!("write-{total}")));
     assert_stored_federated(&cluster, &last, "the last write after the rotation");
 }
+
+// ---------------------------------------------------------------------------------------
+// f. reinvocation: another mutating webhook changes the ConfigMap after promfed
+
+/// The recording rule file the second webhook puts in place of the ConfigMap's.
+const LATE_RULES: &str =
+    "groups:\n- name: added-late\n  rules:\n  - record: late:up:sum\n    expr: sum by (job) (up)\n";
+
+/// A second mutating webhook, HTTPS on loopback with a certificate of its own (rcgen, through
+/// promfed's dev Pki): it replaces `recording_rules.yml` with [`LATE_RULES`] unless the file
+/// already records `late:up:sum`. Stopped when dropped.
+struct LateWebhook {
+    url: String,
+    ca_pem: String,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for LateWebhook {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl LateWebhook {
+    fn start() -> LateWebhook {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        use base64::Engine as _;
+        use rustls_pki_types::pem::PemObject as _;
+
+        let pki = promfed::server::dev::Pki::generate(&["127.0.0.1"]).unwrap();
+        let chain = rustls_pki_types::CertificateDer::pem_slice_iter(pki.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.key_pem.as_bytes()).unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let app = axum::Router::new().route(
+            "/mutate",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let review: Value = serde_json::from_slice(&body).unwrap_or_default();
+                    let request = &review["request"];
+                    let rules = request["object"]["data"]["recording_rules.yml"]
+                        .as_str()
+                        .unwrap_or_default();
+                    let mut response = json!({"uid": request["uid"], "allowed": true});
+                    if !rules.contains("record: late:up:sum") {
+                        let patch = json!([{"op": "add", "path": "/data/recording_rules.yml",
+                            "value": LATE_RULES}]);
+                        response["patchType"] = json!("JSONPatch");
+                        response["patch"] = json!(
+                            base64::engine::general_purpose::STANDARD.encode(patch.to_string())
+                        );
+                    }
+                    axum::Json(json!({"apiVersion": "admission.k8s.io/v1",
+                        "kind": "AdmissionReview", "response": response}))
+                }
+            }),
+        );
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+                });
+            }
+        });
+        LateWebhook {
+            url: format!("https://{addr}/mutate"),
+            ca_pem: pki.ca_pem,
+            calls,
+            runtime: Some(runtime),
+        }
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn a_webhook_that_changes_the_configmap_after_promfed_has_promfed_called_again() {
+    use base64::Engine as _;
+    // Its own cluster: it counts promfed's reviews.
+    let cluster = cluster!(own);
+    let late = LateWebhook::start();
+    let namespace = "reinvocation";
+    cluster.namespace(namespace);
+    // Named to sort after `promfed`: the API server calls the webhooks in that order.
+    let configuration = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "zz-late-rules"},
+        "webhooks": [{
+            "name": "late-rules.test.promfed.io",
+            "clientConfig": {
+                "url": late.url,
+                "caBundle": base64::engine::general_purpose::STANDARD.encode(&late.ca_pem),
+            },
+            "rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": [""],
+                "apiVersions": ["v1"], "resources": ["configmaps"]}],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "failurePolicy": "Fail",
+            "reinvocationPolicy": "Never",
+            "timeoutSeconds": 5,
+        }],
+    });
+    let file = write_temp(&configuration);
+    cluster.kubectl_ok(&["create", "-f", file.path().to_str().unwrap()], None);
+    let shipped = cluster.get("mutatingwebhookconfiguration", "", "promfed");
+    assert_eq!(
+        shipped["webhooks"][0]["reinvocationPolicy"], "IfNeeded",
+        "the shipped webhook"
+    );
+
+    // The new webhook takes a moment to reach the admission plugin: dry runs until it acts.
+    let original = configmap(CONFIGMAPS[0].1, namespace, None);
+    let file = write_temp(&original);
+    let f = file.path().to_str().unwrap();
+    let deadline = Instant::now() + support::HANG_GUARD;
+    loop {
+        let text = cluster.kubectl_ok(&["create", "--dry-run=server", "-o", "json", "-f", f], None);
+        let answer: Value = serde_json::from_str(&text).unwrap();
+        if (answer["data"]["recording_rules.yml"].as_str())
+            .is_some_and(|r| r.contains("late:up:sum"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the second webhook never acted");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    // One write: promfed, the late webhook, promfed again.
+    let (reviews, calls) = (cluster.reviews(), late.calls());
+    cluster.kubectl_ok(&["create", "-f", f], None);
+    let promfed_calls = cluster.reviews() - reviews;
+    let late_calls = late.calls() - calls;
+    eprintln!(
+        "one write: promfed reviewed it {promfed_calls} times, the late webhook {late_calls}"
+    );
+    assert_eq!(promfed_calls, 2.0, "promfed reviews for one write");
+    assert_eq!(late_calls, 1, "the late webhook's reviews for one write");
+    // Federated: what promfed renders from the final input (the late webhook's change applied).
+    let mut final_input = original.clone();
+    final_input["data"]["recording_rules.yml"] = json!(LATE_RULES);
+    assert_stored_federated(&cluster, &final_input, "after reinvocation");
+    let stored = cluster.get("configmap", namespace, "prometheus-server");
+    let rules = stored["data"]["recording_rules.yml"].as_str().unwrap();
+    assert!(
+        rules.contains("late:up:sum") && rules.contains("cluster"),
+        "the late rule is not scoped: {rules}"
+    );
+    // Stable: promfed renders the stored object to itself, and writing it again changes nothing.
+    assert_eq!(
+        rendered_data(&stored),
+        stored["data"],
+        "render of the stored object"
+    );
+    let file = write_temp(&stored);
+    let reviews = cluster.reviews();
+    cluster.kubectl_ok(&["replace", "-f", file.path().to_str().unwrap()], None);
+    let again = cluster.get("configmap", namespace, "prometheus-server");
+    assert_eq!(
+        again["data"], stored["data"],
+        "a second write changed the data"
+    );
+    assert_eq!(
+        again["metadata"]["resourceVersion"], stored["metadata"]["resourceVersion"],
+        "a second write of the same object was stored anew"
+    );
+    eprintln!(
+        "the same object written again: promfed reviewed it {} times",
+        cluster.reviews() - reviews
+    );
+}

@@ -150,11 +150,13 @@ fn kapp_case(cluster: &Cluster, namespace: &str, app: &str, how: Path_, config: 
     // The Secret kapp-controller would read for the PackageInstall path.
     let secret_files = dir.path().join("secret");
     if how == Path_::Ytt {
+        // The PackageInstall's namespace, as in docs/install.md.
         let secret = format!("promfed-kapp-config-{app}");
+        cluster.namespace("tkg-system");
         cluster.kubectl_ok(
             &[
                 "-n",
-                namespace,
+                "tkg-system",
                 "create",
                 "secret",
                 "generic",
@@ -164,7 +166,7 @@ fn kapp_case(cluster: &Cluster, namespace: &str, app: &str, how: Path_, config: 
             None,
         );
         std::fs::create_dir(&secret_files).unwrap();
-        let stored = cluster.get("secret", namespace, &secret);
+        let stored = cluster.get("secret", "tkg-system", &secret);
         for (name, value) in stored["data"].as_object().unwrap() {
             let out = support::run(
                 Path::new("base64"),
@@ -613,7 +615,8 @@ fn the_seed_ytt_overlay_next_to_promfed() {
     }
     let first = ytt(&input, fixed.path());
     assert!(first.status.success(), "{}", describe(&first));
-    let first_path = fixed.path().join("first.yaml.out");
+    let outputs = tempfile::tempdir().unwrap();
+    let first_path = outputs.path().join("first.yaml");
     std::fs::write(&first_path, &first.stdout).unwrap();
     let second = ytt(&first_path, fixed.path());
     assert!(second.status.success(), "{}", describe(&second));
@@ -832,12 +835,14 @@ fn post_renderer_helm3_and_helm4_plugin_federate_and_show_promfed_refusal() {
     let plugins = tempfile::tempdir().unwrap();
     let with_env = |program: &str| {
         let mut command = cluster.command(program);
-        command
-            .env("PROMFED", support::promfed_bin())
-            .env("HELM_PLUGINS", plugins.path())
-            .env("HELM_CONFIG_HOME", plugins.path().join("config"))
-            .env("HELM_CACHE_HOME", plugins.path().join("cache"))
-            .env("HELM_DATA_HOME", plugins.path().join("data"));
+        command.env("PROMFED", support::promfed_bin());
+        // helm 4's own home, where its plugin is installed (helm 3 would choke on the plugin).
+        if program == "helm4" {
+            command
+                .env("HELM_CONFIG_HOME", plugins.path().join("config"))
+                .env("HELM_CACHE_HOME", plugins.path().join("cache"))
+                .env("HELM_DATA_HOME", plugins.path().join("data"));
+        }
         command
     };
     let mut install = with_env("helm4");

@@ -43,6 +43,9 @@ mod federation;
 #[path = "it/hostile.rs"]
 mod hostile;
 
+#[path = "it/installs.rs"]
+mod installs;
+
 #[path = "it/properties.rs"]
 mod properties;
 

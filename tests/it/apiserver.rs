@@ -13,8 +13,9 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::support::kube::{self, Cluster};
-use crate::support::{self, describe, promfed_bin, root};
+use crate::cluster;
+use crate::support::kube::{self, Cluster, assert_stored_federated, configmap, rendered_data};
+use crate::support::{self, describe, root};
 
 /// The cluster most tests share, started on first use.
 fn shared() -> Option<&'static Cluster> {
@@ -22,33 +23,6 @@ fn shared() -> Option<&'static Cluster> {
     CLUSTER
         .get_or_init(|| kube::tools_built().then(|| Cluster::up(None)))
         .as_ref()
-}
-
-/// `cluster!()`: the shared cluster, or a skip when the Go tools are not built.
-macro_rules! cluster {
-    () => {
-        match shared() {
-            Some(cluster) => cluster,
-            None => {
-                support::skip::<()>(
-                    &support::current_test(),
-                    "kube-apiserver (scripts/build-tools.sh)",
-                );
-                return;
-            }
-        }
-    };
-    (own) => {
-        if kube::tools_built() {
-            Cluster::up(None)
-        } else {
-            support::skip::<()>(
-                &support::current_test(),
-                "kube-apiserver (scripts/build-tools.sh)",
-            );
-            return;
-        }
-    };
 }
 
 /// The real ConfigMaps promfed is for (corpus copies under tests/data).
@@ -63,56 +37,6 @@ const CONFIGMAPS: &[(&str, &str)] = &[
         "helm/prometheus-server-configmap-chart-29.27.0.yaml",
     ),
 ];
-
-/// A corpus ConfigMap as JSON, moved to `namespace` (and renamed, if `name` is given).
-fn configmap(path: &str, namespace: &str, name: Option<&str>) -> Value {
-    let text = support::read_data(path);
-    let node = promfed::yaml::parse(&text, promfed::yaml::Limits::default())
-        .unwrap()
-        .unwrap();
-    let mut object = node.to_json();
-    object["metadata"]["namespace"] = json!(namespace);
-    if let Some(name) = name {
-        object["metadata"]["name"] = json!(name);
-    }
-    object
-}
-
-/// What `promfed render --config deploy/base/promfed.yaml` makes of `object`: its data.
-fn rendered_data(object: &Value) -> Value {
-    let input = serde_json::to_string(object).unwrap();
-    let out = support::run(
-        &promfed_bin(),
-        &[
-            OsStr::new("render"),
-            OsStr::new("--config"),
-            root().join("deploy/base/promfed.yaml").as_os_str(),
-        ],
-        Some(&input),
-    );
-    assert!(out.status.success(), "promfed render: {}", describe(&out));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let node = promfed::yaml::parse(&text, promfed::yaml::Limits::default())
-        .unwrap()
-        .unwrap();
-    node.to_json()["data"].clone()
-}
-
-/// The stored object's data equals promfed render's output for the object written.
-fn assert_stored_federated(cluster: &Cluster, written: &Value, how: &str) {
-    let namespace = written["metadata"]["namespace"].as_str().unwrap();
-    let name = written["metadata"]["name"].as_str().unwrap();
-    let stored = cluster.get("configmap", namespace, name);
-    let want = rendered_data(written);
-    assert_ne!(
-        want, written["data"],
-        "{how}: promfed render changes nothing?"
-    );
-    assert!(
-        stored["data"] == want,
-        "{how}: the stored {namespace}/{name} is not what promfed render writes"
-    );
-}
 
 fn write_temp(object: &Value) -> tempfile::NamedTempFile {
     let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();

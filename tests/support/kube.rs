@@ -11,6 +11,8 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use serde_json::{Value, json};
+
 use super::{describe, promfed_bin, root};
 
 /// One running local cluster.
@@ -178,4 +180,99 @@ impl Drop for Cluster {
             .stdin(Stdio::null())
             .output();
     }
+}
+
+/// `cluster!()`: the module's shared cluster (its `shared()` function), or a skip when the Go
+/// tools are not built; `cluster!(own)`: a cluster of the test's own.
+#[macro_export]
+macro_rules! cluster {
+    () => {
+        match shared() {
+            Some(cluster) => cluster,
+            None => {
+                $crate::support::skip::<()>(
+                    &$crate::support::current_test(),
+                    "kube-apiserver (scripts/build-tools.sh)",
+                );
+                return;
+            }
+        }
+    };
+    (own) => {
+        if $crate::support::kube::tools_built() {
+            $crate::support::kube::Cluster::up(None)
+        } else {
+            $crate::support::skip::<()>(
+                &$crate::support::current_test(),
+                "kube-apiserver (scripts/build-tools.sh)",
+            );
+            return;
+        }
+    };
+}
+
+/// A corpus ConfigMap as JSON, moved to `namespace` (and renamed, if `name` is given).
+pub fn configmap(path: &str, namespace: &str, name: Option<&str>) -> Value {
+    let text = super::read_data(path);
+    let node = promfed::yaml::parse(&text, promfed::yaml::Limits::default())
+        .unwrap()
+        .unwrap();
+    let mut object = node.to_json();
+    object["metadata"]["namespace"] = json!(namespace);
+    if let Some(name) = name {
+        object["metadata"]["name"] = json!(name);
+    }
+    object
+}
+
+/// What `promfed render --config deploy/base/promfed.yaml` makes of `object`: its data.
+pub fn rendered_data(object: &Value) -> Value {
+    rendered_data_with(object, &root().join("deploy/base/promfed.yaml"))
+}
+
+/// What `promfed render --config CONFIG` makes of `object`: its data.
+pub fn rendered_data_with(object: &Value, config: &Path) -> Value {
+    let input = serde_json::to_string(object).unwrap();
+    let out = super::run(
+        &promfed_bin(),
+        &[
+            OsStr::new("render"),
+            OsStr::new("--config"),
+            config.as_os_str(),
+        ],
+        Some(&input),
+    );
+    assert!(out.status.success(), "promfed render: {}", describe(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let node = promfed::yaml::parse(&text, promfed::yaml::Limits::default())
+        .unwrap()
+        .unwrap();
+    node.to_json()["data"].clone()
+}
+
+/// The stored object's data equals promfed render's output for the object written.
+pub fn assert_stored_federated(cluster: &Cluster, written: &Value, how: &str) {
+    assert_stored_federated_with(
+        cluster,
+        written,
+        &root().join("deploy/base/promfed.yaml"),
+        how,
+    );
+}
+
+/// The stored object's data equals `promfed render --config CONFIG`'s output for the object
+/// written.
+pub fn assert_stored_federated_with(cluster: &Cluster, written: &Value, config: &Path, how: &str) {
+    let namespace = written["metadata"]["namespace"].as_str().unwrap();
+    let name = written["metadata"]["name"].as_str().unwrap();
+    let stored = cluster.get("configmap", namespace, name);
+    let want = rendered_data_with(written, config);
+    assert_ne!(
+        want, written["data"],
+        "{how}: promfed render changes nothing?"
+    );
+    assert!(
+        stored["data"] == want,
+        "{how}: the stored {namespace}/{name} is not what promfed render writes"
+    );
 }

@@ -44,7 +44,8 @@ pub fn with_position(text: &str, message: &str) -> String {
     format!("{line}:{column}: {message}")
 }
 
-fn offset(text: &str) -> usize {
+/// The byte offset in `text` (which promql-parser refuses) of its error.
+pub(crate) fn offset(text: &str) -> usize {
     let Some(tokens) = tokens(text) else {
         return lexer_error_offset(text);
     };
@@ -91,7 +92,7 @@ fn tokens(text: &str) -> Option<Vec<Token>> {
 
 /// Where the lexer stops: the end of the text for errors raised there, else the first
 /// character whose prefix fails the same way.
-fn lexer_error_offset(text: &str) -> usize {
+pub(crate) fn lexer_error_offset(text: &str) -> usize {
     let error = |t: &str| parser::lexer(t).err();
     let Some(full) = error(text) else {
         return text.len();
@@ -122,7 +123,8 @@ fn lexer_error_offset(text: &str) -> usize {
             .map_or(0, char::len_utf8)
 }
 
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
+/// The 1-based line and column (in characters) of byte `offset` of `text`.
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
     while !text.is_char_boundary(offset) {
         offset -= 1;
@@ -323,7 +325,7 @@ impl Recognizer<'_> {
                 Ok(None)
             }
             T_LEFT_BRACE => {
-                self.braces()?;
+                self.braces(false)?;
                 self.spans.push((start, self.end_of_previous()));
                 Ok(Some(true))
             }
@@ -369,7 +371,7 @@ impl Recognizer<'_> {
             T_IDENTIFIER | T_METRIC_IDENTIFIER => {
                 self.i += 1;
                 if self.peek_id() == Some(T_LEFT_BRACE) {
-                    self.braces()?;
+                    self.braces(true)?;
                 }
                 self.spans.push((start, self.end_of_previous().max(end)));
                 Ok(Some(true))
@@ -486,8 +488,9 @@ impl Recognizer<'_> {
         }
     }
 
-    /// `{label op "value", ...}`.
-    fn braces(&mut self) -> Result<(), Stop> {
+    /// `{label op "value", ...}`, after a metric name (`named`) or not; without one, a
+    /// quoted metric name may stand alone.
+    fn braces(&mut self, named: bool) -> Result<(), Stop> {
         self.expect(T_LEFT_BRACE)?;
         loop {
             let label = match self.peek() {
@@ -504,6 +507,16 @@ impl Recognizer<'_> {
                     ) =>
                 {
                     token
+                }
+                // A quoted metric name alone (Prometheus 3): `{"my.metric", job="a"}`.
+                Some((T_STRING, ..)) if !named => {
+                    self.i += 1;
+                    match self.peek_id() {
+                        Some(T_COMMA) => self.i += 1,
+                        Some(T_RIGHT_BRACE) => {}
+                        _ => return self.fail(),
+                    }
+                    continue;
                 }
                 _ => return self.fail(),
             };

@@ -206,6 +206,46 @@ pub fn run_promtool_with(promtool: &Path, args: &[&str], files: &[(&str, &str)])
     run_in(promtool, &args, None, Some(dir.path()))
 }
 
+/// `promtool [flags] check rules` on one rule file that holds each of `exprs` as a recording
+/// rule; returns, per expression, `None` when promtool accepts it or promtool's message.
+pub fn promtool_check_exprs(
+    promtool: &Path,
+    flags: &[&str],
+    exprs: &[&str],
+) -> Vec<Option<String>> {
+    let mut rules = String::from("groups:\n- name: check\n  rules:\n");
+    for (i, expr) in exprs.iter().enumerate() {
+        let expr = serde_json::to_string(expr).expect("a string serializes");
+        rules.push_str(&format!("  - record: check:r{i}\n    expr: {expr}\n"));
+    }
+    let mut args = flags.to_vec();
+    args.extend(["check", "rules", "rules.yml"]);
+    let out = run_promtool_with(promtool, &args, &[("rules.yml", &rules)]);
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Each error names its rule: `group "check", rule 3, "check:r2": <message>`.
+    let mut verdicts = vec![None; exprs.len()];
+    for line in report.lines() {
+        let Some((_, rest)) = line.split_once("\"check:r") else {
+            continue;
+        };
+        let Some((index, message)) = rest.split_once('"') else {
+            continue;
+        };
+        if let Some(v) = index.parse().ok().and_then(|i: usize| verdicts.get_mut(i)) {
+            *v = Some(message.trim_start_matches(':').trim().to_string());
+        }
+    }
+    assert!(
+        out.status.success() || verdicts.iter().any(Option::is_some),
+        "promtool check rules failed without naming a rule:\n{report}"
+    );
+    verdicts
+}
+
 /// The Prometheus server binary (same package as promtool).
 pub fn prometheus() -> Option<PathBuf> {
     static TOOL: OnceLock<Option<PathBuf>> = OnceLock::new();

@@ -31,6 +31,9 @@ mod dashboard;
 #[path = "it/deploy.rs"]
 mod deploy;
 
+#[path = "it/dialect.rs"]
+mod dialect;
+
 #[path = "it/engine.rs"]
 mod engine;
 

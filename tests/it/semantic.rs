@@ -137,6 +137,15 @@ const ROWS: &[Row] = &[
         "group_left_labels",
         "sum by (namespace, pod) (rate(container_cpu_usage_seconds_total[5m])) * on (namespace, pod) group_left (node) kube_pod_info",
     ),
+    // Names promql-parser reserves and Prometheus does not (the dialect layer's placeholders).
+    row(
+        "keyword_label_names",
+        "sum by (job, anchored) (rate(http_requests_total[5m])) / on (job, smoothed) group_left sum by (job) (up)",
+    ),
+    row(
+        "or_label_name",
+        r#"sum by (job) (rate(http_requests_total{or ="", code="500"}[5m]))"#,
+    ),
     row("bool", "rate(http_requests_total[5m]) > bool 0.5"),
     row("bool_sum", "sum by (instance) (up == bool 1)"),
     // Set operators and fallbacks.

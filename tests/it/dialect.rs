@@ -9,7 +9,6 @@
 //! `--enable-feature` for the rows that need a flag. promfed's own behaviour is asserted
 //! without either tool.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use promfed::engine::promql::{Policy, ScopeOp, Scoper, parse, selectors};
@@ -17,20 +16,16 @@ use promfed::{Config, Engine};
 
 use crate::support::{self, promtool_check_exprs, require};
 
-/// The Prometheus 3 promtool, if the tools cache has one; else a SKIPPED line (it is not
-/// required, as for every check with 3.x).
+/// The Prometheus 3 promtool of the tools cache (`scripts/build-tools.sh`, which `make test`
+/// runs), or a skip (a failure under PROMFED_REQUIRE_TOOLS).
 fn promtool3() -> Option<PathBuf> {
-    let found = support::promtools()
-        .and_then(|tools| tools.into_iter().nth(1))
-        .map(|(_, path)| path);
-    if found.is_none() {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED {}: no Prometheus 3 promtool (scripts/test-deps.sh builds one)",
-            support::current_test()
-        );
+    match support::prometheus3() {
+        Some(server) => Some(server.with_file_name("promtool3")),
+        None => support::skip(
+            &support::current_test(),
+            "promtool3 (scripts/build-tools.sh)",
+        ),
     }
-    found
 }
 
 /// What a Prometheus version does with an expression (`promtool check rules`).

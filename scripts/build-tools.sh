@@ -200,20 +200,31 @@ build_tool() {
     mv "$tmp" "$dir"
 }
 
-# version_line DIR NAME: the first line a built tool prints of its version (proof that it runs).
+# version_line DIR NAME: the first line each binary of a built tool prints of its version
+# (proof that it runs); fails when one does not.
 version_line() {
-    local b=$1/bin
+    local b=$1/bin cmd out line=
+    local -a cmds
     case "$2" in
-        kubernetes) printf '%s; %s' "$("$b/kube-apiserver" --version)" "$("$b/kubectl" version --client 2>&1 | sed -n 1p)" ;;
-        etcd) "$b/etcd" --version | sed -n 1p ;;
-        helm) "$b/helm" version --short ;;
-        helm4) "$b/helm4" version --short ;;
-        kapp) "$b/kapp" version | sed -n 1p ;;
-        ytt) "$b/ytt" version | sed -n 1p ;;
-        prometheus) printf '%s; %s' "$("$b/prometheus3" --version 2>&1 | sed -n 1p)" "$("$b/promtool3" --version 2>&1 | sed -n 1p)" ;;
-        prometheus-operator) printf '%s; %s CRDs' "$("$b/prometheus-operator" --version 2>&1 | sed -n 1p)" "$(find "$1/crds" -name '*.yaml' | wc -l)" ;;
-        cert-manager-crds) printf '%s CRDs' "$(find "$1/crds" -name '*.yaml' | wc -l)" ;;
+        kubernetes) cmds=("kube-apiserver --version" "kubectl version --client") ;;
+        etcd) cmds=("etcd --version") ;;
+        helm) cmds=("helm version --short") ;;
+        helm4) cmds=("helm4 version --short") ;;
+        kapp) cmds=("kapp version") ;;
+        ytt) cmds=("ytt version") ;;
+        prometheus) cmds=("prometheus3 --version" "promtool3 --version") ;;
+        prometheus-operator) cmds=("prometheus-operator --version") ;;
+        *) cmds=() ;;
     esac
+    for cmd in ${cmds[@]+"${cmds[@]}"}; do
+        # shellcheck disable=SC2086 # cmd is a binary and its arguments
+        out=$("$b"/$cmd 2>&1) || return 1
+        line=${line:+$line; }$(sed -n 1p <<<"$out")
+    done
+    if [ -d "$1/crds" ]; then
+        line=${line:+$line; }$(find "$1/crds" -name '*.yaml' | wc -l)" CRDs"
+    fi
+    printf '%s\n' "$line"
 }
 
 built_ok() { # built_ok DIR STAMP
@@ -229,7 +240,7 @@ build_all() {
         say "waiting for another build-tools run (lock $CACHE/.lock) ..."
         flock 9
     fi
-    local name moddir module version dir stamp start start_cpu total_start total_cpu built=0 line
+    local name moddir module version dir stamp start start_cpu total_start total_cpu built=0 line rc
     total_start=$(now)
     cpu_now
     total_cpu=$CPU
@@ -249,9 +260,12 @@ build_all() {
         cpu_now
         start_cpu=$CPU
         say "building $name $shown ($module $version, tests/tools/$moddir) ..."
-        if ! build_tool "$name" "$moddir" "$module" "$version" "$dir"; then
-            die "building $name $shown failed (see above)"
-        fi
+        # In a subshell with errexit on: in `if ! build_tool`, bash would ignore a failed step.
+        set +e
+        (set -e && build_tool "$name" "$moddir" "$module" "$version" "$dir")
+        rc=$?
+        set -e
+        [ "$rc" = 0 ] || die "building $name $shown failed (exit $rc, see above)"
         line=$(version_line "$dir" "$name") || die "$name was built but does not run: $dir"
         echo "$stamp" >"$dir/.stamp"
         cpu_since "$start_cpu"

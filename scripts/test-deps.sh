@@ -8,7 +8,7 @@
 #   Go tools         kube-apiserver, kubectl, etcd, helm 3 and 4, kapp, ytt, Prometheus 3,
 #                    prometheus-operator and CRDs, built from the Go module proxy at the versions
 #                    pinned in tests/tools/ into ~/.cache/promfed-tools (scripts/build-tools.sh;
-#                    about half an hour the first time on 2 cores, a second after that)
+#                    15 to 30 minutes the first time on 2 cores, a second after that)
 #
 # As root (CI, a bare Debian 12 machine) it installs; otherwise it prints the command to run
 # and exits 1 if something is missing.

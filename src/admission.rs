@@ -23,7 +23,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::engine::{Engine, ObjectRef};
+use crate::engine::{Engine, ObjectRef, Work, WorkLimits};
 
 /// The only AdmissionReview version promfed speaks.
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -35,6 +35,16 @@ pub const CACHE_ENTRIES: usize = 256;
 /// megabytes (its patch, base64), and 256 of them must not fill the memory. An answer over a
 /// quarter of this is not remembered at all.
 pub const CACHE_BYTES: usize = 16 * 1024 * 1024;
+/// An answer is at most this many times its request (a real ConfigMap's is 0.6 to 1.6
+/// times: the patch holds the rewritten values, base64; promfed writes YAML flow lists as
+/// block lists, which can make degenerate input three times longer) ...
+pub const ANSWER_FACTOR: usize = 4;
+/// ... plus this (a small review's answer carries the federation jobs and alerts the config
+/// adds) ...
+pub const ANSWER_EXTRA_BYTES: usize = 64 * 1024;
+/// ... and never more than this: the API server's own limit on a request, which the patched
+/// object has to fit in.
+pub const MAX_ANSWER_BYTES: usize = 3 * 1024 * 1024;
 /// Warnings returned to the client; the rest are summarised in one line.
 pub const MAX_WARNINGS: usize = 20;
 /// Key of the audit annotation. The API server prefixes it with the webhook's name, so a webhook
@@ -54,6 +64,8 @@ pub enum Outcome {
     Invalid,
     /// Not promfed's business (other object, DELETE, CONNECT): allowed untouched.
     Passed,
+    /// Not answered for lack of resources: HTTP 429 or 503 with Retry-After.
+    Busy,
 }
 
 impl Outcome {
@@ -64,6 +76,7 @@ impl Outcome {
             Outcome::Denied => "denied",
             Outcome::Invalid => "invalid",
             Outcome::Passed => "passed",
+            Outcome::Busy => "busy",
         }
     }
 }
@@ -145,6 +158,25 @@ impl Reply {
         )
     }
 
+    /// A request body sent in too many pieces (HTTP 413).
+    pub fn too_fragmented(pieces: usize) -> Reply {
+        Reply::client_error(
+            413,
+            format!(
+                "AdmissionReview sent in too many pieces ({pieces} chunks or frames so far; each \
+                 counts {} bytes against the {MAX_BODY_BYTES}-byte limit)",
+                crate::server::FRAME_COST_BYTES
+            ),
+        )
+    }
+
+    /// A request promfed has no room for now (HTTP 429 or 503, sent with Retry-After).
+    pub fn busy(status: u16, message: String) -> Reply {
+        let mut reply = Reply::client_error(status, message);
+        reply.outcome = Outcome::Busy;
+        reply
+    }
+
     /// A request body that did not arrive in time (HTTP 408).
     pub fn body_timeout(after: std::time::Duration) -> Reply {
         Reply::client_error(
@@ -203,6 +235,8 @@ impl Verdict {
 pub struct Head {
     info: ReviewInfo,
     cache: CacheUse,
+    /// Size of the request body: the answer may be at most [`ANSWER_FACTOR`] times it.
+    request_bytes: usize,
 }
 
 /// The engine work a review is waiting for.
@@ -296,10 +330,14 @@ impl Admission {
         if request.uid.is_empty() {
             return Step::Done(Reply::invalid("AdmissionReview request has no uid"));
         }
-        self.begin_request(request)
+        self.begin_request(request, body.len())
     }
 
-    fn begin_request(&self, mut request: AdmissionRequest<DynamicObject>) -> Step {
+    fn begin_request(
+        &self,
+        mut request: AdmissionRequest<DynamicObject>,
+        request_bytes: usize,
+    ) -> Step {
         // The object's fields (data among them) are moved out, not copied: a review may carry
         // megabytes of data.
         let fields = request
@@ -328,6 +366,7 @@ impl Admission {
         let mut head = Head {
             info,
             cache: CacheUse::None,
+            request_bytes,
         };
 
         // Only CREATE and UPDATE of a core/v1 ConfigMap itself can be rewritten.
@@ -384,13 +423,28 @@ impl Admission {
 
     /// Run the engine on a job and remember the verdict. Pure CPU work: call it off the runtime.
     pub fn run(&self, job: Job) -> Arc<Verdict> {
-        let verdict = Arc::new(self.compute(&job));
-        self.cache.insert(job.key, verdict.clone());
+        let mut work = Work::new(WorkLimits::for_data(&job.data));
+        self.run_within(job, &mut work)
+    }
+
+    /// [`Admission::run`] within `work` (the engine's budget, deadline and cancel flag). A
+    /// verdict of a rewrite cut short by the deadline or the cancel flag is not remembered:
+    /// it says nothing about the data.
+    pub fn run_within(&self, job: Job, work: &mut Work) -> Arc<Verdict> {
+        let verdict = Arc::new(self.compute(&job, work));
+        if work.stopped().is_none() {
+            self.cache.insert(job.key, verdict.clone());
+        }
         verdict
     }
 
-    fn compute(&self, job: &Job) -> Verdict {
-        let rewrite = match self.engine.rewrite(&job.data) {
+    /// The work budget for a job's data, without deadline or cancel flag.
+    pub fn work_for(job: &Job) -> Work {
+        Work::new(WorkLimits::for_data(&job.data))
+    }
+
+    fn compute(&self, job: &Job, work: &mut Work) -> Verdict {
+        let rewrite = match self.engine.rewrite_within(&job.data, work) {
             Ok(rewrite) => rewrite,
             Err(e) => {
                 return Verdict::deny(
@@ -492,12 +546,50 @@ impl Head {
         &self.info
     }
 
-    /// Answer with a verdict (from the engine or the cache).
+    /// The largest answer this review may get: [`ANSWER_FACTOR`] times its request plus
+    /// [`ANSWER_EXTRA_BYTES`], and never more than [`MAX_ANSWER_BYTES`].
+    pub fn answer_limit(&self) -> usize {
+        self.request_bytes
+            .saturating_mul(ANSWER_FACTOR)
+            .saturating_add(ANSWER_EXTRA_BYTES)
+            .min(MAX_ANSWER_BYTES)
+    }
+
+    /// Answer with a verdict (from the engine or the cache); an answer over
+    /// [`Head::answer_limit`] becomes a denial that says so.
     pub fn respond(self, verdict: &Verdict) -> Reply {
+        let body = review_json(&self.info.uid, &verdict.members);
+        if body.len() > self.answer_limit() {
+            let denial = Verdict::deny(
+                &format!(
+                    "promfed's answer for ConfigMap {} would be {} bytes, more than it sends for \
+                     a request of {} bytes ({ANSWER_FACTOR} times the request plus {} KiB, at \
+                     most {} MiB): the rewritten ConfigMap is refused",
+                    self.info.target(),
+                    body.len(),
+                    self.request_bytes,
+                    ANSWER_EXTRA_BYTES / 1024,
+                    MAX_ANSWER_BYTES / 1024 / 1024,
+                ),
+                "answer size".into(),
+            );
+            return Reply {
+                body: review_json(&self.info.uid, &denial.members),
+                ..self.reply(&denial)
+            };
+        }
+        Reply {
+            body,
+            ..self.reply(verdict)
+        }
+    }
+
+    /// The reply for a verdict, without its body.
+    fn reply(self, verdict: &Verdict) -> Reply {
         Reply {
             status: 200,
             content_type: "application/json",
-            body: review_json(&self.info.uid, &verdict.members),
+            body: Vec::new(),
             outcome: verdict.outcome,
             patch_bytes: verdict.patch_bytes,
             warnings: verdict.warnings,
@@ -946,6 +1038,34 @@ mod tests {
         cache.insert([9; 32], verdict(100));
         assert_eq!(cache.len(), 4);
         assert!(cache.bytes() <= 10_000);
+    }
+
+    #[test]
+    fn an_answer_over_its_limit_is_a_denial_that_says_so() {
+        let admission = admission();
+        let body = review(
+            "CREATE",
+            "ConfigMap",
+            configmap(json!({"prometheus.yml": "scrape_configs: []\n"})),
+        );
+        let Step::Rewrite(pending) = admission.begin(&body) else {
+            panic!("a matched ConfigMap needs the engine");
+        };
+        let limit = pending.head.answer_limit();
+        assert_eq!(limit, ANSWER_FACTOR * body.len() + ANSWER_EXTRA_BYTES);
+        let mut verdict = Verdict::deny("x", "x".into());
+        verdict.outcome = Outcome::Mutated;
+        verdict.members = format!(r#""allowed":true,"x":"{}""#, "a".repeat(limit));
+        let reply = pending.head.respond(&verdict);
+        assert_eq!(reply.outcome, Outcome::Denied);
+        assert!(reply.body.len() <= limit);
+        let response = &reply.json().unwrap()["response"];
+        assert_eq!(response["allowed"], false);
+        let message = response["status"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("more than it sends for a request of"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub struct Limits {
     pub max_depth: usize,
     /// Most nodes a document may expand to, counting every alias expansion.
     pub max_nodes: usize,
+    /// Most bytes of scalars a document may expand to, counting every alias expansion (an
+    /// alias of a long string costs its length, not one node).
+    pub max_bytes: usize,
 }
 
 impl Default for Limits {
@@ -26,6 +29,7 @@ impl Default for Limits {
         Limits {
             max_depth: 100,
             max_nodes: 1_000_000,
+            max_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -67,6 +71,15 @@ pub struct Node {
 pub struct YamlError {
     pub line: usize,
     pub message: String,
+    /// The document is over [`Limits::max_nodes`] or [`Limits::max_bytes`].
+    pub over_limit: Option<Over>,
+}
+
+/// Which of the [`Limits`] on what a document expands to it went over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Over {
+    Nodes,
+    Bytes,
 }
 
 impl YamlError {
@@ -74,8 +87,24 @@ impl YamlError {
         YamlError {
             line,
             message: message.into(),
+            over_limit: None,
         }
     }
+
+    fn limit(line: usize, over: Over, message: String) -> YamlError {
+        YamlError {
+            over_limit: Some(over),
+            ..YamlError::new(line, message)
+        }
+    }
+}
+
+/// What a parsed document expanded to: the nodes and scalar bytes counted against
+/// [`Limits`], aliases included.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expanded {
+    pub nodes: usize,
+    pub bytes: usize,
 }
 
 /// saphyr's own limit on flow collections (`[[[...`), hit before `Limits::max_depth` when the
@@ -449,10 +478,16 @@ fn check_chars(input: &str) -> Result<(), YamlError> {
 /// (control characters, NEL/LS/PS, `?` or a leading `:` in a plain scalar in a flow collection,
 /// anchor names beyond `[A-Za-z0-9_-]`), and a tag on a collection other than `!!map`/`!!seq`.
 pub fn parse(input: &str, limits: Limits) -> Result<Option<Node>, YamlError> {
+    parse_counted(input, limits).map(|(root, _)| root)
+}
+
+/// [`parse`], and what the document expanded to.
+pub fn parse_counted(input: &str, limits: Limits) -> Result<(Option<Node>, Expanded), YamlError> {
     check_chars(input)?;
     let mut builder = Builder {
         limits,
         nodes: 0,
+        bytes: 0,
         stack: Vec::new(),
         anchors: HashMap::new(),
         finished: Vec::new(),
@@ -505,15 +540,16 @@ pub fn parse(input: &str, limits: Limits) -> Result<Option<Node>, YamlError> {
                     style,
                     tag,
                 };
-                builder.count(1, line)?;
+                let bytes = scalar.value.len();
+                builder.count(1, bytes, line)?;
                 let node = Node {
                     value: Value::Scalar(scalar),
                     line,
                 };
                 if anchor > 0 {
-                    builder.anchor(anchor, &node, 1, 0);
+                    builder.anchor(anchor, &node, 1, 0, bytes);
                 }
-                builder.deliver(node, 1, 0)?;
+                builder.deliver(node, 1, 0, bytes)?;
             }
             Event::SequenceStart(anchor, tag) => {
                 check_collection_tag(tag.as_deref(), "seq", line)?;
@@ -535,10 +571,56 @@ pub fn parse(input: &str, limits: Limits) -> Result<Option<Node>, YamlError> {
             Event::Alias(anchor) => builder.alias(anchor, line)?,
         }
     }
-    Ok(builder.finish().filter(|root| {
+    let expanded = Expanded {
+        nodes: builder.nodes,
+        bytes: builder.bytes,
+    };
+    let root = builder.finish().filter(|root| {
         // `---` alone, like an empty input, is a document without content.
         !matches!(&root.value, Value::Scalar(s) if s.value.is_empty() && s.style == Style::Plain && s.tag.is_none())
-    }))
+    });
+    Ok((root, expanded))
+}
+
+/// Whether the document is a mapping with `key` among its top-level keys, read without
+/// building a tree or expanding aliases: the cheap test for "is this a rule file" before a
+/// data value that merely mentions `groups` is parsed (and its aliases expanded) as one.
+pub fn has_top_level_key(input: &str, key: &str) -> Result<bool, YamlError> {
+    let mut depth = 0usize;
+    // Inside the root mapping: whether the next node at depth 1 is a key.
+    let mut at_key = true;
+    for event in Parser::new_from_str(input) {
+        let (event, _) = event.map_err(|e| scan_error(&e, Limits::default()))?;
+        match event {
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                if depth == 0 && !matches!(event, Event::MappingStart(..)) {
+                    return Ok(false);
+                }
+                depth += 1;
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                depth = depth.saturating_sub(1);
+                match depth {
+                    0 => return Ok(false),
+                    1 => at_key = !at_key,
+                    _ => {}
+                }
+            }
+            Event::Scalar(text, ..) => match depth {
+                0 => return Ok(false),
+                1 if at_key && text == key => return Ok(true),
+                1 => at_key = !at_key,
+                _ => {}
+            },
+            Event::Alias(_) => match depth {
+                0 => return Ok(false),
+                1 => at_key = !at_key,
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    Ok(false)
 }
 
 /// A tag as it would be written: `!!str`, `!foo`, `!`, or verbatim `!<...>`.
@@ -598,6 +680,8 @@ struct Anchored {
     size: usize,
     /// Collections on the deepest path (0 for a scalar).
     height: usize,
+    /// Bytes of the scalars in the subtree.
+    bytes: usize,
 }
 
 enum FrameValue {
@@ -618,6 +702,7 @@ struct Frame {
     line: usize,
     size: usize,
     height: usize,
+    bytes: usize,
     /// A flow collection (`[...]`, `{...}`) or inside one.
     flow: bool,
 }
@@ -746,6 +831,8 @@ const SCAN_KEYS: usize = 16;
 struct Builder {
     limits: Limits,
     nodes: usize,
+    /// Bytes of scalars, aliases counted by what they expand to.
+    bytes: usize,
     stack: Vec<Frame>,
     anchors: HashMap<usize, Anchored>,
     /// Anchor ids in the order their nodes were finished: an anchored node's aliases only
@@ -788,14 +875,27 @@ fn expand(node: &mut Node, anchors: &HashMap<usize, Anchored>) {
 }
 
 impl Builder {
-    fn count(&mut self, nodes: usize, line: usize) -> Result<(), YamlError> {
+    fn count(&mut self, nodes: usize, bytes: usize, line: usize) -> Result<(), YamlError> {
         self.nodes = self.nodes.saturating_add(nodes);
+        self.bytes = self.bytes.saturating_add(bytes);
         if self.nodes > self.limits.max_nodes {
-            return Err(YamlError::new(
+            return Err(YamlError::limit(
                 line,
+                Over::Nodes,
                 format!(
                     "document expands to more than {} nodes (alias bomb?)",
                     self.limits.max_nodes
+                ),
+            ));
+        }
+        if self.bytes > self.limits.max_bytes {
+            return Err(YamlError::limit(
+                line,
+                Over::Bytes,
+                format!(
+                    "document expands to more than {} bytes of scalars (aliases counted by \
+                     what they expand to)",
+                    self.limits.max_bytes
                 ),
             ));
         }
@@ -823,7 +923,7 @@ impl Builder {
         if self.stack.len() >= self.limits.max_depth {
             return Err(self.too_deep(line));
         }
-        self.count(1, line)?;
+        self.count(1, 0, line)?;
         let flow = flow || self.in_flow();
         self.stack.push(Frame {
             value,
@@ -831,6 +931,7 @@ impl Builder {
             line,
             size: 1,
             height: 1,
+            bytes: 0,
             flow,
         });
         Ok(())
@@ -850,16 +951,17 @@ impl Builder {
             line: frame.line,
         };
         if frame.anchor > 0 {
-            self.anchor(frame.anchor, &node, frame.size, frame.height);
+            self.anchor(frame.anchor, &node, frame.size, frame.height, frame.bytes);
         }
-        self.deliver(node, frame.size, frame.height)
+        self.deliver(node, frame.size, frame.height, frame.bytes)
     }
 
-    fn anchor(&mut self, id: usize, node: &Node, size: usize, height: usize) {
+    fn anchor(&mut self, id: usize, node: &Node, size: usize, height: usize, bytes: usize) {
         let anchored = Anchored {
             node: node.clone(),
             size,
             height,
+            bytes,
         };
         self.anchors.insert(id, anchored);
         self.finished.push(id);
@@ -872,11 +974,11 @@ impl Builder {
                 "alias to a node that contains it (recursive alias)",
             ));
         };
-        let (size, height) = (anchored.size, anchored.height);
+        let (size, height, bytes) = (anchored.size, anchored.height, anchored.bytes);
         if self.stack.len() + height > self.limits.max_depth {
             return Err(self.too_deep(line));
         }
-        self.count(size, line)?;
+        self.count(size, bytes, line)?;
         let node = if height == 0 {
             // A scalar: as cheap to copy as to stand in for.
             let mut node = self.anchors[&anchor].node.clone();
@@ -893,7 +995,7 @@ impl Builder {
                 line,
             }
         };
-        self.deliver(node, size, height)
+        self.deliver(node, size, height, bytes)
     }
 
     /// The document's root, its aliases expanded.
@@ -911,12 +1013,19 @@ impl Builder {
     }
 
     /// Put a finished node into its parent (or make it the root).
-    fn deliver(&mut self, node: Node, size: usize, height: usize) -> Result<(), YamlError> {
+    fn deliver(
+        &mut self,
+        node: Node,
+        size: usize,
+        height: usize,
+        bytes: usize,
+    ) -> Result<(), YamlError> {
         let Some(frame) = self.stack.last_mut() else {
             self.root = Some(node);
             return Ok(());
         };
         frame.size += size;
+        frame.bytes += bytes;
         frame.height = frame.height.max(height + 1);
         match &mut frame.value {
             FrameValue::Seq(items) => items.push(node),
@@ -2127,6 +2236,42 @@ groups:
             doc.push_str(&format!("l{level}: &l{level} [{refs}]\n"));
         }
         doc
+    }
+
+    #[test]
+    fn an_alias_of_a_long_string_counts_its_length() {
+        let long = "x".repeat(1000);
+        let doc = format!("a: &a {long}\nb: [{}]\n", vec!["*a"; 100].join(", "));
+        let small = Limits {
+            max_bytes: 50_000,
+            ..Limits::default()
+        };
+        let err = parse(&doc, small).unwrap_err();
+        assert_eq!(err.over_limit, Some(Over::Bytes), "{err}");
+        let (_, expanded) = parse_counted(&doc, Limits::default()).unwrap();
+        // The two keys, the string, and a hundred copies of it.
+        assert_eq!(expanded.bytes, 2 + 101 * 1000);
+        assert_eq!(expanded.nodes, 1 + 2 + 1 + 1 + 100);
+    }
+
+    #[test]
+    fn top_level_keys_are_found_without_expanding_aliases() {
+        for (doc, found) in [
+            ("groups: []\n", true),
+            ("a: {groups: 1}\ngroups: x\n", true),
+            ("? [a]\n: x\ngroups: y\n", true),
+            ("a: {groups: 1}\nb: [groups]\n", false),
+            ("a: groups\n", false),
+            ("? [groups]\n: x\n", false),
+            ("- groups\n", false),
+            ("groups\n", false),
+            ("", false),
+        ] {
+            assert_eq!(has_top_level_key(doc, "groups"), Ok(found), "{doc:?}");
+        }
+        let bomb = format!("{}groups: []\n", alias_bomb(9, 10));
+        assert_eq!(has_top_level_key(&bomb, "groups"), Ok(true));
+        assert!(has_top_level_key("a: [unclosed\n", "groups").is_err());
     }
 
     #[test]

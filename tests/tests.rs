@@ -19,6 +19,9 @@ mod support;
 #[path = "it/apiserver.rs"]
 mod apiserver;
 
+#[path = "it/attacks.rs"]
+mod attacks;
+
 #[path = "it/cli.rs"]
 mod cli;
 

@@ -7,14 +7,16 @@ pub mod position;
 pub mod promql;
 pub mod rules;
 pub mod scrape;
+pub mod work;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::config::{Config, ConfigError};
-use crate::yaml::{self, Limits};
+use crate::yaml;
 use federation::Federation;
 use promql::{ScopeOp, Scoper};
+pub use work::{Work, WorkLimits};
 
 /// The identity of a Kubernetes object, as much as matching needs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -105,13 +107,10 @@ impl Rewrite {
     }
 }
 
-/// Limits for a ConfigMap's data values. A real 1 MiB ConfigMap (every corpus rule) is about
-/// 24,000 nodes; 250,000 keeps the worst case (an alias expansion at the limit) within the
-/// pod's memory limit.
-const DATA_LIMITS: Limits = Limits {
-    max_depth: 100,
-    max_nodes: 250_000,
-};
+/// Nesting of a ConfigMap's data values. The nodes and bytes they may expand to are the
+/// review's [`Work`] budget, shared by all data keys (a real 1 MiB ConfigMap is about 24,000
+/// nodes; 250,000 keep the worst case within the pod's memory limit).
+const DATA_DEPTH: usize = 100;
 
 /// A validated config, ready to rewrite any number of ConfigMaps.
 #[derive(Debug, Clone)]
@@ -169,8 +168,18 @@ impl Engine {
     }
 
     /// Rewrite the data of a matched ConfigMap. Keys and their order are kept; a key is
-    /// added only for the federation alerts when it does not exist yet.
+    /// added only for the federation alerts when it does not exist yet. Within the default
+    /// [`WorkLimits`] for the data, without a deadline.
     pub fn rewrite(&self, data: &[(String, String)]) -> Result<Rewrite, Error> {
+        self.rewrite_within(data, &mut Work::new(WorkLimits::for_data(data)))
+    }
+
+    /// [`Engine::rewrite`] within `work`'s budget, deadline and cancel flag.
+    pub fn rewrite_within(
+        &self,
+        data: &[(String, String)],
+        work: &mut Work,
+    ) -> Result<Rewrite, Error> {
         let mut out = Rewrite {
             data: data.to_vec(),
             warnings: Vec::new(),
@@ -192,26 +201,40 @@ impl Engine {
             if !(is_config || listed_rules || auto_rules || is_alerts_key) {
                 continue;
             }
-            let parsed = yaml::parse(value, DATA_LIMITS).map_err(|e| Error {
-                location: Location {
-                    key: key.clone(),
-                    line: Some(e.line).filter(|l| *l > 0),
-                    ..Location::default()
-                },
-                reason: format!("not valid YAML: {}", e.message),
-            });
+            let at_key = |line: Option<usize>| Location {
+                key: key.clone(),
+                line,
+                ..Location::default()
+            };
+            work.check().map_err(|reason| Error {
+                location: at_key(None),
+                reason,
+            })?;
+            // A key that only mentions "groups" is a rule file only if `groups` is one of its
+            // top-level keys: anything else is left alone without being expanded.
+            let only_auto = auto_rules && !is_config && !listed_rules && !is_alerts_key;
+            if only_auto && !yaml::has_top_level_key(value, "groups").unwrap_or(true) {
+                continue;
+            }
+            let parsed = match yaml::parse_counted(value, work.yaml_limits(DATA_DEPTH)) {
+                Ok((root, expanded)) => {
+                    work.spend_yaml(expanded);
+                    Ok(root)
+                }
+                Err(e) => Err(Error {
+                    location: at_key(Some(e.line).filter(|l| *l > 0)),
+                    reason: match e.over_limit {
+                        Some(over) => work.yaml_over(over),
+                        None => format!("not valid YAML: {}", e.message),
+                    },
+                }),
+            };
             let mut root = match parsed {
                 Ok(Some(root)) => root,
                 Ok(None) => yaml::Node::from_json(&serde_json::Value::Null),
                 // A key that merely mentions "groups" need not be YAML, unless its name says
                 // it is one (a broken rule file must not slip through unnoticed).
-                Err(_)
-                    if auto_rules
-                        && !is_config
-                        && !listed_rules
-                        && !is_alerts_key
-                        && !looks_like_yaml_file(key) =>
-                {
+                Err(_) if only_auto && !looks_like_yaml_file(key) => {
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -235,6 +258,7 @@ impl Engine {
                     &self.scoper,
                     owned_group,
                     &mut memo,
+                    work,
                     &mut out.stats,
                     &mut out.warnings,
                 )?;
@@ -250,6 +274,10 @@ impl Engine {
             }
             if changed {
                 *value = yaml::emit(&root);
+                work.spend_output(value.len()).map_err(|reason| Error {
+                    location: at_key(None),
+                    reason,
+                })?;
             }
         }
 

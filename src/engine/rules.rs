@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::promql::{ScopeError, Scoped, Scoper};
-use super::{Error, Location, Stats, Warning};
+use super::{Error, Location, Stats, Warning, Work};
 use crate::config::{AlertingMode, Config};
 use crate::yaml::Node;
 
@@ -24,6 +24,7 @@ pub fn rewrite(
     scoper: &Scoper,
     owned_group: Option<&str>,
     memo: &mut Memo,
+    work: &mut Work,
     stats: &mut Stats,
     warnings: &mut Vec<Warning>,
 ) -> Result<bool, Error> {
@@ -110,6 +111,10 @@ pub fn rewrite(
                 }
             };
             let item = Some(format!("{kind} {rule_name:?}"));
+            work.check().map_err(|reason| Error {
+                location: at(Some(&name), item.clone(), line),
+                reason,
+            })?;
             if config
                 .rules
                 .exclude
@@ -139,10 +144,19 @@ pub fn rewrite(
             };
             let mut rule_changed = false;
             if scope {
-                let result = memo
-                    .entry(expr.clone())
-                    .or_insert_with(|| scoper.scope(&expr))
-                    .clone();
+                let result = match memo.get(&expr) {
+                    Some(result) => result.clone(),
+                    None => {
+                        // Each distinct expression is scoped once and counted once.
+                        work.spend_promql(&expr).map_err(|reason| Error {
+                            location: at(Some(&name), item.clone(), expr_line),
+                            reason,
+                        })?;
+                        let result = scoper.scope(&expr);
+                        memo.insert(expr.clone(), result.clone());
+                        result
+                    }
+                };
                 let scoped = result.map_err(|e| Error {
                     location: at(Some(&name), item.clone(), expr_line),
                     reason: e.to_string(),
@@ -155,6 +169,11 @@ pub fn rewrite(
                         ),
                     });
                 }
+                work.spend_rewritten(scoped.text.len())
+                    .map_err(|reason| Error {
+                        location: at(Some(&name), item.clone(), expr_line),
+                        reason,
+                    })?;
                 if scoped.text != expr {
                     stats.selectors_scoped += scoped.scoped;
                     rule.insert("expr", Node::string(scoped.text));

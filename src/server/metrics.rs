@@ -9,6 +9,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::admission::{CacheUse, Outcome};
+use crate::engine::work::Stopped;
 
 /// `outcome` label of `promfed_reviews_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -24,6 +25,7 @@ pub enum OutcomeLabel {
     denied,
     invalid,
     passed,
+    busy,
 }
 
 impl From<Outcome> for OutcomeLabel {
@@ -34,6 +36,7 @@ impl From<Outcome> for OutcomeLabel {
             Outcome::Denied => OutcomeLabel::denied,
             Outcome::Invalid => OutcomeLabel::invalid,
             Outcome::Passed => OutcomeLabel::passed,
+            Outcome::Busy => OutcomeLabel::busy,
         }
     }
 }
@@ -53,6 +56,25 @@ pub enum ResultLabel {
     miss,
 }
 
+/// `reason` label of `promfed_engine_stopped_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+/// `listener` label of the connection metrics (`https`, `metrics`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: &'static str,
+}
+
+/// `listener` and `reason` labels of `promfed_connections_closed_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClosedLabels {
+    pub listener: &'static str,
+    pub reason: &'static str,
+}
+
 /// Every metric the server exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -66,6 +88,10 @@ pub struct Metrics {
     pub config_generation: Gauge,
     pub certificate_reloads: Family<ResultLabels, Counter>,
     pub certificate_expiry: Gauge,
+    pub client_ca_reloads: Family<ResultLabels, Counter>,
+    pub engine_stopped: Family<ReasonLabels, Counter>,
+    pub connections: Family<ListenerLabels, Gauge>,
+    pub connections_closed: Family<ClosedLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -80,7 +106,7 @@ impl Metrics {
         let reviews = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "reviews",
-            "AdmissionReviews answered, by outcome (mutated, unchanged, denied, invalid, passed)",
+            "AdmissionReviews answered, by outcome (mutated, unchanged, denied, invalid, passed, busy)",
             reviews.clone(),
         );
         // 100 µs .. ~3.3 s
@@ -133,6 +159,38 @@ impl Metrics {
             "notAfter of the serving certificate in use, as a Unix timestamp",
             certificate_expiry.clone(),
         );
+        let client_ca_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "client_ca_reloads",
+            "Client CA file reloads after a change, by result; a failed one keeps the current CA",
+            client_ca_reloads.clone(),
+        );
+        let engine_stopped = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "engine_stopped",
+            "Engine runs stopped before their end or not started, by reason (deadline: the \
+             review's time limit passed; cancelled: its client was gone; expired: it waited too \
+             long for an engine thread)",
+            engine_stopped.clone(),
+        );
+        for reason in ["deadline", "cancelled", "expired"] {
+            let _ = engine_stopped.get_or_create(&ReasonLabels { reason });
+        }
+        let connections = Family::<ListenerLabels, Gauge>::default();
+        registry.register(
+            "connections",
+            "Connections open, by listener (https, metrics)",
+            connections.clone(),
+        );
+        let connections_closed = Family::<ClosedLabels, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Connections promfed closed or refused, by listener and reason (refused: over a cap \
+             with every connection busy; evicted: idle, closed to make room; no_request: no \
+             request in time; idle: nothing in flight for too long; send_timeout: an answer \
+             not taken in time)",
+            connections_closed.clone(),
+        );
         registry.register(
             "build",
             "promfed version",
@@ -145,6 +203,7 @@ impl Metrics {
             OutcomeLabel::denied,
             OutcomeLabel::invalid,
             OutcomeLabel::passed,
+            OutcomeLabel::busy,
         ] {
             let _ = reviews.get_or_create(&OutcomeLabels { outcome });
         }
@@ -154,6 +213,13 @@ impl Metrics {
         for result in [ResultLabel::success, ResultLabel::failure] {
             let _ = config_reloads.get_or_create(&ResultLabels { result });
             let _ = certificate_reloads.get_or_create(&ResultLabels { result });
+            let _ = client_ca_reloads.get_or_create(&ResultLabels { result });
+        }
+        for listener in ["https", "metrics"] {
+            let _ = connections.get_or_create(&ListenerLabels { listener });
+            for reason in ["refused", "evicted", "no_request", "idle", "send_timeout"] {
+                let _ = connections_closed.get_or_create(&ClosedLabels { listener, reason });
+            }
         }
         Metrics {
             registry,
@@ -166,7 +232,33 @@ impl Metrics {
             config_generation,
             certificate_reloads,
             certificate_expiry,
+            client_ca_reloads,
+            engine_stopped,
+            connections,
+            connections_closed,
         }
+    }
+
+    pub fn engine_stopped(&self, stopped: Stopped) {
+        let reason = match stopped {
+            Stopped::Deadline => "deadline",
+            Stopped::Cancelled => "cancelled",
+        };
+        self.engine_stopped
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn connections_open(&self, listener: &'static str, open: usize) {
+        self.connections
+            .get_or_create(&ListenerLabels { listener })
+            .set(open as i64);
+    }
+
+    pub fn connection_closed(&self, listener: &'static str, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ClosedLabels { listener, reason })
+            .inc();
     }
 
     /// Count one answered review.
@@ -192,6 +284,10 @@ impl Metrics {
 
     pub fn config_reload(&self, ok: bool) {
         self.config_reloads.get_or_create(&result(ok)).inc();
+    }
+
+    pub fn client_ca_reload(&self, ok: bool) {
+        self.client_ca_reloads.get_or_create(&result(ok)).inc();
     }
 
     pub fn certificate_reload(&self, ok: bool) {

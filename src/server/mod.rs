@@ -7,13 +7,14 @@
 //! `reload.rs` swaps when the files change; `metrics.rs` counts; `dev.rs` makes `--dev` work
 //! without any file.
 
+pub mod budget;
+pub mod conn;
 pub mod dev;
 pub mod metrics;
 pub mod reload;
 pub mod tls;
 pub mod workers;
 
-use std::future::IntoFuture as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -24,19 +25,24 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http_body_util::{BodyExt as _, LengthLimitError, Limited};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use http_body_util::{BodyExt as _, Full};
+use tokio::sync::watch;
 
-use crate::admission::{Admission, CacheUse, Head, MAX_BODY_BYTES, Pending, Reply, Step, Verdict};
+use crate::admission::{
+    Admission, CacheUse, Head, MAX_BODY_BYTES, Outcome, Pending, Reply, Step, Verdict,
+};
+use crate::engine::Work;
+use budget::{BodyBudget, Reservation, Short};
+use conn::ConnInfo;
 use metrics::Metrics;
 use reload::Watched;
 use tls::{CertResolver, ServingCert};
-use workers::Workers;
+use workers::{Lane, NotRun, Workers};
 
 /// Flags of `promfed serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -75,6 +81,43 @@ pub struct ServeArgs {
     /// How long a client may take to send a request body.
     #[arg(long, hide = true, default_value_t = 30_000, value_name = "MS")]
     pub body_timeout_ms: u64,
+    /// How long after its request started a review must be answered.
+    #[arg(long, hide = true, default_value_t = REVIEW_DEADLINE.as_millis() as u64, value_name = "MS")]
+    pub review_deadline_ms: u64,
+    /// HTTPS connections open at once (docs/operations.md, "Connections").
+    #[arg(long, hide = true, default_value_t = conn::HTTPS_LIMITS.max)]
+    pub max_connections: usize,
+    /// HTTPS connections open at once from one client address.
+    #[arg(long, hide = true, default_value_t = conn::HTTPS_LIMITS.per_address)]
+    pub max_connections_per_address: usize,
+    /// From accept to the first request's headers, TLS handshake included (both listeners).
+    #[arg(long, hide = true, default_value_t = conn::HTTPS_LIMITS.first_request.as_millis() as u64, value_name = "MS")]
+    pub first_request_timeout_ms: u64,
+    /// A connection with nothing in flight for this long is closed (both listeners).
+    #[arg(long, hide = true, default_value_t = conn::HTTPS_LIMITS.idle.as_millis() as u64, value_name = "MS")]
+    pub idle_timeout_ms: u64,
+    /// An answer the client has not taken after this long closes its connection.
+    #[arg(long, hide = true, default_value_t = conn::HTTPS_LIMITS.send.as_millis() as u64, value_name = "MS")]
+    pub send_timeout_ms: u64,
+}
+
+impl ServeArgs {
+    /// The HTTPS and metrics listeners' limits, with the hidden flags applied.
+    fn conn_limits(&self) -> (conn::ConnLimits, conn::ConnLimits) {
+        let ms = |ms: u64| Duration::from_millis(ms.max(1));
+        let timers = |limits: conn::ConnLimits| conn::ConnLimits {
+            first_request: ms(self.first_request_timeout_ms),
+            idle: ms(self.idle_timeout_ms),
+            send: ms(self.send_timeout_ms),
+            ..limits
+        };
+        let https = conn::ConnLimits {
+            max: self.max_connections.max(1),
+            per_address: self.max_connections_per_address.max(1),
+            ..timers(conn::HTTPS_LIMITS)
+        };
+        (https, timers(conn::METRICS_LIMITS))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -87,16 +130,27 @@ const HTTPS_PORT: u16 = 8443;
 const METRICS_PORT: u16 = 9102;
 /// Bodies above this are parsed on a blocking thread too: parsing 3 MiB takes milliseconds.
 const INLINE_PARSE_BYTES: usize = 256 * 1024;
-/// Request bytes being read or reviewed at once, all requests together. A review costs a few
-/// times its size while it is parsed and rewritten, so this bounds the process's memory: 24
-/// concurrent 2 MiB reviews reached 156 MiB without it (the Deployment's limit is 128 MiB).
-/// Requests beyond it wait for their turn before their body is read. Real reviews are far
-/// smaller (a ConfigMap is at most 1 MiB; the TKG one is 30 kB) and rarely wait.
-pub const BODY_BUDGET_BYTES: usize = 8 * 1024 * 1024;
+pub use budget::BODY_BUDGET_BYTES;
+/// Each chunk (HTTP/1) or DATA frame (HTTP/2) of a body counts this many bytes against the
+/// body limit besides its data, and a body may spend [`FRAMING_ALLOWANCE_BYTES`] on them: a
+/// 3 MiB body arrives in up to 768 pieces, a body sent a byte per chunk is refused early.
+/// (Every piece costs a wake-up and a copy: a body of one-byte chunks cost 3 million.)
+pub const FRAME_COST_BYTES: usize = 64;
+pub const FRAMING_ALLOWANCE_BYTES: usize = MAX_BODY_BYTES / FRAME_COST_BYTES;
 /// How long a client may take to send a request body (the API server waits at most 30 s
-/// for a webhook, `timeoutSeconds`): a client trickling its body cannot hold its share of
-/// [`BODY_BUDGET_BYTES`] for longer. `--body-timeout-ms` (hidden, for tests) changes it.
+/// for a webhook, `timeoutSeconds`), waiting for budget included: a client trickling its
+/// body cannot hold its share of [`BODY_BUDGET_BYTES`] for longer. `--body-timeout-ms` (hidden, for tests) changes it.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long after its request started a review must be answered: below the webhook's
+/// `timeoutSeconds` (5 s in deploy/base), after which the API server has given up. The wait
+/// for budget and for an engine thread count, and the engine stops at its next check (a
+/// data key, a rule) once it passes, with a denial that says so. `--review-deadline-ms`
+/// (hidden, for tests) changes it.
+pub const REVIEW_DEADLINE: Duration = Duration::from_secs(4);
+
+/// Every engine thread busy and a job waiting longer than this: `/readyz` fails.
+pub const SATURATED_WAIT: Duration = Duration::from_secs(1);
 
 /// What the handlers share: the current config (engine + cache), metrics, readiness.
 #[derive(Clone, Debug)]
@@ -110,11 +164,13 @@ struct Shared {
     /// One thread per core runs the engine and parses large bodies; further work queues
     /// there. Cache hits of small bodies are answered without it.
     workers: Workers,
-    /// [`BODY_BUDGET_BYTES`] in KiB: a request holds as many permits as its body has KiB
-    /// (the whole [`MAX_BODY_BYTES`] when it does not say) until it is answered.
-    body_budget: Arc<Semaphore>,
+    /// [`BODY_BUDGET_BYTES`]: a request holds what its body has sent until its answer is
+    /// sent (budget.rs).
+    body_budget: Arc<BodyBudget>,
     /// [`BODY_TIMEOUT`] unless set otherwise, in milliseconds.
     body_timeout_ms: AtomicU64,
+    /// [`REVIEW_DEADLINE`] unless set otherwise, in milliseconds.
+    review_deadline_ms: AtomicU64,
 }
 
 impl AppState {
@@ -123,13 +179,26 @@ impl AppState {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let metrics = Metrics::new();
         metrics.config_generation.set(admission.generation() as i64);
+        let stopped = metrics.engine_stopped.clone();
+        // One thread more than the cores: the one an address keeping the others busy leaves
+        // to everyone else (workers.rs).
+        let workers = Workers::with_skip_hook(cores + 1, move |why| {
+            let reason = match why {
+                NotRun::Cancelled => "cancelled",
+                _ => "expired",
+            };
+            stopped
+                .get_or_create(&metrics::ReasonLabels { reason })
+                .inc();
+        });
         AppState(Arc::new(Shared {
             admission: ArcSwap::from_pointee(admission),
             metrics,
             ready: AtomicBool::new(false),
-            workers: Workers::new(cores),
-            body_budget: Arc::new(Semaphore::new(BODY_BUDGET_BYTES / 1024)),
+            workers,
+            body_budget: Arc::new(BodyBudget::new()),
             body_timeout_ms: AtomicU64::new(BODY_TIMEOUT.as_millis() as u64),
+            review_deadline_ms: AtomicU64::new(REVIEW_DEADLINE.as_millis() as u64),
         }))
     }
 
@@ -166,26 +235,65 @@ impl AppState {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.0.ready.load(Ordering::SeqCst)
+        self.unready().is_none()
     }
 
-    /// Answer one request body. `budget` is its share of [`BODY_BUDGET_BYTES`]: the work on
-    /// the worker threads holds it too, so a client that hangs up does not free it while
-    /// its body is still being parsed or rewritten.
-    async fn review(&self, body: Bytes, budget: Option<OwnedSemaphorePermit>) -> Reply {
-        let budget = Arc::new(budget);
+    /// Why promfed cannot take reviews now, if it cannot: shutting down, the body budget in
+    /// use with requests waiting for it, or every engine thread busy with jobs waiting
+    /// longer than [`SATURATED_WAIT`]. `/readyz` fails then, so that Kubernetes routes to
+    /// the other replica (`failureThreshold` 2: for 10 s).
+    pub fn unready(&self) -> Option<String> {
+        if !self.0.ready.load(Ordering::SeqCst) {
+            return Some("starting or shutting down".into());
+        }
+        let waiting = self.0.body_budget.waiting_for_total();
+        if waiting > 0 {
+            return Some(format!(
+                "the request-body budget ({} KiB) is in use and {waiting} requests wait for it",
+                BODY_BUDGET_BYTES / 1024
+            ));
+        }
+        let load = self.0.workers.load();
+        if load.running >= load.threads && load.oldest_wait > SATURATED_WAIT {
+            return Some(format!(
+                "all {} engine threads are busy and {} reviews wait, one for {:.1} s",
+                load.threads,
+                load.queued,
+                load.oldest_wait.as_secs_f64()
+            ));
+        }
+        None
+    }
+
+    /// Answer one request body that arrived for a request started at `started` from
+    /// `lane` (the client's address). `budget` is its share of [`BODY_BUDGET_BYTES`]: the
+    /// work on the worker threads holds it too, so a client that hangs up does not free it
+    /// while its body is still being parsed or rewritten. When this future is dropped (the
+    /// client is gone), queued work is not started and the engine stops at its next check.
+    async fn review(
+        &self,
+        body: Bytes,
+        budget: Arc<Reservation>,
+        lane: Lane,
+        started: Instant,
+    ) -> Reply {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let _cancel = CancelOnDrop(cancel.clone());
+        let limit = self.review_deadline();
+        let deadline = started + limit;
         let admission = self.admission();
         let step = if body.len() > INLINE_PARSE_BYTES {
             let (admission, budget) = (admission.clone(), budget.clone());
-            let parsed = self.0.workers.run(move || {
-                let _budget = budget;
-                admission.begin(&body)
-            });
+            let parsed =
+                self.0
+                    .workers
+                    .run(lane, Some(deadline), Some(cancel.clone()), move || {
+                        let _budget = budget;
+                        admission.begin(&body)
+                    });
             match parsed.await {
-                Some(step) => step,
-                None => {
-                    return Reply::internal("promfed internal error while reading the review");
-                }
+                Ok(step) => step,
+                Err(not_run) => return self.not_run(not_run, "read"),
             }
         } else {
             admission.begin(&body)
@@ -194,29 +302,60 @@ impl AppState {
             Step::Done(reply) => return reply,
             Step::Rewrite(pending) => pending,
         };
-        let uid = pending.head.info().uid.clone();
-        let answer = self.0.workers.run(move || {
-            let _budget = budget;
-            finish(&admission, pending)
-        });
-        // finish() catches panics: no answer means the workers are gone (shutting down).
-        answer.await.unwrap_or_else(|| {
-            Reply::internal(format!(
-                "promfed could not answer review {uid}: shutting down"
-            ))
-        })
+        let state = self.clone();
+        let answer = self
+            .0
+            .workers
+            .run(lane, Some(deadline), Some(cancel.clone()), move || {
+                let _budget = budget;
+                let work = Admission::work_for(&pending.job)
+                    .with_deadline(deadline, limit)
+                    .with_cancel(cancel);
+                finish(&admission, pending, work, state.metrics())
+            });
+        // finish() catches panics: Lost means the workers are gone (shutting down).
+        answer
+            .await
+            .unwrap_or_else(|not_run| self.not_run(not_run, "rewrite"))
     }
 
-    /// Wait until `bytes` more request bytes fit into [`BODY_BUDGET_BYTES`] (the semaphore is
-    /// never closed, so this always gets them).
-    async fn body_permit(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
-        let kib = bytes.min(MAX_BODY_BYTES).div_ceil(1024).max(1) as u32;
+    /// The answer to a review the worker threads did not take.
+    fn not_run(&self, not_run: NotRun, what: &str) -> Reply {
+        let load = self.0.workers.load();
+        match not_run {
+            NotRun::Full => Reply::busy(
+                503,
+                format!(
+                    "promfed is busy: {} reviews wait for its {} engine threads; retry",
+                    load.queued, load.threads
+                ),
+            ),
+            NotRun::Expired => Reply::busy(
+                503,
+                format!(
+                    "promfed is busy: the review could not start within {:.1} s of its \
+                     request; retry",
+                    self.review_deadline().as_secs_f64()
+                ),
+            ),
+            // Nobody reads this answer.
+            NotRun::Cancelled => Reply::busy(503, "the review was cancelled".into()),
+            NotRun::Lost => Reply::internal(format!(
+                "promfed could not {what} the review: shutting down"
+            )),
+        }
+    }
+
+    /// How long after its request started a review must be answered.
+    fn review_deadline(&self) -> Duration {
+        Duration::from_millis(self.0.review_deadline_ms.load(Ordering::Relaxed))
+    }
+
+    /// Set how long after its request started a review must be answered.
+    pub fn set_review_deadline(&self, deadline: Duration) {
         self.0
-            .body_budget
-            .clone()
-            .acquire_many_owned(kib)
-            .await
-            .ok()
+            .review_deadline_ms
+            .store(deadline.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Metrics and the log line of one answered review.
@@ -289,9 +428,22 @@ pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Run the engine for a pending review on this (blocking) thread; a panic becomes a denial.
-fn finish(admission: &Admission, pending: Pending) -> Reply {
+fn finish(admission: &Admission, pending: Pending, mut work: Work, metrics: &Metrics) -> Reply {
     let Pending { head, job } = pending;
-    guarded(head, || admission.run(job))
+    let reply = guarded(head, || admission.run_within(job, &mut work));
+    if let Some(stopped) = work.stopped() {
+        metrics.engine_stopped(stopped);
+    }
+    reply
+}
+
+/// Sets the flag when dropped: the review's future is gone (its client hung up), or done.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 fn guarded(head: Head, run: impl FnOnce() -> Arc<Verdict>) -> Reply {
@@ -319,59 +471,234 @@ pub fn metrics_router(state: AppState) -> Router {
 }
 
 async fn mutate(State(state): State<AppState>, request: Request) -> Response {
+    let started = Instant::now();
+    let version = request.version();
+    let conn = request.extensions().get::<Arc<ConnInfo>>().cloned();
     // The duration is the review's: from the body being read to the answer being ready.
-    let (reply, elapsed) = match read_body(&state, request).await {
-        Ok((body, budget)) => {
-            let started = Instant::now();
-            let reply = state.review(body, budget).await;
-            (reply, started.elapsed())
-        }
-        Err(refused) => (refused, Duration::ZERO),
-    };
+    let (reply, elapsed, unread, budget, retry) =
+        match read_body(&state, conn.as_deref(), request).await {
+            Ok((body, budget)) => {
+                let budget = Arc::new(budget);
+                let read = Instant::now();
+                let lane = conn.as_ref().map(|c| c.peer);
+                let reply = state.review(body, budget.clone(), lane, started).await;
+                (reply, read.elapsed(), None, Some(budget), false)
+            }
+            Err(refused) => (
+                refused.reply,
+                Duration::ZERO,
+                refused.unread,
+                None,
+                refused.retry,
+            ),
+        };
     state.record(&reply, elapsed);
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST);
-    (
-        status,
-        [(header::CONTENT_TYPE, reply.content_type)],
-        reply.body,
-    )
-        .into_response()
+    let mut response = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, reply.content_type);
+    if retry || reply.outcome == Outcome::Busy {
+        response = response.header(header::RETRY_AFTER, budget::RETRY_AFTER_SECONDS);
+    }
+    if unread.is_some() {
+        // Answered before the body was read: close afterwards, lingering, so that a client
+        // still writing its body can read the answer (conn.rs).
+        if let Some(conn) = &conn {
+            conn.linger_on_close();
+        }
+        if version < axum::http::Version::HTTP_2 {
+            response = response.header(header::CONNECTION, "close");
+        }
+    }
+    // The unread body lives until the answer is sent. Over HTTP/2 the rest of it is then
+    // read and thrown away (bounded like a lingering close): resetting the stream instead
+    // makes some clients (curl 7.88) drop the answer they already have.
+    let unread = unread.map(|body| Unread {
+        body: Some(body),
+        drain: version >= axum::http::Version::HTTP_2,
+    });
+    // The budget too: an answer the client does not take holds it until the connection's
+    // send timer closes the connection.
+    let body = conn::Held::new(Full::new(Bytes::from(reply.body)), (unread, budget));
+    response
+        .body(Body::new(body))
+        .unwrap_or_else(|_| StatusCode::BAD_REQUEST.into_response())
 }
 
-/// Read the body within the memory budget and the body timeout: the body and its share of
-/// the budget, or the answer that refuses it (413, 408, 400).
+/// A request body not read to its end, kept until the answer is sent.
+struct Unread {
+    body: Option<Body>,
+    drain: bool,
+}
+
+impl Drop for Unread {
+    fn drop(&mut self) {
+        let Some(body) = self.body.take() else { return };
+        if !self.drain {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(drain(body));
+        }
+    }
+}
+
+/// Read and throw away what is left of an HTTP/2 request body, within the bounds of a
+/// lingering close.
+async fn drain(mut body: Body) {
+    let started = Instant::now();
+    let mut discarded = 0usize;
+    loop {
+        let wait = conn::LINGER_TIME
+            .saturating_sub(started.elapsed())
+            .min(conn::LINGER_IDLE);
+        if wait.is_zero() || discarded >= conn::LINGER_BYTES {
+            return;
+        }
+        match tokio::time::timeout(wait, body.frame()).await {
+            Ok(Some(Ok(frame))) => discarded += frame.data_ref().map_or(0, |d| d.len()),
+            _ => return,
+        }
+    }
+}
+
+/// A request refused before its body was read to the end: the answer, the unread body, and
+/// whether the client should retry (429, 503).
+struct Refused {
+    reply: Reply,
+    unread: Option<Body>,
+    retry: bool,
+}
+
+impl From<Reply> for Refused {
+    fn from(reply: Reply) -> Refused {
+        Refused {
+            reply,
+            unread: None,
+            retry: false,
+        }
+    }
+}
+
+impl Refused {
+    fn unread(reply: Reply, body: Body) -> Refused {
+        Refused {
+            reply,
+            unread: Some(body),
+            retry: false,
+        }
+    }
+}
+
+/// Read the body within the budget and the body timeout: the body and its share of the
+/// budget, or the answer that refuses it (413, 408, 400, 429, 503).
 async fn read_body(
     state: &AppState,
+    conn: Option<&ConnInfo>,
     request: Request,
-) -> Result<(Bytes, Option<OwnedSemaphorePermit>), Reply> {
+) -> Result<(Bytes, Reservation), Refused> {
     // A declared length over the limit is refused before the body is read at all.
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let mut body = request.into_body();
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(Reply::too_large());
+        return Err(Refused::unread(Reply::too_large(), body));
     }
-    let expected = declared.map_or(MAX_BODY_BYTES, |n| n as usize);
-    // Held until the answer is ready: the body and everything parsed from it are gone then.
-    let budget = state.body_permit(expected).await;
-    let limited = Limited::new(request.into_body(), MAX_BODY_BYTES);
+    let declared = declared.map(|n| n as usize);
     let timeout = state.body_timeout();
-    match tokio::time::timeout(timeout, limited.collect()).await {
-        Ok(Ok(collected)) => Ok((collected.to_bytes(), budget)),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(Reply::too_large()),
-        Ok(Err(e)) => Err(Reply::invalid(format!(
-            "could not read the request body: {e}"
-        ))),
-        Err(_) => Err(Reply::body_timeout(timeout)),
+    // The body timer covers the wait for budget as well as the body.
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut budget = state
+        .0
+        .body_budget
+        .reserve(conn.map(|c| c.peer), conn.map(|c| c.body_share.clone()));
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut frames = 0usize;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            // A slow client may still be sending: it gets the 408 with a lingering close.
+            Err(_) => return Err(Refused::unread(Reply::body_timeout(timeout), body)),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(Reply::invalid(format!("could not read the request body: {e}")).into());
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        frames += 1;
+        let have = bytes.len() + data.len();
+        if have > MAX_BODY_BYTES {
+            return Err(Refused::unread(Reply::too_large(), body));
+        }
+        if have + frames * FRAME_COST_BYTES > MAX_BODY_BYTES + FRAMING_ALLOWANCE_BYTES {
+            return Err(Refused::unread(Reply::too_fragmented(frames), body));
+        }
+        // What arrived, up to a first step; past it the whole declared length at once, so
+        // that large bodies arriving together never each hold a part and wait for the rest.
+        let want = match declared {
+            _ if have <= budget::STEP_BYTES => have,
+            Some(n) => n.max(have),
+            None => (have + budget::STEP_BYTES).min(MAX_BODY_BYTES),
+        };
+        if let Err(short) = budget.cover(want, deadline).await {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Refused::unread(Reply::body_timeout(timeout), body));
+            }
+            return Err(Refused {
+                reply: busy_reply(short),
+                unread: Some(body),
+                retry: true,
+            });
+        }
+        if bytes.is_empty() {
+            bytes.reserve_exact(declared.unwrap_or(data.len()).min(MAX_BODY_BYTES));
+        }
+        bytes.extend_from_slice(&data);
     }
+    Ok((Bytes::from(bytes), budget))
+}
+
+/// The answer to a request that found no budget: 429 when its own share (connection,
+/// address) is full, 503 when the whole budget is.
+fn busy_reply(short: Short) -> Reply {
+    let (status, message) = match short {
+        Short::Connection => (
+            429,
+            format!(
+                "too many request bytes in flight on this connection (at most {} KiB); retry",
+                budget::CONNECTION_SHARE_BYTES / 1024
+            ),
+        ),
+        Short::Address => (
+            429,
+            format!(
+                "too many request bytes in flight from this address (at most {} KiB); retry",
+                budget::ADDRESS_SHARE_BYTES / 1024
+            ),
+        ),
+        Short::Budget => (
+            503,
+            format!(
+                "promfed is busy: its {} KiB of request bytes are in use; retry",
+                BODY_BUDGET_BYTES / 1024
+            ),
+        ),
+    };
+    Reply::busy(status, message)
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.is_ready() {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    match state.unready() {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
     }
 }
 
@@ -485,6 +812,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("config {}", files.config.display()))?;
     let state = AppState::new(Admission::new(engine, 1));
     state.set_body_timeout(Duration::from_millis(args.body_timeout_ms.max(1)));
+    state.set_review_deadline(Duration::from_millis(args.review_deadline_ms.max(1)));
 
     let cert_pem = read(&files.cert, "certificate").await?;
     let key_pem = read(&files.key, "private key").await?;
@@ -501,8 +829,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(path) => Some(read(path, "client CA").await?),
         None => None,
     };
-    let tls_config =
-        tls::server_config(resolver.clone(), client_ca.as_deref()).context("TLS configuration")?;
+    let tls_config = Arc::new(ArcSwap::from_pointee(
+        tls::server_config(resolver.clone(), client_ca.as_deref()).context("TLS configuration")?,
+    ));
+    // Verifying client certificates costs CPU: those handshakes run on a runtime of their own.
+    let handshakes = match &client_ca {
+        Some(_) => Some(tls::HandshakeRuntime::start()?),
+        None => None,
+    };
 
     let https = tokio::net::TcpListener::bind(https_addr)
         .await
@@ -521,6 +855,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         every,
         stopping.clone(),
     ));
+    if let (Some(path), Some(pem)) = (&args.client_ca_file, client_ca) {
+        tokio::spawn(reload::watch_client_ca(
+            state.clone(),
+            tls_config.clone(),
+            resolver.clone(),
+            Watched::new(vec![path.clone()], &[pem]),
+            every,
+            stopping.clone(),
+        ));
+    }
     tokio::spawn(reload::watch_certificate(
         state.clone(),
         resolver,
@@ -533,22 +877,27 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ));
 
     let grace = Duration::from_millis(args.shutdown_grace_ms);
-    let https_task = tokio::spawn(tls::serve(
+    let (https_limits, metrics_limits) = args.conn_limits();
+    let https_task = tokio::spawn(conn::serve(
         https,
-        Arc::new(tls_config),
+        conn::Tracker::new("https", https_limits, state.clone()),
+        tls::Tls {
+            config: tls_config,
+            handshakes: handshakes.as_ref().and_then(tls::HandshakeRuntime::handle),
+        },
         router(state.clone()),
         stopping.clone(),
         grace,
     ));
     let (metrics_stop, metrics_stopping) = watch::channel(false);
-    let metrics_task = tokio::spawn(
-        axum::serve(metrics, metrics_router(state.clone()))
-            .with_graceful_shutdown(async move {
-                let mut stopping = metrics_stopping;
-                stopped(&mut stopping).await;
-            })
-            .into_future(),
-    );
+    let metrics_task = tokio::spawn(conn::serve(
+        metrics,
+        conn::Tracker::new("metrics", metrics_limits, state.clone()),
+        conn::Plain,
+        metrics_router(state.clone()),
+        metrics_stopping,
+        grace,
+    ));
     state.set_ready(true);
     tracing::info!(
         https_addr = %https_addr,
@@ -570,10 +919,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     state.set_ready(false);
     let _ = stop.send(true);
-    let _ = https_task.await;
+    match https_task.await {
+        Ok(true) => tracing::info!("HTTPS connections drained"),
+        _ => tracing::warn!(
+            grace_seconds = grace.as_secs_f64(),
+            "connections still open after the grace period; closing them"
+        ),
+    }
     let _ = metrics_stop.send(true);
     let _ = metrics_task.await;
     tracing::info!("stopped");
+    drop(handshakes);
     drop(dev);
     Ok(())
 }

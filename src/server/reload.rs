@@ -13,7 +13,10 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use super::tls::{CertResolver, ServingCert};
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+
+use super::tls::{CertResolver, ServingCert, server_config};
 use super::{AppState, printable};
 use crate::Engine;
 use crate::admission::{Admission, withhold_values};
@@ -171,6 +174,40 @@ pub async fn watch_certificate(
                 tracing::error!(
                     error = format!("{e:#}"),
                     "new certificate rejected; keeping the current one"
+                );
+            }
+        },
+    })
+    .await;
+}
+
+/// Poll the client CA file; a valid one is used for every new handshake (connections already
+/// open keep theirs), anything else is logged and counted and the current one stays.
+pub async fn watch_client_ca(
+    state: AppState,
+    config: Arc<ArcSwap<ServerConfig>>,
+    resolver: Arc<CertResolver>,
+    watched: Watched,
+    every: Duration,
+    stop: watch::Receiver<bool>,
+) {
+    poll_until_stopped(watched, every, stop, |poll| match poll {
+        Poll::Unchanged => {}
+        Poll::Unreadable(error) => {
+            state.metrics().client_ca_reload(false);
+            tracing::error!(%error, "client CA file unreadable; keeping the current one");
+        }
+        Poll::Changed(contents) => match server_config(resolver.clone(), Some(&contents[0])) {
+            Ok(new) => {
+                config.store(Arc::new(new));
+                state.metrics().client_ca_reload(true);
+                tracing::info!("client CA reloaded");
+            }
+            Err(e) => {
+                state.metrics().client_ca_reload(false);
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "new client CA rejected; keeping the current one"
                 );
             }
         },

@@ -445,7 +445,11 @@ fn errors_name_key_group_rule_and_reason() {
             "alias bomb",
             "prometheus.yml",
             "a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f,*f]\n",
-            &["prometheus.yml", "not valid YAML"],
+            &[
+                "prometheus.yml",
+                "work budget",
+                "expands to more than 250000 nodes",
+            ],
         ),
     ];
     for (name, key, value, wants) in cases {

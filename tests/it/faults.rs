@@ -355,6 +355,14 @@ impl Client {
         }
     }
 
+    /// A client with its own rustls config (client certificates, ALPN), expecting [`NAME`].
+    pub(crate) fn from_config(config: Arc<rustls::ClientConfig>) -> Client {
+        Client {
+            config,
+            name: ServerName::try_from(NAME).unwrap(),
+        }
+    }
+
     pub(crate) fn connect(&self, addr: SocketAddr) -> std::io::Result<Conn> {
         let tcp = TcpStream::connect(addr)?;
         tcp.set_read_timeout(Some(Duration::from_secs(60)))?;

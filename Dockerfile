@@ -25,4 +25,4 @@ USER 65532:65532
 EXPOSE 8443 9102
 ENTRYPOINT ["/promfed"]
 # The same flags as deploy/base/deployment.yaml's args (a test keeps them equal).
-CMD ["serve", "--config=/etc/promfed/config/promfed.yaml", "--tls-cert-file=/etc/promfed/tls/tls.crt", "--tls-key-file=/etc/promfed/tls/tls.key"]
+CMD ["serve", "--listen=0.0.0.0:8443", "--config=/etc/promfed/config/promfed.yaml", "--tls-cert-file=/etc/promfed/tls/tls.crt", "--tls-key-file=/etc/promfed/tls/tls.key"]

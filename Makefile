@@ -7,12 +7,13 @@ VENV_PYTHON := $(CURDIR)/.venv/bin/python
 
 .PHONY: test lint bench fmt deps
 
-# PROMFED_REQUIRE_TOOLS=1 turns a test's "SKIPPED: needs <tool>" into a failure, so this target
+# The pinned Go tools (scripts/build-tools.sh: kubectl, helm, kapp, ...) come first on PATH, so
+# the tests use them and not whatever a machine has. PROMFED_REQUIRE_TOOLS=1 turns a test's "SKIPPED: needs <tool>" into a failure, so this target
 # never passes while skipping. `cargo test` (not --all-targets) also runs the doc tests;
 # --no-fail-fast reports every failing target, not only the first. clippy
 # --all-targets below still type-checks the benches.
 test: deps
-	PROMFED_REQUIRE_TOOLS=1 PROMFED_PYTHON=$(VENV_PYTHON) $(CARGO) test --no-fail-fast
+	PATH="$$(scripts/build-tools.sh path):$$PATH" PROMFED_REQUIRE_TOOLS=1 PROMFED_PYTHON=$(VENV_PYTHON) $(CARGO) test --no-fail-fast
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Certificates for promfed, made with openssl (EC P-256 keys, SANs, EKUs, key files mode 0600).
 #
-#   certs/generate.sh OUTDIR [--namespace NS] [--service NAME] [--days N] [--force]
+#   certs/generate.sh OUTDIR [--namespace NS] [--service NAME] [--ip ADDR]... [--days N] [--force]
 #       The webhook's serving certificate: OUTDIR/ca.crt, ca.key (a CA, kept if present),
-#       tls.crt, tls.key for NAME.NS.svc (also NAME, NAME.NS, NAME.NS.svc.cluster.local).
-#       Defaults: --namespace promfed-system --service promfed --days 365.
+#       tls.crt, tls.key for NAME.NS.svc (also NAME, NAME.NS, NAME.NS.svc.cluster.local), and
+#       each --ip ADDR as an IP SAN (scripts/kube-local.sh: --ip 127.0.0.1, for a webhook that
+#       the API server calls at https://127.0.0.1:PORT).
+#       Defaults: --namespace promfed-system --service promfed --days 365, no IP SAN.
 #       deploy/self-signed reads OUTDIR=deploy/self-signed/certs.
 #
 #   certs/generate.sh federation OUTDIR --cluster NAME [--server-name NAME] [--address HOST[:PORT]]
@@ -21,7 +23,7 @@
 #       Defaults: --server-name prom-federation (the seed's), --address prom.NAME.cluster.local.
 #
 # A run keeps what is still good: an existing CA, and a certificate that the CA signed, that has
-# the wanted names and is valid for at least 30 more days (--force issues new ones anyway; a
+# the wanted names (and IP addresses) and is valid for at least 30 more days (--force issues new ones anyway; a
 # new CA is made only when OUTDIR has none). CA validity: 10 years. Exit 2 on bad arguments.
 set -euo pipefail
 
@@ -31,7 +33,7 @@ RENEW_SECONDS=$((30 * 24 * 3600))
 
 usage() {
     cat >&2 <<EOF
-usage: $PROG OUTDIR [--namespace NS] [--service NAME] [--days N] [--force]
+usage: $PROG OUTDIR [--namespace NS] [--service NAME] [--ip ADDR]... [--days N] [--force]
        $PROG federation OUTDIR --cluster NAME [--server-name NAME] [--address HOST[:PORT]] [--days N] [--force]
 EOF
 }
@@ -52,6 +54,17 @@ say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 # A DNS name (RFC 1123 labels), as Kubernetes names and SANs need.
 is_dns_name() {
     [[ $1 =~ ^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$ ]] && [ "${#1}" -le 253 ]
+}
+
+# An IPv4 address (dotted quad) or an IPv6 address (hex groups and colons, as openssl prints
+# them: write IPv6 in full, 0:0:0:0:0:0:0:1, for a certificate that is kept across runs).
+is_ip() {
+    local o
+    if [[ $1 =~ ^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})$ ]]; then
+        for o in "${BASH_REMATCH[@]:1}"; do [ "$((10#$o))" -le 255 ] || return 1; done
+        return 0
+    fi
+    [[ $1 =~ ^[0-9A-Fa-f:]+$ && $1 == *:*:* ]]
 }
 
 command -v openssl >/dev/null || die "openssl is required (apt-get install openssl)"
@@ -80,6 +93,7 @@ FORCE=0
 CLUSTER=
 SERVER_NAME=prom-federation
 ADDRESS=
+IPS=()
 need_value() {
     if [ $# -lt 2 ] || [ -z "$2" ]; then die_usage "$1 needs a value"; fi
 }
@@ -89,6 +103,13 @@ while [ $# -gt 0 ]; do
             [ "$MODE" = serving ] || die_usage "$1 is an option of the serving mode"
             need_value "$@"
             if [ "$1" = --namespace ]; then NAMESPACE=$2; else SERVICE=$2; fi
+            shift 2
+            ;;
+        --ip)
+            [ "$MODE" = serving ] || die_usage "$1 is an option of the serving mode"
+            need_value "$@"
+            is_ip "$2" || die_usage "--ip is not an IPv4 or IPv6 address: $2"
+            IPS+=("$2")
             shift 2
             ;;
         --cluster | --server-name | --address)
@@ -179,13 +200,14 @@ same_key() {
     [ -n "$a" ] && [ "$a" = "$b" ]
 }
 
-# sans_of CERT: its DNS SANs, sorted, one a line.
+# sans_of CERT: its SANs, sorted, one a line: DNS names as they are, IP addresses as IP:ADDR.
 sans_of() {
     openssl x509 -in "$1" -noout -ext subjectAltName 2>/dev/null |
-        tr ',' '\n' | sed -n 's/^ *DNS://p' | sort
+        tr ',' '\n' | sed -n 's/^ *DNS://p; s/^ *IP Address:/IP:/p' | sort
 }
 
-# still_good CA_DIR CERT KEY EKU NAMES...: CERT is signed by the CA, has exactly NAMES as DNS SANs,
+# still_good CA_DIR CERT KEY EKU NAMES...: CERT is signed by the CA, has exactly NAMES as SANs
+# (a DNS name, or IP:ADDR for an IP address),
 # the purpose EKU (sslserver/sslclient), KEY as its key, and 30 more days to live.
 still_good() {
     local ca=$1/ca.crt cert=$2 key=$3 purpose=$4
@@ -198,12 +220,18 @@ still_good() {
 }
 
 # issue CA_DIR OUTCRT OUTKEY CN EKU NAMES...: a leaf certificate signed by the CA in CA_DIR,
-# EKU serverAuth or clientAuth, DNS SANs NAMES; written to OUTCRT/OUTKEY only when complete.
+# EKU serverAuth or clientAuth, SANs NAMES (a DNS name, or IP:ADDR for an IP address); written to
+# OUTCRT/OUTKEY only when complete.
 issue() {
     local ca_dir=$1 crt=$2 key=$3 cn=$4 eku=$5
     shift 5
     local sans="" n
-    for n in "$@"; do sans="${sans:+$sans, }DNS:$n"; done
+    for n in "$@"; do
+        case "$n" in
+            IP:*) sans="${sans:+$sans, }$n" ;;
+            *) sans="${sans:+$sans, }DNS:$n" ;;
+        esac
+    done
     cat >"$WORK/leaf.cnf" <<EOF
 [req]
 distinguished_name = dn
@@ -234,6 +262,7 @@ EOF
 if [ "$MODE" = serving ]; then
     ensure_ca "$OUTDIR" "promfed-webhook-ca"
     names=("$SERVICE.$NAMESPACE.svc" "$SERVICE.$NAMESPACE.svc.cluster.local" "$SERVICE" "$SERVICE.$NAMESPACE")
+    for ip in ${IPS[@]+"${IPS[@]}"}; do names+=("IP:$ip"); done
     if still_good "$OUTDIR" "$OUTDIR/tls.crt" "$OUTDIR/tls.key" sslserver "${names[@]}"; then
         say "kept $OUTDIR/tls.crt (valid for more than 30 days; --force renews it)"
     else

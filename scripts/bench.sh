@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's side-by-side timing, all in one run, with hyperfine: for the TKG
-# prometheus-server ConfigMap and a ~1 MB ConfigMap holding every corpus rule
-# (tests/peers/mkbig.py), the wall time of
+# prometheus-server ConfigMap, a ~1 MB ConfigMap holding every corpus rule repeated
+# (tests/peers/mkbig.py) and one of about the same size in which no expression repeats
+# (mkbig.py --distinct: promfed's per-expression memo cannot help), the wall time of
 #   promfed   promfed render --config tests/data/example-config.yaml CONFIGMAP
 #   promtool  promtool check rules --lint=none recording_rules.yml alerting_rules.yml
 #             (the ConfigMap's two rule files, extracted first: only parsing and checking the
@@ -47,10 +48,13 @@ say "generating the big ConfigMap (mkbig.py, $BIG_BYTES bytes)"
 "$PYTHON" "$ROOT/tests/peers/mkbig.py" "$ROOT/tests/data" "$BIG_BYTES" >"$WORK/big.yaml" 2>"$WORK/mkbig.log" ||
     { cat "$WORK/mkbig.log" >&2; die "mkbig.py failed"; }
 say "  $(cat "$WORK/mkbig.log")"
+"$PYTHON" "$ROOT/tests/peers/mkbig.py" --distinct "$ROOT/tests/data" "$BIG_BYTES" >"$WORK/distinct.yaml" 2>"$WORK/mkbig.log" ||
+    { cat "$WORK/mkbig.log" >&2; die "mkbig.py --distinct failed"; }
+say "  $(cat "$WORK/mkbig.log")"
 cp "$ROOT/tests/data/tkg/prometheus-server-configmap.yaml" "$WORK/tkg.yaml"
 
 # Each ConfigMap's rule files into $WORK/<name>/ for promtool.
-for name in tkg big; do
+for name in tkg big distinct; do
     mkdir -p "$WORK/$name"
     "$PYTHON" - "$WORK/$name.yaml" "$WORK/$name" <<'EOF'
 import sys, yaml
@@ -69,7 +73,7 @@ promtool_cmd() { printf '%q check rules --lint=none %q %q' "$PROMTOOL" "$WORK/$1
 seed_cmd() { printf '%q %q %q %q' "$PYTHON" "$SEED" "$CONFIG" "$WORK/$1.yaml"; }
 
 # Every command once first: a failure is reported with its output, not as a timing.
-for name in tkg big; do
+for name in tkg big distinct; do
     for kind in promfed promtool seed; do
         cmd=$("${kind}_cmd" "$name")
         if ! bash -c "$cmd" >"$WORK/$name.$kind.out" 2>"$WORK/$name.$kind.err"; then
@@ -82,7 +86,7 @@ for name in tkg big; do
 done
 
 # --- timing ---------------------------------------------------------------------------------
-for name in tkg big; do
+for name in tkg big distinct; do
     say "timing on $name.yaml ($(wc -c <"$WORK/$name.yaml") bytes)"
     # -N: no intermediate shell, so nothing is subtracted and nothing added.
     hyperfine -N --style basic --warmup "$WARMUP" --min-runs "$RUNS" \
@@ -104,7 +108,8 @@ def cpu(r):
     return f"{(r['user'] + r['system']) * 1000:.1f} ms"
 
 rows = []
-for name, label in (("tkg", "TKG prometheus-server"), ("big", "every corpus rule")):
+for name, label in (("tkg", "TKG prometheus-server"), ("big", "every corpus rule, repeated"),
+                    ("distinct", "distinct expressions only")):
     results = {r["command"]: r for r in json.load(open(f"{work}/{name}.json"))["results"]}
     size = os.path.getsize(f"{work}/{name}.yaml")
     rows.append((f"{label} ({size / 1000:.0f} kB)", results["promfed"], results["promtool"], results["seed"]))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Writes deploy/dashboards/configmaps.yaml: one ConfigMap per dashboards/*.json, labelled
-# grafana_dashboard: "1" for Grafana's dashboard sidecar. The output is committed so that
+# Writes deploy/dashboards/configmaps.yaml: one ConfigMap per dashboards/*.json, labelled for
+# both dashboard sidecars users run: `grafana-dashboard` (the TKG/TCE grafana package's, any
+# value) and `grafana_dashboard: "1"` (the grafana chart's default, kube-prometheus-stack's). The output is committed so that
 # `kubectl apply -k deploy/dashboards` works from a fresh clone (kustomize refuses files outside
 # its root), and tests/it/deploy.rs fails when it is out of date.
 #
@@ -67,6 +68,7 @@ configmap() {
     printf 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n'
     printf '  name: %s\n' "$name"
     printf '  labels:\n    app.kubernetes.io/name: promfed\n    app.kubernetes.io/component: dashboard\n'
+    printf '    grafana-dashboard: "1"\n'
     printf '    grafana_dashboard: "1"\n'
     printf 'data:\n'
     # Indentation indicator 2 (relative to the key's 2 spaces): content at 4 spaces, whatever the

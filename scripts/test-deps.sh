@@ -5,6 +5,10 @@
 #   Debian packages  prometheus (/usr/bin/prometheus, /usr/bin/promtool 2.42), wrk, hyperfine
 #   Python venv      .venv/ at the crate root, from scripts/requirements-test.txt
 #                    (pyyaml, jsonpatch, kubernetes-validate: the real peers the tests compare with)
+#   Go tools         kube-apiserver, kubectl, etcd, helm 3 and 4, kapp, ytt, Prometheus 3,
+#                    prometheus-operator and CRDs, built from the Go module proxy at the versions
+#                    pinned in tests/tools/ into ~/.cache/promfed-tools (scripts/build-tools.sh;
+#                    15 to 30 minutes the first time on 2 cores, a second after that)
 #
 # As root (CI, a bare Debian 12 machine) it installs; otherwise it prints the command to run
 # and exits 1 if something is missing.
@@ -184,4 +188,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     say "then run scripts/test-deps.sh again (it makes the venv itself once python3-venv is there)"
     exit 1
 fi
+
+# --- Go tools ----------------------------------------------------------------------------
+"$ROOT/scripts/build-tools.sh"
 say "all test dependencies present"

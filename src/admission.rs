@@ -390,6 +390,9 @@ impl Admission {
             name: head.info.name.clone(),
             namespace: head.info.namespace.clone(),
             labels: object.metadata.labels.clone().unwrap_or_default(),
+            data_keys: (fields.get("data").and_then(Value::as_object))
+                .map(|data| data.keys().cloned().collect())
+                .unwrap_or_default(),
         };
         if !self.engine.matches(&target) {
             return Step::Done(head.passed());
@@ -978,10 +981,10 @@ mod tests {
     }
 
     #[test]
-    fn missing_data_is_denied() {
+    fn missing_data_is_not_a_prometheus_servers_configmap() {
         let reply = admission().review(&review("UPDATE", "ConfigMap", configmap(Value::Null)));
-        assert_eq!(reply.outcome, Outcome::Denied);
-        assert_eq!(reply.json().unwrap()["response"]["allowed"], false);
+        assert_eq!(reply.outcome, Outcome::Passed);
+        assert_eq!(reply.json().unwrap()["response"]["allowed"], true);
     }
 
     #[test]

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::engine::ObjectRef;
+use crate::prometheus::schema::{self, Problem};
+use crate::prometheus::{duration, is_label_name, is_user_label_name};
 use crate::yaml::{self, Limits, Node};
 
 /// The config file could not be used. The message names the setting.
@@ -41,51 +43,151 @@ pub enum AlertingMode {
     LabelOnly,
 }
 
-/// Which ConfigMaps are rewritten.
+/// Which ConfigMaps are rewritten. The defaults take every real shape of a Prometheus server's
+/// ConfigMap with no configuration: the TKG/TCE package's (`prometheus-server`, labels
+/// `app`/`component`, in `tanzu-system-monitoring` or `prometheus`) and the prometheus-community
+/// chart's (named `<release>-server` or `<release>-prometheus-server`; labels
+/// `app`/`component` before chart 25, `app.kubernetes.io/name`/`component` since). What makes
+/// a ConfigMap a server's is a Prometheus config key in its data (`keys.prometheus`), which
+/// the API server checks too, so other ConfigMaps with the same labels are never sent.
+///
+/// The webhook's `matchConditions` are generated from this ([`Config::match_conditions`],
+/// `promfed match-conditions`): one source of truth.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Selector {
-    /// ConfigMap names (default `[prometheus-server]`).
-    #[serde(default = "default_names")]
+    /// ConfigMap names; empty (default) means any.
+    #[serde(default)]
     pub names: Vec<String>,
     /// Namespaces; empty means any.
     #[serde(default)]
     pub namespaces: Vec<String>,
-    /// Labels that must all be present with these values.
-    #[serde(default = "default_labels")]
-    pub labels: BTreeMap<String, String>,
+    /// Label sets: a ConfigMap must carry every label of at least one of them. Written as one
+    /// mapping (one set) or a list of mappings; an empty list means any labels.
+    #[serde(default = "default_label_sets", deserialize_with = "label_sets")]
+    pub labels: Vec<BTreeMap<String, String>>,
 }
 
-fn default_names() -> Vec<String> {
-    vec!["prometheus-server".into()]
+fn default_label_sets() -> Vec<BTreeMap<String, String>> {
+    let set = |pairs: [(&str, &str); 2]| {
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    vec![
+        set([("app", "prometheus"), ("component", "server")]),
+        set([
+            ("app.kubernetes.io/name", "prometheus"),
+            ("app.kubernetes.io/component", "server"),
+        ]),
+    ]
 }
 
-fn default_labels() -> BTreeMap<String, String> {
-    [("app", "prometheus"), ("component", "server")]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+/// `labels:` as one mapping or a list of them.
+fn label_sets<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> Result<Vec<BTreeMap<String, String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Sets {
+        One(BTreeMap<String, String>),
+        Any(Vec<BTreeMap<String, String>>),
+    }
+    match Sets::deserialize(de) {
+        Ok(Sets::One(set)) => Ok(vec![set]),
+        Ok(Sets::Any(sets)) => Ok(sets),
+        Err(_) => Err(serde::de::Error::custom(
+            "expected a mapping of label names to values, or a list of such mappings",
+        )),
+    }
 }
 
 impl Default for Selector {
     fn default() -> Self {
         Selector {
-            names: default_names(),
+            names: Vec::new(),
             namespaces: Vec::new(),
-            labels: default_labels(),
+            labels: default_label_sets(),
         }
     }
 }
 
 impl Selector {
+    /// Kind, name, namespace and labels; the data key is [`Config::selects`]'s.
     pub fn matches(&self, object: &ObjectRef) -> bool {
-        object.kind == "ConfigMap"
-            && self.names.contains(&object.name)
-            && (self.namespaces.is_empty() || self.namespaces.contains(&object.namespace))
-            && self
-                .labels
-                .iter()
-                .all(|(k, v)| object.labels.get(k) == Some(v))
+        self.misses(object).is_none()
+    }
+
+    /// Which part of the selector an object misses, in words; `None` when it matches.
+    pub fn misses(&self, object: &ObjectRef) -> Option<String> {
+        if object.kind != "ConfigMap" {
+            return Some(format!("kind {} is not ConfigMap", object.kind));
+        }
+        if !self.names.is_empty() && !self.names.contains(&object.name) {
+            return Some(format!(
+                "name {:?} is not in configmap.names {:?}",
+                object.name, self.names
+            ));
+        }
+        if !self.namespaces.is_empty() && !self.namespaces.contains(&object.namespace) {
+            return Some(format!(
+                "namespace {:?} is not in configmap.namespaces {:?}",
+                object.namespace, self.namespaces
+            ));
+        }
+        let has_set = |set: &BTreeMap<String, String>| {
+            set.iter().all(|(k, v)| object.labels.get(k) == Some(v))
+        };
+        if !self.labels.is_empty() && !self.labels.iter().any(has_set) {
+            let sets: Vec<String> = (self.labels.iter())
+                .map(|set| {
+                    let pairs: Vec<String> = set.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    format!("{{{}}}", pairs.join(", "))
+                })
+                .collect();
+            return Some(format!(
+                "its labels have none of the label sets of configmap.labels: {}",
+                sets.join(" or ")
+            ));
+        }
+        None
+    }
+}
+
+/// One of the webhook's `matchConditions`: a CEL expression the API server evaluates before
+/// it calls promfed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MatchCondition {
+    pub name: String,
+    pub expression: String,
+}
+
+/// A CEL string literal.
+fn cel_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('\'');
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// `field == 'a' || field == 'b'`, or `field in [...]` for several.
+fn cel_one_of(field: &str, values: &[String]) -> String {
+    match values {
+        [one] => format!("{field} == {}", cel_string(one)),
+        _ => {
+            let list: Vec<String> = values.iter().map(|v| cel_string(v)).collect();
+            format!("{field} in [{}]", list.join(", "))
+        }
     }
 }
 
@@ -365,30 +467,232 @@ impl Config {
             rules: raw.rules,
             federation_alerts: raw.federation_alerts,
         };
-        config.validate()?;
+        config.validate(&root)?;
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        if !is_label_name(&self.cluster_label_name) || self.cluster_label_name.starts_with("__") {
+    /// Everything promfed takes from the config must be something Prometheus (and Kubernetes)
+    /// accept where promfed writes it; the message names the setting and its line.
+    fn validate(&self, root: &Node) -> Result<(), ConfigError> {
+        let at = |path: &str| -> String {
+            match line_of(root, path) {
+                Some(line) => format!("{path} (line {line})"),
+                None => path.to_string(),
+            }
+        };
+        if !is_user_label_name(&self.cluster_label_name) {
             return Err(ConfigError(format!(
-                "clusterLabelName {:?} is not a valid, non-reserved Prometheus label name",
+                "{}: {:?} is not a valid, non-reserved Prometheus label name \
+                 ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)",
+                at("clusterLabelName"),
                 self.cluster_label_name
             )));
         }
         let alerts = &self.federation_alerts;
         if !(alerts.slow_scrape_seconds.is_finite() && alerts.slow_scrape_seconds > 0.0) {
+            return Err(ConfigError(format!(
+                "{} must be a positive number",
+                at("federationAlerts.slowScrapeSeconds")
+            )));
+        }
+        duration::parse(&alerts.down_for)
+            .map_err(|e| ConfigError(format!("{}: {e}", at("federationAlerts.downFor"))))?;
+        if alerts.group.is_empty() {
+            return Err(ConfigError(format!(
+                "{}: a rule group needs a name",
+                at("federationAlerts.group")
+            )));
+        }
+        if !is_configmap_key(&alerts.key) {
+            return Err(ConfigError(format!(
+                "{}: {:?} is not a valid ConfigMap data key ([-._a-zA-Z0-9]+)",
+                at("federationAlerts.key"),
+                alerts.key
+            )));
+        }
+        if self.keys.prometheus.is_empty() {
             return Err(ConfigError(
-                "federationAlerts.slowScrapeSeconds must be a positive number".into(),
+                "keys.prometheus must name at least one data key (it is what makes a ConfigMap \
+                 a Prometheus server's)"
+                    .into(),
             ));
         }
-        if self.configmap.names.is_empty() {
-            return Err(ConfigError(
-                "configmap.names must name at least one ConfigMap".into(),
-            ));
+        for (i, cluster) in self.clusters.iter().enumerate() {
+            let node = root
+                .get("clusters")
+                .and_then(Node::as_seq)
+                .and_then(|list| list.get(i));
+            self.validate_cluster(cluster, node)
+                .map_err(|p| ConfigError(p.describe(&format!("clusters[{i}]"))))?;
         }
         Ok(())
     }
+
+    /// Whether promfed rewrites this object: the selector, and a Prometheus config key in
+    /// its data. The webhook's [`Config::match_conditions`] say the same to the API server.
+    pub fn selects(&self, object: &ObjectRef) -> bool {
+        self.configmap.matches(object) && self.has_config_key(object)
+    }
+
+    /// Why an object that looks like a Prometheus server's ConfigMap (a `keys.prometheus` key
+    /// in its data) is not rewritten: the selector part it misses. None for anything else,
+    /// selected or not a server's.
+    pub fn passes_over(&self, object: &ObjectRef) -> Option<String> {
+        if object.kind != "ConfigMap" || !self.has_config_key(object) {
+            return None;
+        }
+        let key = (object.data_keys.iter()).find(|key| self.keys.prometheus.contains(key))?;
+        let missed = self.configmap.misses(object)?;
+        Some(format!(
+            "ConfigMap {}/{} holds a Prometheus config ({key}) but the configmap selector does \
+             not match it ({missed}): left unfederated",
+            object.namespace, object.name
+        ))
+    }
+
+    /// Whether the object's data has one of `keys.prometheus`.
+    pub fn has_config_key(&self, object: &ObjectRef) -> bool {
+        (object.data_keys.iter()).any(|key| self.keys.prometheus.contains(key))
+    }
+
+    /// The `matchConditions` of the MutatingWebhookConfiguration that sends the API server's
+    /// reviews to promfed exactly for the objects [`Config::selects`] (kind and namespace
+    /// exclusions are the webhook's `rules` and `namespaceSelector`).
+    pub fn match_conditions(&self) -> Vec<MatchCondition> {
+        let mut conditions = Vec::new();
+        let keys: Vec<String> = (self.keys.prometheus.iter())
+            .map(|k| format!("{} in object.data", cel_string(k)))
+            .collect();
+        conditions.push(MatchCondition {
+            name: "prometheus-config-key".into(),
+            expression: format!("has(object.data) && ({})", keys.join(" || ")),
+        });
+        let selector = &self.configmap;
+        if !selector.labels.is_empty() {
+            let sets: Vec<String> = (selector.labels.iter())
+                .map(|set| {
+                    let terms: Vec<String> = (set.iter())
+                        .map(|(k, v)| {
+                            let k = cel_string(k);
+                            format!(
+                                "{k} in object.metadata.labels && object.metadata.labels[{k}] == {}",
+                                cel_string(v)
+                            )
+                        })
+                        .collect();
+                    if terms.is_empty() {
+                        "true".to_string()
+                    } else {
+                        format!("({})", terms.join(" && "))
+                    }
+                })
+                .collect();
+            conditions.push(MatchCondition {
+                name: "prometheus-server-labels".into(),
+                expression: format!("has(object.metadata.labels) && ({})", sets.join(" || ")),
+            });
+        }
+        if !selector.names.is_empty() {
+            conditions.push(MatchCondition {
+                name: "prometheus-server-name".into(),
+                expression: cel_one_of("object.metadata.name", &selector.names),
+            });
+        }
+        if !selector.namespaces.is_empty() {
+            conditions.push(MatchCondition {
+                name: "prometheus-server-namespace".into(),
+                expression: cel_one_of("object.metadata.namespace", &selector.namespaces),
+            });
+        }
+        conditions
+    }
+
+    /// One `clusters` entry, with its YAML node for the lines of its fields.
+    fn validate_cluster(&self, cluster: &Cluster, node: Option<&Node>) -> Result<(), Problem> {
+        let line = |key: &str| node.and_then(|n| n.get(key)).or(node).map_or(0, |n| n.line);
+        let fail = |key: &str, message: String| Problem {
+            path: key.to_string(),
+            line: line(key),
+            message,
+        };
+        if cluster.name.is_empty() {
+            return Err(fail("name", "must not be empty".into()));
+        }
+        if cluster.name == self.local_cluster_name {
+            return Err(fail(
+                "name",
+                format!(
+                    "{:?} is the localClusterName: a workload cluster must not take the local \
+                     cluster's name (its series would pass for local ones and feed the local \
+                     recording rules)",
+                    cluster.name
+                ),
+            ));
+        }
+        if let Some(scheme) = &cluster.scheme
+            && scheme != "http"
+            && scheme != "https"
+        {
+            return Err(fail(
+                "scheme",
+                format!("{scheme:?} is not a scheme Prometheus scrapes: http or https"),
+            ));
+        }
+        for (i, target) in cluster.targets.iter().enumerate() {
+            if target.is_empty() || target.contains('/') {
+                return Err(Problem {
+                    path: format!("targets[{i}]"),
+                    line: line("targets"),
+                    message: format!(
+                        "{target:?} is not host:port (for a path or scheme, give url instead)"
+                    ),
+                });
+            }
+        }
+        for name in cluster.labels.keys() {
+            if !is_label_name(name) {
+                return Err(Problem {
+                    path: format!("labels.{name}"),
+                    line: line("labels"),
+                    message: schema::label_name_error(name),
+                });
+            }
+        }
+        // The fields copied into the generated scrape config, checked as Prometheus reads them.
+        if let Some(node) = node {
+            for (key, kind) in [
+                ("scrape_interval", schema::Kind::Duration),
+                ("scrape_timeout", schema::Kind::Duration),
+                ("tls_config", schema::Kind::Struct(&schema::TLS_CONFIG)),
+                ("basic_auth", schema::Kind::Struct(&schema::BASIC_AUTH)),
+                (
+                    "authorization",
+                    schema::Kind::Struct(&schema::AUTHORIZATION),
+                ),
+            ] {
+                if let Some(value) = node.get(key) {
+                    schema::check_value(value, kind, key)?;
+                }
+            }
+            schema::check_timeout(
+                node,
+                (
+                    schema::DEFAULT_SCRAPE_INTERVAL,
+                    "Prometheus' default global scrape_interval",
+                ),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A Kubernetes ConfigMap data key.
+fn is_configmap_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 253
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
@@ -414,11 +718,4 @@ fn line_of(root: &Node, path: &str) -> Option<usize> {
         }
     }
     line
-}
-
-/// `[a-zA-Z_][a-zA-Z0-9_]*`, Prometheus's label name syntax.
-pub fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

@@ -20,14 +20,16 @@ use std::sync::LazyLock;
 
 use promql_parser::parser::token::{
     T_BOTTOMK, T_BY, T_COMMA, T_GROUP_LEFT, T_GROUP_RIGHT, T_IGNORING, T_LAND, T_LEFT_PAREN,
-    T_LIMIT_RATIO, T_LIMITK, T_LOR, T_LUNLESS, T_ON, T_RIGHT_PAREN, T_TOPK, T_WITHOUT, TokenId,
+    T_LIMIT_RATIO, T_LIMITK, T_LOR, T_LUNLESS, T_ON, T_RIGHT_PAREN, T_TOPK, T_WITHOUT,
 };
 use promql_parser::parser::value::ValueType;
-use promql_parser::parser::{self, Expr, LabelModifier, VectorMatchCardinality};
+use promql_parser::parser::{Expr, LabelModifier, VectorMatchCardinality};
 use regex::Regex;
 use serde_json::{Map, Value, json};
 
-use crate::engine::promql::{Policy, ScopeOp, Scoper, parse, selectors};
+use crate::engine::promql::{
+    Policy, ScopeOp, Scoper, for_each_node, for_each_node_mut, parse, selectors, tokens,
+};
 
 /// What to scope with: `label=~"$variable"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,14 +52,14 @@ impl Default for Options {
 impl Options {
     /// Checked options: a Prometheus label name and a Grafana variable name.
     pub fn new(label: &str, variable: &str) -> Result<Options, DashboardError> {
-        static LABEL: LazyLock<Regex> =
-            LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").expect("valid regex"));
-        static VARIABLE: LazyLock<Regex> =
-            LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_]+$").expect("valid regex"));
-        if !LABEL.is_match(label) || label.starts_with("__") {
+        if !crate::prometheus::is_user_label_name(label) {
             return Err(DashboardError::InvalidLabel(label.into()));
         }
-        if !VARIABLE.is_match(variable) || variable.starts_with("__") {
+        let variable_ok = !variable.is_empty()
+            && variable
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !variable_ok || variable.starts_with("__") {
             return Err(DashboardError::InvalidVariable(variable.into()));
         }
         Ok(Options {
@@ -1158,15 +1160,8 @@ fn add_grouping(text: &str, label: &str) -> Option<String> {
         return Some(text.to_string());
     }
 
-    let lexer = parser::lexer(text).ok()?;
-    let tokens: Vec<(TokenId, usize, usize)> = {
-        use lrpar::{Lexeme, Lexer};
-        lexer
-            .iter()
-            .filter_map(|l| l.ok())
-            .map(|l| (l.tok_id(), l.span().start(), l.span().end()))
-            .collect()
-    };
+    // The tokens as promfed reads PromQL: keywords used as names (`by (anchored)`) are names.
+    let tokens = tokens(text).ok()?;
     let mut inserts = Vec::new();
     let mut i = 0;
     while i < tokens.len() {
@@ -1281,66 +1276,6 @@ fn keeps_label(expr: &Expr, label: &str) -> bool {
             }
         }
         Expr::Extension(_) => false,
-    }
-}
-
-/// Every node, parents before children.
-fn for_each_node(expr: &Expr, f: &mut dyn FnMut(&Expr)) {
-    f(expr);
-    match expr {
-        Expr::Aggregate(agg) => {
-            if let Some(param) = &agg.param {
-                for_each_node(param, f);
-            }
-            for_each_node(&agg.expr, f);
-        }
-        Expr::Unary(u) => for_each_node(&u.expr, f),
-        Expr::Binary(b) => {
-            for_each_node(&b.lhs, f);
-            for_each_node(&b.rhs, f);
-        }
-        Expr::Paren(p) => for_each_node(&p.expr, f),
-        Expr::Subquery(s) => for_each_node(&s.expr, f),
-        Expr::Call(call) => {
-            for arg in &call.args.args {
-                for_each_node(arg, f);
-            }
-        }
-        Expr::NumberLiteral(_)
-        | Expr::StringLiteral(_)
-        | Expr::VectorSelector(_)
-        | Expr::MatrixSelector(_)
-        | Expr::Extension(_) => {}
-    }
-}
-
-/// Every node, mutably, parents before children.
-fn for_each_node_mut(expr: &mut Expr, f: &mut dyn FnMut(&mut Expr)) {
-    f(expr);
-    match expr {
-        Expr::Aggregate(agg) => {
-            if let Some(param) = agg.param.as_deref_mut() {
-                for_each_node_mut(param, f);
-            }
-            for_each_node_mut(&mut agg.expr, f);
-        }
-        Expr::Unary(u) => for_each_node_mut(&mut u.expr, f),
-        Expr::Binary(b) => {
-            for_each_node_mut(&mut b.lhs, f);
-            for_each_node_mut(&mut b.rhs, f);
-        }
-        Expr::Paren(p) => for_each_node_mut(&mut p.expr, f),
-        Expr::Subquery(s) => for_each_node_mut(&mut s.expr, f),
-        Expr::Call(call) => {
-            for arg in call.args.args.iter_mut() {
-                for_each_node_mut(arg, f);
-            }
-        }
-        Expr::NumberLiteral(_)
-        | Expr::StringLiteral(_)
-        | Expr::VectorSelector(_)
-        | Expr::MatrixSelector(_)
-        | Expr::Extension(_) => {}
     }
 }
 
@@ -1607,6 +1542,27 @@ mod tests {
             "comment with a variable",
             "x # per $job\n",
             "x{cluster=~\"$cluster\"} # per $job\n",
+        ),
+        // PromQL the crate reads through the engine's dialect layer, as the rules do.
+        case(
+            "keyword label names in by and on lists",
+            "sum by (smoothed) (a) / on (anchored) sum by (anchored) (b)",
+            r#"sum by (smoothed, cluster) (a{cluster=~"$cluster"}) / on (anchored, cluster) sum by (anchored, cluster) (b{cluster=~"$cluster"})"#,
+        ),
+        case(
+            "keyword metric name",
+            "offset offset $__interval",
+            r#"offset{cluster=~"$cluster"} offset $__interval"#,
+        ),
+        case(
+            "Prometheus 3 quoted names and modifier",
+            r#"sum by ("k8s.pod") (rate({"http.requests"}[$__rate_interval] anchored))"#,
+            r#"sum by ("k8s.pod", cluster) (rate({"http.requests",cluster=~"$cluster"}[$__rate_interval] anchored))"#,
+        ),
+        case(
+            "Prometheus 3 duration expression",
+            "rate(x[$__rate_interval:step()])",
+            r#"rate(x{cluster=~"$cluster"}[$__rate_interval:step()])"#,
         ),
     ];
 

@@ -9,6 +9,7 @@ pub mod admission;
 pub mod config;
 pub mod dashboard;
 pub mod engine;
+pub mod prometheus;
 pub mod yaml;
 
 pub use config::Config;

@@ -1,6 +1,7 @@
 #![forbid(unsafe_code)]
 //! The `promfed` command: parse arguments, call the library, map errors to exit codes.
-//! Exit 0 ok, 1 invalid input, 2 usage.
+//! Exit 0 ok, 1 invalid input, 2 usage. `render --diff` exits like `diff`: 0 no changes,
+//! 1 changes, 2 trouble (invalid input or usage).
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -32,21 +33,38 @@ enum Command {
     /// Rewrite matching ConfigMaps of a manifest stream (file or stdin) to stdout.
     Render {
         /// promfed config file (a KRM ResourceList may carry it in its functionConfig instead).
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// Print a unified diff of what would change instead of the stream.
+        /// Print a unified diff of what would change instead of the stream, and exit like
+        /// `diff`: 0 no changes, 1 changes, 2 trouble.
         #[arg(long)]
         diff: bool,
-        /// Use the bundled example: the seed's config and the TKG prometheus-server ConfigMap.
+        /// Use the bundled example TKG prometheus-server ConfigMap as input, with the seed's
+        /// config unless --config gives one.
         #[arg(long, conflicts_with = "input")]
         example: bool,
         /// Manifest file, or `-` for stdin (default).
         input: Option<PathBuf>,
     },
-    /// Validate a promfed config file.
+    /// Validate a promfed config file: print the federation jobs it makes and its warnings.
     Check {
+        /// promfed config file (like `promtool check config FILE`).
+        #[arg(
+            value_name = "FILE",
+            required_unless_present = "config",
+            conflicts_with = "config"
+        )]
+        file: Option<PathBuf>,
+        /// promfed config file (the same as FILE).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Print the `matchConditions` of promfed's MutatingWebhookConfiguration for a config:
+    /// the API server then sends promfed exactly the ConfigMaps the config selects.
+    MatchConditions {
+        /// promfed config file (default: the embedded example, deploy/base/promfed.yaml).
         #[arg(long)]
-        config: PathBuf,
+        config: Option<PathBuf>,
     },
     /// Run the HTTPS admission webhook.
     Serve(promfed::server::ServeArgs),
@@ -64,6 +82,13 @@ enum Command {
     },
 }
 
+/// What a command found, when it did not fail.
+enum Done {
+    Ok,
+    /// `render --diff` found changes: exit 1, as `diff` and `git diff --exit-code` do.
+    Changes,
+}
+
 /// An error for the user, printed once to stderr.
 enum Failure {
     /// Invalid input or config: exit 1.
@@ -74,6 +99,8 @@ enum Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // With --diff, 1 means "changes"; trouble of any kind is 2, as for diff(1).
+    let diffing = matches!(cli.command, Command::Render { diff: true, .. });
     let result = match cli.command {
         Command::Render {
             config,
@@ -81,21 +108,26 @@ fn main() -> ExitCode {
             example,
             input,
         } => render(config.as_deref(), diff, example, input.as_deref()),
-        Command::Check { config } => check(&config),
+        Command::Check { file, config } => match file.or(config) {
+            Some(path) => check(&path),
+            None => Err(Failure::Usage("check needs a config FILE".into())),
+        },
+        Command::MatchConditions { config } => match_conditions(config.as_deref()),
         Command::Dashboard {
             label,
             variable,
             input,
         } => dashboard(&label, &variable, input.as_deref()),
-        Command::Serve(args) => {
-            promfed::server::run(args).map_err(|e| Failure::Invalid(format!("{e:#}")))
-        }
+        Command::Serve(args) => promfed::server::run(args)
+            .map(|()| Done::Ok)
+            .map_err(|e| Failure::Invalid(format!("{e:#}"))),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Done::Ok) => ExitCode::SUCCESS,
+        Ok(Done::Changes) => ExitCode::from(1),
         Err(Failure::Invalid(message)) => {
             eprintln!("promfed: {message}");
-            ExitCode::from(1)
+            ExitCode::from(if diffing { 2 } else { 1 })
         }
         Err(Failure::Usage(message)) => {
             eprintln!("promfed: usage: {message}");
@@ -129,7 +161,7 @@ fn render(
     diff: bool,
     example: bool,
     input: Option<&Path>,
-) -> Result<(), Failure> {
+) -> Result<Done, Failure> {
     let (name, text) = if example {
         (
             "prometheus-server-configmap.yaml".to_string(),
@@ -149,6 +181,12 @@ fn render(
     // A KRM function call (kustomize `transformers:`, kpt): a ResourceList on stdin, whose
     // functionConfig may carry the promfed config.
     if let Some(list) = (!example).then(|| parse_resource_list(&text)).flatten() {
+        if diff {
+            return Err(Failure::Usage(
+                "--diff compares a manifest stream; a KRM ResourceList is rendered without it"
+                    .into(),
+            ));
+        }
         let engine = match (config, resource_list_config(&list)) {
             (Some(path), _) => load_engine(Some(path))?,
             (None, Some(text)) => engine_from_text("functionConfig", &text)?,
@@ -165,10 +203,11 @@ fn render(
         }
         return write_stdout(rendered.text.as_bytes());
     }
-    let engine = match config {
-        Some(path) if !example => load_engine(Some(path))?,
-        _ if example => load_engine(None)?,
-        _ => {
+    // --example with --config renders the example ConfigMap with that config.
+    let engine = match (config, example) {
+        (Some(path), _) => load_engine(Some(path))?,
+        (None, true) => load_engine(None)?,
+        (None, false) => {
             return Err(Failure::Usage(
                 "render needs --config FILE (or --example)".into(),
             ));
@@ -179,30 +218,60 @@ fn render(
     for warning in &rendered.warnings {
         eprintln!("promfed: warning: {name}: {warning}");
     }
-    let output = if diff {
-        unified_diff(&name, &text, &rendered.text)
-    } else {
-        rendered.text
-    };
-    write_stdout(output.as_bytes())
+    if !diff {
+        return write_stdout(rendered.text.as_bytes());
+    }
+    if rendered.text == text {
+        return Ok(Done::Ok);
+    }
+    write_stdout(unified_diff(&name, &text, &rendered.text).as_bytes())?;
+    Ok(Done::Changes)
 }
 
-fn check(path: &Path) -> Result<(), Failure> {
+fn check(path: &Path) -> Result<Done, Failure> {
     let engine = load_engine(Some(path))?;
     let config = engine.config();
+    let name = path.display();
+    // The jobs as rendered: a raw job with targets of several clusters is one job each.
+    let jobs: Vec<&str> = engine.federation_jobs().collect();
+    let listed = if jobs.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", jobs.join(", "))
+    };
+    for warning in engine.config_warnings() {
+        eprintln!("promfed: warning: {name}: {warning}");
+    }
     println!(
-        "{}: ok (local cluster {:?}, label {:?}, {} federation jobs)",
-        path.display(),
+        "{name}: ok (local cluster {:?}, label {:?}, {} federation job{}{listed})",
         config.local_cluster_name,
         config.cluster_label_name,
-        config.additional_scrape_configs.len() + config.clusters.len()
+        jobs.len(),
+        if jobs.len() == 1 { "" } else { "s" },
     );
-    Ok(())
+    Ok(Done::Ok)
 }
 
-fn dashboard(label: &str, variable: &str, input: Option<&Path>) -> Result<(), Failure> {
+fn match_conditions(path: Option<&Path>) -> Result<Done, Failure> {
+    let engine = load_engine(path)?;
+    // YAML to paste under the webhook's `matchConditions:` (or to patch it with); each
+    // expression as a JSON string, which is a valid YAML double-quoted scalar.
+    let mut out = String::new();
+    for condition in engine.config().match_conditions() {
+        let expression = serde_json::to_string(&condition.expression)
+            .map_err(|e| Failure::Invalid(e.to_string()))?;
+        out.push_str(&format!(
+            "- name: {}\n  expression: {expression}\n",
+            condition.name
+        ));
+    }
+    write_stdout(out.as_bytes())
+}
+
+fn dashboard(label: &str, variable: &str, input: Option<&Path>) -> Result<Done, Failure> {
+    // A bad --label or --variable is a usage error, like any bad argument.
     let options = promfed::dashboard::Options::new(label, variable)
-        .map_err(|e| Failure::Invalid(e.to_string()))?;
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     let (name, text) = match input {
         None => read_stdin()?,
         Some(path) if path == Path::new("-") => read_stdin()?,
@@ -229,11 +298,11 @@ fn read_stdin() -> Result<(String, String), Failure> {
 }
 
 /// Write to stdout; a closed stdout (`promfed render | head`) is a normal end.
-fn write_stdout(bytes: &[u8]) -> Result<(), Failure> {
+fn write_stdout(bytes: &[u8]) -> Result<Done, Failure> {
     let mut stdout = io::stdout().lock();
     match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Ok(()) => Ok(Done::Ok),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(Done::Ok),
         Err(e) => Err(Failure::Invalid(format!("stdout: {e}"))),
     }
 }

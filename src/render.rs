@@ -40,7 +40,10 @@ pub fn render_stream(engine: &Engine, input: &str) -> Result<Rendered, RenderErr
         line += chunk.separator.matches('\n').count();
         let first_line = line;
         line += chunk.body.matches('\n').count();
-        match render_document(engine, chunk.body, document, first_line)? {
+        let rendered = render_document(engine, chunk.body, document, first_line, &mut |w| {
+            out.warnings.push(format!("document {document}: {w}"));
+        })?;
+        match rendered {
             Some((text, object, warnings, stats)) => {
                 out.matched += 1;
                 out.stats.local_jobs_labelled += stats.local_jobs_labelled;
@@ -70,12 +73,14 @@ pub fn render_stream(engine: &Engine, input: &str) -> Result<Rendered, RenderErr
 type DocumentResult = (Option<String>, String, Vec<Warning>, Stats);
 
 /// Render one document: None when it is not a matched ConfigMap; Some(None, ..) when matched
-/// but unchanged.
+/// but unchanged. A Prometheus server's ConfigMap that no selector matches is reported to
+/// `passed_over`: silence would look like "already federated".
 fn render_document(
     engine: &Engine,
     body: &str,
     document: usize,
     first_line: usize,
+    passed_over: &mut dyn FnMut(String),
 ) -> Result<Option<DocumentResult>, RenderError> {
     let fail = |object: &str, reason: String| RenderError {
         document,
@@ -91,6 +96,9 @@ fn render_document(
         return Ok(None);
     };
     if !engine.matches(&object) {
+        if let Some(warning) = engine.config().passes_over(&object) {
+            passed_over(warning);
+        }
         return Ok(None);
     }
     let label = format!(" (ConfigMap {}/{})", object.namespace, object.name);
@@ -162,6 +170,19 @@ pub fn render_resource_list(engine: &Engine, mut list: Node) -> Result<Rendered,
             continue;
         };
         if !engine.matches(&object) {
+            if let Some(warning) = engine.config().passes_over(&object) {
+                results.push(serde_json::json!({
+                    "message": warning,
+                    "severity": "warning",
+                    "resourceRef": {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "name": object.name,
+                        "namespace": object.namespace,
+                    },
+                }));
+                out.warnings.push(format!("item {}: {warning}", index + 1));
+            }
             continue;
         }
         out.matched += 1;
@@ -241,11 +262,18 @@ pub fn object_ref(root: &Node) -> Option<ObjectRef> {
             }
         }
     }
+    let data_keys = match root.get("data").map(|d| &d.value) {
+        Some(Value::Map(entries)) => (entries.iter())
+            .filter_map(|(k, _)| k.scalar_text().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
     Some(ObjectRef {
         kind,
         name: field("name"),
         namespace: field("namespace"),
         labels,
+        data_keys,
     })
 }
 

@@ -16,6 +16,9 @@
 
 mod support;
 
+#[path = "it/apiserver.rs"]
+mod apiserver;
+
 #[path = "it/attacks.rs"]
 mod attacks;
 
@@ -31,6 +34,9 @@ mod dashboard;
 #[path = "it/deploy.rs"]
 mod deploy;
 
+#[path = "it/dialect.rs"]
+mod dialect;
+
 #[path = "it/engine.rs"]
 mod engine;
 
@@ -43,6 +49,9 @@ mod federation;
 #[path = "it/hostile.rs"]
 mod hostile;
 
+#[path = "it/installs.rs"]
+mod installs;
+
 #[path = "it/properties.rs"]
 mod properties;
 
@@ -52,8 +61,14 @@ mod promql;
 #[path = "it/security.rs"]
 mod security;
 
+#[path = "it/selection.rs"]
+mod selection;
+
 #[path = "it/semantic.rs"]
 mod semantic;
+
+#[path = "it/validation.rs"]
+mod validation;
 
 #[path = "it/webhook.rs"]
 mod webhook;

@@ -14,6 +14,7 @@ use serde_json::{Value as Json, json};
 
 use super::{Location, Warning};
 use crate::config::{Cluster, Config, ConfigError};
+use crate::prometheus::schema::{self, Problem};
 use crate::yaml::Node;
 
 /// Target label that carries a discovered target's cluster into `metric_relabel_configs`
@@ -32,6 +33,8 @@ pub struct Federation {
 pub struct Job {
     pub name: String,
     pub node: Node,
+    /// The config setting it comes from, e.g. `clusters[1]`.
+    pub source: String,
 }
 
 impl Federation {
@@ -39,12 +42,17 @@ impl Federation {
         let label = &config.cluster_label_name;
         let mut federation = Federation::default();
         for (i, raw) in config.additional_scrape_configs.iter().enumerate() {
-            let (jobs, warning) = raw_jobs(raw, label).map_err(|reason| {
-                ConfigError(format!(
-                    "additionalScrapeConfigs[{i}] (line {}): {reason}",
-                    raw.line
-                ))
-            })?;
+            let source = format!("additionalScrapeConfigs[{i}]");
+            let job_name = raw
+                .get("job_name")
+                .and_then(Node::scalar_text)
+                .filter(|n| !n.is_empty());
+            let job = job_name.map(|name| format!("job {name:?}"));
+            let problem = |p: Problem| ConfigError(p.describe_in(&source, job.as_deref()));
+            schema::check(raw, &schema::SCRAPE_CONFIG).map_err(problem)?;
+            not_local(raw, label, &config.local_cluster_name).map_err(problem)?;
+            let (jobs, warning) = raw_jobs(raw, label, &source)
+                .map_err(|reason| ConfigError(format!("{source} (line {}): {reason}", raw.line)))?;
             for job in jobs {
                 federation.push(job)?;
             }
@@ -59,11 +67,22 @@ impl Federation {
             }
         }
         for (i, cluster) in config.clusters.iter().enumerate() {
-            let job = cluster_job(cluster, &config.federation_job_prefix, label)
-                .map_err(|reason| ConfigError(format!("clusters[{i}]: {reason}")))?;
+            let source = format!("clusters[{i}]");
+            let job = cluster_job(cluster, &config.federation_job_prefix, label, &source)
+                .map_err(|reason| ConfigError(format!("{source}: {reason}")))?;
             federation.push(job)?;
         }
         for job in &federation.jobs {
+            // What promfed writes must load: the jobs as generated are checked again (this
+            // also catches settings that conflict only together, like two kinds of auth).
+            schema::check(&job.node, &schema::SCRAPE_CONFIG).map_err(|p| {
+                ConfigError(format!(
+                    "{}: the scrape config {:?} made from it would not load in Prometheus: {}",
+                    job.source,
+                    job.name,
+                    p.describe("")
+                ))
+            })?;
             federation.warnings.extend(inline_secrets(job));
         }
         Ok(federation)
@@ -146,7 +165,7 @@ impl Federation {
 /// only force the cluster from a target label, and with `honor_labels: true` a scraped label of
 /// the same name would win. Only jobs that discover their targets take that route, with a
 /// warning.
-fn raw_jobs(raw: &Node, label: &str) -> Result<(Vec<Job>, Option<String>), String> {
+fn raw_jobs(raw: &Node, label: &str, source: &str) -> Result<(Vec<Job>, Option<String>), String> {
     let json = raw.to_json();
     let Some(map) = json.as_object() else {
         return Err("must be a scrape config mapping".into());
@@ -216,7 +235,8 @@ fn raw_jobs(raw: &Node, label: &str) -> Result<(Vec<Job>, Option<String>), Strin
              target label {TEMP_LABEL}: a workload whose series carry that label could choose \
              its cluster; prefer static targets or one `clusters` entry per cluster"
         );
-        return Ok((vec![Job { name, node }], Some(warning)));
+        let source = source.to_string();
+        return Ok((vec![Job { name, node, source }], Some(warning)));
     }
     if clusters.is_empty() {
         return Err(format!(
@@ -249,6 +269,7 @@ fn raw_jobs(raw: &Node, label: &str) -> Result<(Vec<Job>, Option<String>), Strin
         jobs.push(Job {
             name: job_name,
             node,
+            source: source.to_string(),
         });
     }
     Ok((jobs, None))
@@ -275,7 +296,7 @@ fn append(node: &mut Node, key: &str, rules: Vec<Json>) -> Result<(), String> {
 
 /// A job generated from the compact `clusters:` form: one job per cluster, label forced to the
 /// literal cluster name.
-fn cluster_job(cluster: &Cluster, prefix: &str, label: &str) -> Result<Job, String> {
+fn cluster_job(cluster: &Cluster, prefix: &str, label: &str, source: &str) -> Result<Job, String> {
     if cluster.name.is_empty() {
         return Err("name must not be empty".into());
     }
@@ -364,7 +385,46 @@ fn cluster_job(cluster: &Cluster, prefix: &str, label: &str) -> Result<Job, Stri
     Ok(Job {
         name,
         node: Node::from_json(&Json::Object(job)),
+        source: source.to_string(),
     })
+}
+
+/// A raw job must not make a workload cluster pass for the local one: no static target group
+/// labelled with the local cluster's name, no relabel rule that writes it literally.
+fn not_local(raw: &Node, label: &str, local: &str) -> Result<(), Problem> {
+    let impersonates = |line: usize, path: String| Problem {
+        path,
+        line,
+        message: format!(
+            "{local:?} is the localClusterName: a workload cluster must not take the local \
+             cluster's name (its series would pass for local ones and feed the local recording \
+             rules)"
+        ),
+    };
+    let groups = raw.get("static_configs").and_then(Node::as_seq);
+    for (i, group) in groups.into_iter().flatten().enumerate() {
+        if let Some(value) = group.get("labels").and_then(|l| l.get(label))
+            && value.scalar_text() == Some(local)
+        {
+            return Err(impersonates(
+                value.line,
+                format!("static_configs[{i}].labels.{label}"),
+            ));
+        }
+    }
+    let rules = raw.get("relabel_configs").and_then(Node::as_seq);
+    for (i, rule) in rules.into_iter().flatten().enumerate() {
+        let field = |key: &str| rule.get(key).and_then(Node::scalar_text);
+        let replaces = field("action").is_none_or(|a| a.eq_ignore_ascii_case("replace"));
+        if replaces && field("target_label") == Some(label) && field("replacement") == Some(local) {
+            let line = rule.get("replacement").map_or(rule.line, |n| n.line);
+            return Err(impersonates(
+                line,
+                format!("relabel_configs[{i}].replacement"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Inline secrets in a federation job: they end up in a ConfigMap anyone with read access sees.

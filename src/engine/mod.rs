@@ -3,6 +3,7 @@
 //! The webhook, the CLI and the tests all call [`Engine::rewrite`]; nothing here does I/O.
 
 pub mod federation;
+pub mod position;
 pub mod promql;
 pub mod rules;
 pub mod scrape;
@@ -24,6 +25,8 @@ pub struct ObjectRef {
     pub name: String,
     pub namespace: String,
     pub labels: BTreeMap<String, String>,
+    /// The keys of a ConfigMap's `data`.
+    pub data_keys: Vec<String>,
 }
 
 /// Where in the ConfigMap a finding or an error is.
@@ -132,6 +135,9 @@ impl Engine {
         } else {
             None
         };
+        if let Some(group) = &alert_group {
+            check_alert_group(group)?;
+        }
         Ok(Engine {
             config,
             federation,
@@ -144,9 +150,21 @@ impl Engine {
         &self.config
     }
 
+    /// The names of the federation jobs promfed writes, as rendered: a raw job with targets
+    /// of several clusters counts as its parts.
+    pub fn federation_jobs(&self) -> impl Iterator<Item = &str> {
+        self.federation.jobs.iter().map(|job| job.name.as_str())
+    }
+
+    /// Warnings about the config itself (inline secrets, discovered federation targets);
+    /// every rewrite of a Prometheus config reports them too.
+    pub fn config_warnings(&self) -> &[Warning] {
+        &self.federation.warnings
+    }
+
     /// Whether this object is a ConfigMap promfed rewrites.
     pub fn matches(&self, object: &ObjectRef) -> bool {
-        self.config.configmap.matches(object)
+        self.config.selects(object)
     }
 
     /// Rewrite the data of a matched ConfigMap. Keys and their order are kept; a key is
@@ -291,6 +309,23 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// The federation alert group must load in Prometheus like everything else promfed writes.
+fn check_alert_group(group: &yaml::Node) -> Result<(), ConfigError> {
+    let fail = |reason: String| {
+        ConfigError(format!(
+            "federationAlerts: the rule group promfed writes would not load in Prometheus: {reason}"
+        ))
+    };
+    crate::prometheus::schema::check(group, &crate::prometheus::schema::RULE_GROUP)
+        .map_err(|p| fail(p.describe("")))?;
+    let rules = group.get("rules").and_then(yaml::Node::as_seq);
+    for expr in rules.into_iter().flatten().filter_map(|r| r.get("expr")) {
+        let text = expr.scalar_text().unwrap_or_default();
+        promql::parse(text).map_err(|e| fail(format!("{text:?}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Data keys whose names say they hold YAML (or JSON) documents.

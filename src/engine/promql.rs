@@ -1,22 +1,25 @@
 //! Scoping PromQL: add a label matcher to every vector selector of an expression.
 //!
-//! The expression is parsed with `promql-parser`; the matchers are then spliced into the
-//! original text at the selectors' byte positions (found with the crate's lexer), so the
-//! user's formatting and `#` comments survive. The spliced text is parsed again and its AST
-//! must equal the AST with the matchers injected; only if that check fails is the printed AST
-//! used instead, and it must pass the same check. An expression is never returned unverified.
+//! The expression is parsed with `promql-parser`, through `dialect`, which makes what
+//! Prometheus 2.x and 3.x accept and the crate does not readable for it; the matchers are then
+//! spliced into the original text at the selectors' byte positions (found with the crate's
+//! lexer), so the user's formatting and `#` comments survive. The spliced text is parsed again
+//! and its AST must equal the AST with the matchers injected; only if that check fails is the
+//! printed AST used instead (never for syntax the AST cannot hold), and it must pass the same
+//! check. An expression is never returned unverified.
 
-use std::sync::Once;
-
-use lrpar::{Lexeme, Lexer};
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::token::{
-    T_BY, T_COMMA, T_EQL_REGEX, T_GROUP_LEFT, T_GROUP_RIGHT, T_IDENTIFIER, T_IGNORING,
-    T_LEFT_BRACE, T_LEFT_BRACKET, T_LEFT_PAREN, T_LOR, T_METRIC_IDENTIFIER, T_NEQ_REGEX, T_ON,
-    T_RIGHT_BRACE, T_RIGHT_BRACKET, T_RIGHT_PAREN, T_STRING, T_WITHOUT, TokenId, TokenType,
+    T_BY, T_COMMA, T_EQL, T_EQL_REGEX, T_GROUP_LEFT, T_GROUP_RIGHT, T_IDENTIFIER, T_IGNORING,
+    T_LEFT_BRACE, T_LEFT_BRACKET, T_LEFT_PAREN, T_LOR, T_METRIC_IDENTIFIER, T_NEQ, T_NEQ_REGEX,
+    T_ON, T_RIGHT_BRACE, T_RIGHT_BRACKET, T_RIGHT_PAREN, T_STRING, T_WITHOUT, TokenType,
 };
-use promql_parser::parser::value::ValueType;
-use promql_parser::parser::{self, Expr, Function, VectorSelector};
+use promql_parser::parser::{Expr, VectorSelector};
+
+mod dialect;
+
+use dialect::Source;
+pub use dialect::Token;
 
 /// Deepest bracket nesting of an expression; AST walks recurse.
 const MAX_NESTING: usize = 256;
@@ -61,6 +64,8 @@ pub struct Scoped {
 /// Why an expression could not be scoped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScopeError {
+    /// `line:column: why`, the position in the expression as promtool gives it. When the crate
+    /// lacks something Prometheus accepts, `why` says so.
     #[error("cannot parse PromQL: {0}")]
     Parse(String),
     #[error("selector {selector} already matches on {label:?} (matcherPolicy: error)")]
@@ -75,35 +80,28 @@ pub enum ScopeError {
     Verification(String),
 }
 
-static EXTRA_FUNCTIONS: Once = Once::new();
-
-/// Functions Prometheus 2.x knows that the parser does not.
-fn register_prometheus2_functions() {
-    EXTRA_FUNCTIONS.call_once(|| {
-        // holt_winters was renamed double_exponential_smoothing in Prometheus 3; 2.x rules use it.
-        let holt_winters = Function::new(
-            "holt_winters",
-            vec![ValueType::Matrix, ValueType::Scalar, ValueType::Scalar],
-            0,
-            ValueType::Vector,
-            false,
-        );
-        // Ignore a conflict: a future parser that knows the function itself is fine.
-        let _ = parser::register_extra_functions(vec![holt_winters]);
-    });
+/// Parse PromQL as Prometheus 2.x and 3.x write it (see `dialect`), with the user's names.
+pub fn parse(expr: &str) -> Result<Expr, ScopeError> {
+    Source::new(expr)?.parse()
 }
 
-/// Parse PromQL as Prometheus 2.x writes it: backtick strings may hold `\`, `holt_winters` exists.
-pub fn parse(expr: &str) -> Result<Expr, ScopeError> {
-    register_prometheus2_functions();
-    let text = normalize_raw_strings(expr);
-    check_nesting(&lex(&text)?)?;
-    parser::parse(&text).map_err(ScopeError::Parse)
+/// The crate's tokens of `expr` as promfed reads it (see `dialect`): every name, whatever
+/// keyword it spells, as `T_IDENTIFIER`, at byte positions in `expr`. An expression with a
+/// backtick string that holds `\` (which promfed rewrites, so its output never has one) is
+/// refused: positions in the rewritten text would not fit `expr`.
+pub fn tokens(expr: &str) -> Result<Vec<Token>, ScopeError> {
+    let source = Source::new(expr)?;
+    if *source.text != *expr {
+        return Err(ScopeError::Parse(
+            "a backtick string holds `\\`: promfed rewrites it first".into(),
+        ));
+    }
+    Ok(source.view.tokens)
 }
 
 impl Scoper {
     pub fn new(label: &str, value: &str, op: ScopeOp, policy: Policy) -> Scoper {
-        register_prometheus2_functions();
+        dialect::register_prometheus2_functions();
         let matcher_text = format!(
             "{label}{}\"{}\"",
             match op {
@@ -123,13 +121,11 @@ impl Scoper {
 
     /// Scope every vector selector of `expr`.
     pub fn scope(&self, expr: &str) -> Result<Scoped, ScopeError> {
-        let text = normalize_raw_strings(expr);
-        let tokens = lex(&text)?;
-        check_nesting(&tokens)?;
-        if let Some(scoped) = self.scope_without_regexes(expr, &text, &tokens)? {
+        let source = Source::new(expr)?;
+        if let Some(scoped) = self.scope_without_regexes(expr, &source)? {
             return Ok(scoped);
         }
-        self.scope_with_full_parse(expr, &text, &tokens)
+        self.scope_with_full_parse(expr, &source)
     }
 
     /// The fast path. promql-parser compiles a regex for every `=~`/`!~` matcher it parses,
@@ -141,16 +137,17 @@ impl Scoper {
     fn scope_without_regexes(
         &self,
         expr: &str,
-        text: &str,
-        tokens: &[Token],
+        source: &Source<'_>,
     ) -> Result<Option<Scoped>, ScopeError> {
+        let text: &str = &source.text;
+        let tokens = &source.view.tokens;
         let Some(selectors) = lex_selectors(text, tokens) else {
             return Ok(None);
         };
         if !regexes_are_valid(text, &selectors) {
             return Ok(None);
         }
-        let Ok(mut expected) = parser::parse(&regex_free(text, tokens)) else {
+        let Ok(mut expected) = parse_regex_free(source) else {
             return Ok(None);
         };
         let mut actions = Vec::with_capacity(selectors.len());
@@ -199,12 +196,11 @@ impl Scoper {
         let Some(spliced) = self.splice(text, &selectors, &actions) else {
             return Ok(None);
         };
-        let verified = lex(&spliced).ok().is_some_and(|tokens| {
-            check_nesting(&tokens).is_ok()
-                && parser::parse(&regex_free(&spliced, &tokens)).is_ok_and(|mut got| {
-                    normalize(&mut got);
-                    got == expected
-                })
+        let verified = Source::new(&spliced).is_ok_and(|spliced| {
+            parse_regex_free(&spliced).is_ok_and(|mut got| {
+                normalize(&mut got);
+                got == expected
+            })
         });
         Ok(verified.then_some(Scoped {
             text: spliced,
@@ -272,13 +268,10 @@ impl Scoper {
 
     /// The full path: parse with regexes and decide on the exact AST; if splicing cannot be
     /// verified, print the AST (and verify that).
-    fn scope_with_full_parse(
-        &self,
-        expr: &str,
-        text: &str,
-        tokens: &[Token],
-    ) -> Result<Scoped, ScopeError> {
-        let original = parser::parse(text).map_err(ScopeError::Parse)?;
+    fn scope_with_full_parse(&self, expr: &str, source: &Source<'_>) -> Result<Scoped, ScopeError> {
+        let text: &str = &source.text;
+        let tokens = &source.view.tokens;
+        let original = source.parse()?;
 
         // Decide per selector (in source order) and build the AST we expect.
         let mut expected = original.clone();
@@ -327,7 +320,8 @@ impl Scoper {
             });
         }
         let printed = expected.to_string();
-        if parses_to(&printed, &expected) {
+        // A lossy view's AST lacks what was blanked (modifiers, duration expressions).
+        if !source.view.lossy && parses_to(&printed, &expected) {
             return Ok(Scoped {
                 text: printed,
                 scoped,
@@ -487,16 +481,19 @@ fn regex_for(pattern: &str) -> regex::Regex {
 
 /// Parse `text` and compare with `expected` (both normalized).
 fn parses_to(text: &str, expected: &Expr) -> bool {
-    if lex(text).and_then(|tokens| check_nesting(&tokens)).is_err() {
-        return false;
-    }
-    match parser::parse(text) {
-        Ok(mut got) => {
+    Source::new(text)
+        .and_then(|source| source.parse())
+        .is_ok_and(|mut got| {
             normalize(&mut got);
             got == *expected
-        }
-        Err(_) => false,
-    }
+        })
+}
+
+/// Parse the view of `source` with its regex matchers written as equalities (see
+/// [`regex_free`]); the crate's message on failure.
+fn parse_regex_free(source: &Source<'_>) -> Result<Expr, String> {
+    let view = &source.view;
+    view.parse_text(&regex_free(source.view_text(), &view.tokens))
 }
 
 /// Make ASTs comparable: matcher order is not significant.
@@ -554,17 +551,64 @@ pub fn selectors(expr: &Expr) -> Vec<VectorSelector> {
     out
 }
 
-/// A lexeme: token id, start and end byte.
-type Token = (TokenId, usize, usize);
+/// Every node, parents before children.
+pub fn for_each_node(expr: &Expr, f: &mut dyn FnMut(&Expr)) {
+    f(expr);
+    match expr {
+        Expr::Aggregate(agg) => {
+            if let Some(param) = &agg.param {
+                for_each_node(param, f);
+            }
+            for_each_node(&agg.expr, f);
+        }
+        Expr::Unary(u) => for_each_node(&u.expr, f),
+        Expr::Binary(b) => {
+            for_each_node(&b.lhs, f);
+            for_each_node(&b.rhs, f);
+        }
+        Expr::Paren(p) => for_each_node(&p.expr, f),
+        Expr::Subquery(s) => for_each_node(&s.expr, f),
+        Expr::Call(call) => {
+            for arg in &call.args.args {
+                for_each_node(arg, f);
+            }
+        }
+        Expr::NumberLiteral(_)
+        | Expr::StringLiteral(_)
+        | Expr::VectorSelector(_)
+        | Expr::MatrixSelector(_)
+        | Expr::Extension(_) => {}
+    }
+}
 
-/// The crate's lexer over the whole text.
-fn lex(text: &str) -> Result<Vec<Token>, ScopeError> {
-    let lexer = parser::lexer(text).map_err(ScopeError::Parse)?;
-    Ok(lexer
-        .iter()
-        .filter_map(|l| l.ok())
-        .map(|l| (l.tok_id(), l.span().start(), l.span().end()))
-        .collect())
+/// Every node, mutably, parents before children.
+pub fn for_each_node_mut(expr: &mut Expr, f: &mut dyn FnMut(&mut Expr)) {
+    f(expr);
+    match expr {
+        Expr::Aggregate(agg) => {
+            if let Some(param) = agg.param.as_deref_mut() {
+                for_each_node_mut(param, f);
+            }
+            for_each_node_mut(&mut agg.expr, f);
+        }
+        Expr::Unary(u) => for_each_node_mut(&mut u.expr, f),
+        Expr::Binary(b) => {
+            for_each_node_mut(&mut b.lhs, f);
+            for_each_node_mut(&mut b.rhs, f);
+        }
+        Expr::Paren(p) => for_each_node_mut(&mut p.expr, f),
+        Expr::Subquery(s) => for_each_node_mut(&mut s.expr, f),
+        Expr::Call(call) => {
+            for arg in call.args.args.iter_mut() {
+                for_each_node_mut(arg, f);
+            }
+        }
+        Expr::NumberLiteral(_)
+        | Expr::StringLiteral(_)
+        | Expr::VectorSelector(_)
+        | Expr::MatrixSelector(_)
+        | Expr::Extension(_) => {}
+    }
 }
 
 /// `text` with `=~` written `= ` and `!~` written `!=`: same length, no regexes to compile.
@@ -604,7 +648,7 @@ fn regexes_are_valid(text: &str, selectors: &[LexedSelector]) -> bool {
 }
 
 /// A PromQL string literal's value (Go's `strconv.Unquote` rules).
-fn unquote(literal: &str) -> Option<String> {
+pub(crate) fn unquote(literal: &str) -> Option<String> {
     let quote = literal.chars().next()?;
     let inner = literal.strip_prefix(quote)?.strip_suffix(quote)?;
     if quote == '`' {
@@ -763,15 +807,33 @@ fn lex_braces(text: &str, tokens: &[Token], open: usize) -> Option<(Braces, usiz
                 needs_comma = false;
                 i += 1;
             }
+            // A quoted metric name alone (Prometheus 3): `{"my.metric", job="a"}`.
+            T_STRING if matches!(tokens.get(i + 1), Some((T_COMMA | T_RIGHT_BRACE, ..))) => {
+                matchers.push(LexedMatcher {
+                    label: "__name__".to_string(),
+                    regex: false,
+                    start,
+                    end,
+                    value: (start, end),
+                });
+                needs_comma = true;
+                i += 1;
+            }
             _ => {
-                // label op "value"
+                // label op "value"; the label may be quoted (Prometheus 3: `"label.name"="v"`).
                 let (op, _, _) = *tokens.get(i + 1)?;
                 let (value_id, value_start, value_end) = *tokens.get(i + 2)?;
-                if value_id != T_STRING {
+                if value_id != T_STRING || !matches!(op, T_EQL | T_NEQ | T_EQL_REGEX | T_NEQ_REGEX)
+                {
                     return None;
                 }
+                let written = text.get(start..end)?;
+                let label = match id {
+                    T_STRING => unquote(written)?,
+                    _ => written.to_string(),
+                };
                 matchers.push(LexedMatcher {
-                    label: text.get(start..end)?.trim_matches('"').to_string(),
+                    label,
                     regex: op == T_EQL_REGEX || op == T_NEQ_REGEX,
                     start,
                     end: value_end,
@@ -783,72 +845,6 @@ fn lex_braces(text: &str, tokens: &[Token], open: usize) -> Option<(Braces, usiz
         }
     }
     None
-}
-
-/// PromQL backtick strings have no escapes, but the lexer treats `\` in them as one. Rewrite
-/// each backtick string that holds a `\` as the equivalent double-quoted string.
-fn normalize_raw_strings(expr: &str) -> std::borrow::Cow<'_, str> {
-    if !expr.contains('`') {
-        return std::borrow::Cow::Borrowed(expr);
-    }
-    let mut out = String::with_capacity(expr.len() + 8);
-    let mut chars = expr.char_indices().peekable();
-    let mut changed = false;
-    while let Some((_, c)) = chars.next() {
-        match c {
-            '"' | '\'' => {
-                out.push(c);
-                while let Some((_, d)) = chars.next() {
-                    out.push(d);
-                    if d == '\\' {
-                        if let Some((_, e)) = chars.next() {
-                            out.push(e);
-                        }
-                    } else if d == c {
-                        break;
-                    }
-                }
-            }
-            '#' => {
-                out.push(c);
-                for (_, d) in chars.by_ref() {
-                    out.push(d);
-                    if d == '\n' {
-                        break;
-                    }
-                }
-            }
-            '`' => {
-                let mut raw = String::new();
-                let mut closed = false;
-                for (_, d) in chars.by_ref() {
-                    if d == '`' {
-                        closed = true;
-                        break;
-                    }
-                    raw.push(d);
-                }
-                if closed && raw.contains('\\') {
-                    out.push('"');
-                    out.push_str(&escape_string(&raw));
-                    out.push('"');
-                    changed = true;
-                } else {
-                    out.push('`');
-                    out.push_str(&raw);
-                    if closed {
-                        out.push('`');
-                    }
-                }
-            }
-            _ => out.push(c),
-        }
-    }
-    if changed {
-        std::borrow::Cow::Owned(out)
-    } else {
-        std::borrow::Cow::Borrowed(expr)
-    }
 }
 
 /// Refuse expressions the recursive parts (AST walks, comparison, drop) could choke on:
@@ -899,10 +895,9 @@ mod tests {
     use super::*;
 
     fn both_paths(scoper: &Scoper, expr: &str) -> (Option<Scoped>, Result<Scoped, ScopeError>) {
-        let text = normalize_raw_strings(expr);
-        let tokens = lex(&text).unwrap();
-        let fast = scoper.scope_without_regexes(expr, &text, &tokens).unwrap();
-        let full = scoper.scope_with_full_parse(expr, &text, &tokens);
+        let source = Source::new(expr).unwrap();
+        let fast = scoper.scope_without_regexes(expr, &source).unwrap();
+        let full = scoper.scope_with_full_parse(expr, &source);
         (fast, full)
     }
 
@@ -969,7 +964,7 @@ mod tests {
     #[test]
     fn regex_free_keeps_positions() {
         let text = r#"x{a=~"1",b!~"2",c="=~"}"#;
-        let free = regex_free(text, &lex(text).unwrap());
+        let free = regex_free(text, &dialect::lex(text).unwrap());
         assert_eq!(free, r#"x{a= "1",b!="2",c="=~"}"#);
         assert_eq!(free.len(), text.len());
     }

@@ -5,6 +5,7 @@ use serde_json::json;
 use super::federation::Federation;
 use super::{Error, Location, Stats, Warning};
 use crate::config::Config;
+use crate::prometheus::{duration, schema};
 use crate::yaml::{Node, Value};
 
 /// Rewrite one Prometheus config document in place. Returns whether it changed.
@@ -28,6 +29,7 @@ pub fn rewrite(
             reason: "a Prometheus config must be a mapping".into(),
         });
     }
+    check_federation_timeouts(root, federation, &at)?;
     let label = &config.cluster_label_name;
     let local = &config.local_cluster_name;
     let relabel = [json!({
@@ -123,6 +125,42 @@ pub fn rewrite(
     }
     stats.federation_jobs = federation.jobs.len();
     Ok(changed)
+}
+
+/// A federation job without its own `scrape_interval` scrapes at this config's global one,
+/// which its `scrape_timeout` must not exceed: Prometheus would refuse the whole config.
+fn check_federation_timeouts(
+    root: &Node,
+    federation: &Federation,
+    at: &dyn Fn(usize, Option<String>) -> Location,
+) -> Result<(), Error> {
+    let global = root.get("global").and_then(|g| g.get("scrape_interval"));
+    let interval = global
+        .and_then(Node::scalar_text)
+        .and_then(|text| duration::parse(text).ok())
+        .filter(|d| !d.is_zero());
+    let (interval, from, line) = match (interval, global) {
+        (Some(interval), Some(node)) => (
+            interval,
+            format!("global.scrape_interval, line {}", node.line),
+            node.line,
+        ),
+        _ => (
+            schema::DEFAULT_SCRAPE_INTERVAL,
+            "Prometheus' default global scrape_interval".to_string(),
+            0,
+        ),
+    };
+    for job in &federation.jobs {
+        schema::check_timeout(&job.node, (interval, &from)).map_err(|p| Error {
+            location: at(line, Some(format!("job {:?}", job.name))),
+            reason: format!(
+                "{}; give the job a scrape_interval in the promfed config ({})",
+                p.message, job.source
+            ),
+        })?;
+    }
+    Ok(())
 }
 
 /// Make `rules` the last rules of the list under `key`, exactly once: a list that already

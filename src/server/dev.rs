@@ -128,8 +128,9 @@ impl DevFiles {
         self.dir.path()
     }
 
-    /// What to paste into a shell to try the webhook.
-    pub fn banner(&self, https: SocketAddr, metrics: SocketAddr) -> String {
+    /// What to paste into a shell to try the webhook. `config` is the config file in use:
+    /// this run's own copy of the example, or the one `--config` named.
+    pub fn banner(&self, config: &Path, https: SocketAddr, metrics: SocketAddr) -> String {
         let host = |addr: SocketAddr| {
             if addr.ip().is_unspecified() || addr.ip().is_loopback() {
                 format!("localhost:{}", addr.port())
@@ -155,7 +156,7 @@ impl DevFiles {
              \x20   | python3 -c 'import base64,json,sys; r=json.load(sys.stdin)[\"response\"]; print(json.dumps(json.loads(base64.b64decode(r[\"patch\"])), indent=1) if \"patch\" in r else r)'\n\
              \n\
              Metrics: curl -s http://{metrics}/metrics\n",
-            config = self.config.display(),
+            config = config.display(),
             cert = self.cert.display(),
             ca = self.ca.display(),
             review = self.review.display(),
@@ -180,6 +181,27 @@ mod tests {
             .unwrap()
             .as_secs() as i64;
         assert!(cert.not_after > now + 300 * 24 * 3600, "{}", cert.not_after);
+    }
+
+    #[test]
+    fn the_banner_names_the_config_in_use() {
+        let listen: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        let files = DevFiles::create(listen).unwrap();
+        let own = files.banner(&files.config, listen, listen);
+        assert!(
+            own.contains(&format!("config       {}", files.config.display())),
+            "{own}"
+        );
+        let mine = Path::new("/srv/mine/promfed.yaml");
+        let given = files.banner(mine, listen, listen);
+        assert!(
+            given.contains("config       /srv/mine/promfed.yaml  (edit it"),
+            "{given}"
+        );
+        assert!(
+            !given.contains(&files.config.display().to_string()),
+            "{given}"
+        );
     }
 
     #[test]

@@ -909,7 +909,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "listening"
     );
     if let Some(dev) = &dev {
-        println!("{}", dev.banner(https_addr, metrics_addr));
+        println!("{}", dev.banner(&files.config, https_addr, metrics_addr));
     }
 
     let signal = shutdown_signal().await;

@@ -219,6 +219,26 @@ pub async fn watch_client_ca(
 mod tests {
     use super::*;
 
+    /// `serve` loads its config and every reload through [`load_engine`]: a config whose
+    /// output Prometheus would refuse is refused there (a reload keeps the last good one).
+    #[test]
+    fn a_config_prometheus_would_refuse_the_output_of_is_not_loaded() {
+        assert!(load_engine(crate::config::EXAMPLE.as_bytes()).is_ok());
+        for (text, want) in [
+            (
+                "federationAlerts:\n  enabled: true\n  downFor: 5 minutes\n",
+                "federationAlerts.downFor (line 3)",
+            ),
+            (
+                "localClusterName: tools\nclusters:\n- name: tools\n  targets: [a:9090]\n",
+                "clusters[0].name (line 3)",
+            ),
+        ] {
+            let err = load_engine(text.as_bytes()).expect_err(text).to_string();
+            assert!(err.contains(want), "{err}");
+        }
+    }
+
     #[tokio::test]
     async fn a_symlink_swap_is_a_change_and_a_rewrite_of_the_same_bytes_is_not() {
         let dir = tempfile::tempdir().unwrap();

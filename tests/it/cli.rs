@@ -15,7 +15,8 @@ fn promfed(args: &[&str], stdin: Option<&str>) -> Output {
         .expect("promfed runs");
     let mut input = child.stdin.take().unwrap();
     if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
+        // A usage error ends promfed before it reads: the write may meet a closed pipe.
+        let _ = input.write_all(text.as_bytes());
     }
     drop(input);
     child.wait_with_output().unwrap()
@@ -46,11 +47,11 @@ fn render_rewrites_only_matched_configmaps_and_keeps_the_rest_byte_for_byte() {
     // The header comments of the rewritten ConfigMap are kept.
     assert!(text.contains("---\n# Rendered equivalent of the prometheus-server ConfigMap"));
 
-    // Rendering the output again is a no-op, and --diff says so with an empty diff.
+    // Rendering the output again is a no-op, and --diff says so with an empty diff and exit 0.
     let again = promfed(&["render", "--config", &config], Some(&text));
     assert_eq!(String::from_utf8(again.stdout).unwrap(), text);
     let diff = promfed(&["render", "--diff", "--config", &config], Some(&text));
-    assert!(diff.status.success());
+    assert_eq!(diff.status.code(), Some(0), "{}", stderr(&diff));
     assert!(
         diff.stdout.is_empty(),
         "{}",
@@ -58,10 +59,11 @@ fn render_rewrites_only_matched_configmaps_and_keeps_the_rest_byte_for_byte() {
     );
 }
 
+/// `render --diff` exits like diff(1) and `git diff --exit-code`: 1 when there are changes.
 #[test]
-fn diff_shows_what_changes() {
+fn diff_shows_what_changes_and_exits_1() {
     let out = promfed(&["render", "--example", "--diff"], None);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let diff = String::from_utf8(out.stdout).unwrap();
     assert!(
         diff.starts_with("--- a/prometheus-server-configmap.yaml\n+++ b/"),
@@ -76,7 +78,7 @@ fn diff_shows_what_changes() {
 
 #[test]
 fn invalid_input_exits_1_naming_file_document_key_rule_and_line() {
-    let broken = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: prometheus-server\n  namespace: monitoring\n  labels: {app: prometheus, component: server}\ndata:\n  recording_rules.yml: |\n    groups:\n    - name: node.rules\n      rules:\n      - record: instance:cpu:rate5m\n        expr: sum(rate(node_cpu_seconds_total[5m]) by (instance)\n";
+    let broken = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: prometheus-server\n  namespace: monitoring\n  labels: {app: prometheus, component: server}\ndata:\n  prometheus.yml: |\n    scrape_configs: []\n  recording_rules.yml: |\n    groups:\n    - name: node.rules\n      rules:\n      - record: instance:cpu:rate5m\n        expr: sum(rate(node_cpu_seconds_total[5m]) by (instance)\n";
     let stream = format!("{OTHER_DOCS}---\n{broken}");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("manifests.yaml");
@@ -100,7 +102,8 @@ fn invalid_input_exits_1_naming_file_document_key_rule_and_line() {
         "\"node.rules\"",
         "record \"instance:cpu:rate5m\"",
         "line 5",
-        "line 20 of the stream",
+        "cannot parse PromQL: 1:51: unclosed left parenthesis",
+        "line 22 of the stream",
     ] {
         assert!(message.contains(want), "{message:?} lacks {want:?}");
     }
@@ -124,22 +127,94 @@ fn data_value_that_is_not_a_string_is_refused() {
 
 #[test]
 fn usage_errors_exit_2() {
+    let config = path("example-config.yaml");
     for args in [
         &["render"][..],
         &["render", "--config"],
         &["frobnicate"],
         &["check"],
+        &["check", &config, "--config", &config],
+        &["dashboard", "--label", "__x", "-"],
+        &["dashboard", "--label", "bad-label", "-"],
+        &["dashboard", "--variable", "a-b", "-"],
     ] {
-        let out = promfed(args, None);
+        let out = promfed(args, Some("{}"));
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
     }
+    let out = promfed(&["dashboard", "--label", "__x", "-"], Some("{}"));
+    assert!(stderr(&out).contains("__x"), "{}", stderr(&out));
+}
+
+/// With --diff, exit 1 means "changes", so invalid input is trouble, 2, as for diff(1).
+#[test]
+fn diff_of_invalid_input_exits_2() {
+    let broken = "kind: ConfigMap\nmetadata:\n  name: prometheus-server\n  labels: {app: prometheus, component: server}\ndata:\n  prometheus.yml: '{'\n";
+    let config = path("example-config.yaml");
+    let out = promfed(&["render", "--diff", "--config", &config], Some(broken));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("prometheus.yml"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let out = promfed(
+        &["render", "--diff", "--config", "/nonexistent/promfed.yaml"],
+        Some(""),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // Without --diff the same input is the usual 1.
+    let out = promfed(&["render", "--config", &config], Some(broken));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+/// `--example --config FILE`: the example ConfigMap rendered with that config.
+#[test]
+fn example_takes_the_given_config() {
+    let out = promfed(
+        &[
+            "render",
+            "--example",
+            "--config",
+            &path("config-compact.yaml"),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("job_name: federate-workload-a"), "{text}");
+    assert!(
+        !text.contains("replacement: shared-tools"),
+        "the seed's config was used"
+    );
+    let out = promfed(
+        &[
+            "render",
+            "--example",
+            "--config",
+            "/nonexistent/promfed.yaml",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/nonexistent/promfed.yaml"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn check_validates_a_config() {
     let out = promfed(&["check", "--config", &path("example-config.yaml")], None);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+    // The seed's job federates two clusters: it is rendered as two jobs, counted as two.
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("ok (local cluster \"shared-tools\", label \"cluster\", 2 federation jobs: federation-other, federation-random)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // promtool's habit: the file as the argument.
+    let positional = promfed(&["check", &path("example-config.yaml")], None);
+    assert_eq!(positional.status.code(), Some(0), "{}", stderr(&positional));
+    assert_eq!(positional.stdout, out.stdout);
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("promfed.yaml");
@@ -159,6 +234,105 @@ fn check_validates_a_config() {
     );
 }
 
+/// `check` prints the warnings `render` would print for the config.
+#[test]
+fn check_prints_the_config_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("promfed.yaml");
+    std::fs::write(
+        &file,
+        "clusters:\n- name: w\n  targets: [w:9090]\n  basic_auth: {username: u, password: hunter2}\n",
+    )
+    .unwrap();
+    let out = promfed(&["check", file.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(
+        message.contains("promfed: warning:")
+            && message.contains("job \"federate-w\"")
+            && message.contains("basic_auth.password is inline"),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"), "{message}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("1 federation job: federate-w)"), "{stdout}");
+}
+
+/// Issue 16, item 1: a config Prometheus would refuse the output of fails `check`.
+#[test]
+fn check_refuses_what_prometheus_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("promfed.yaml");
+    std::fs::write(
+        &file,
+        "federationAlerts:\n  enabled: true\n  downFor: 5 minutes\n",
+    )
+    .unwrap();
+    let out = promfed(&["check", file.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "promfed.yaml: federationAlerts.downFor (line 3): \"5 minutes\" is not a valid duration"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `serve --dev --config X` names X as the config to edit, not its own temporary copy.
+#[test]
+fn serve_dev_names_the_config_in_use() {
+    use std::io::{BufRead as _, BufReader};
+    let config = path("example-config.yaml");
+    let child = Command::new(promfed_bin())
+        .args([
+            "serve",
+            "--dev",
+            "--config",
+            &config,
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "text",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = crate::support::KillOnDrop(child);
+    let stdout = server.0.stdout.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut banner = Vec::new();
+    while let Ok(line) = received.recv_timeout(crate::support::HANG_GUARD) {
+        let done = line.starts_with("Metrics:");
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    let banner = banner.join("\n");
+    let line = banner
+        .lines()
+        .find(|l| l.trim_start().starts_with("config "))
+        .unwrap_or_else(|| panic!("no config line in the banner:\n{banner}"));
+    assert_eq!(
+        line.trim(),
+        format!("config       {config}  (edit it: it is reloaded within a second)"),
+        "{banner}"
+    );
+    drop(server);
+}
+
 #[test]
 fn closed_stdout_is_a_normal_end() {
     let mut child = Command::new(promfed_bin())
@@ -175,7 +349,7 @@ fn closed_stdout_is_a_normal_end() {
 
 #[test]
 fn warnings_go_to_stderr() {
-    let doc = "kind: ConfigMap\nmetadata:\n  name: prometheus-server\n  namespace: m\n  labels: {app: prometheus, component: server}\ndata:\n  recording_rules.yml: |\n    groups:\n    - name: g\n      rules:\n      - record: r\n        expr: x{cluster=\"other\"}\n";
+    let doc = "kind: ConfigMap\nmetadata:\n  name: prometheus-server\n  namespace: m\n  labels: {app: prometheus, component: server}\ndata:\n  prometheus.yml: |\n    scrape_configs: []\n  recording_rules.yml: |\n    groups:\n    - name: g\n      rules:\n      - record: r\n        expr: x{cluster=\"other\"}\n";
     let out = promfed(
         &["render", "--config", &path("example-config.yaml")],
         Some(doc),
@@ -234,4 +408,140 @@ fn krm_function_rewrites_resource_list_items() {
     bare.as_object_mut().unwrap().remove("functionConfig");
     let out = promfed(&["render"], Some(&yaml::emit(&Node::from_json(&bare))));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// A ConfigMap with a Prometheus config that no selector matches is named on stderr with the
+/// part of the selector it misses; the exit code and the output are unchanged.
+#[test]
+fn render_warns_about_a_prometheus_configmap_it_does_not_match() {
+    let chart = read_data("helm/prometheus-server-configmap-chart-29.27.0.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "labels",
+            "configmap:\n  labels: {app: prometheus, component: server}\n",
+            "its labels have none of the label sets of configmap.labels: {app=prometheus, component=server}",
+        ),
+        (
+            "name",
+            "configmap:\n  names: [prom]\n",
+            "name \"prometheus-server\" is not in configmap.names [\"prom\"]",
+        ),
+        (
+            "namespace",
+            "configmap:\n  namespaces: [monitoring]\n",
+            "namespace \"default\" is not in configmap.namespaces [\"monitoring\"]",
+        ),
+    ];
+    for (part, config, why) in cases {
+        let file = dir.path().join(format!("{part}.yaml"));
+        std::fs::write(&file, config).unwrap();
+        for diff in [false, true] {
+            let mut args = vec!["render", "--config", file.to_str().unwrap()];
+            if diff {
+                args.push("--diff");
+            }
+            let out = promfed(&args, Some(&chart));
+            assert_eq!(out.status.code(), Some(0), "{part}: {}", stderr(&out));
+            let message = stderr(&out);
+            for want in [
+                "promfed: warning: stdin: document 1: ConfigMap default/prometheus-server holds a Prometheus config (prometheus.yml)",
+                why,
+                "left unfederated",
+            ] {
+                assert!(message.contains(want), "{part}: {message:?} lacks {want:?}");
+            }
+            let expected: &[u8] = if diff { b"" } else { chart.as_bytes() };
+            assert_eq!(out.stdout, expected, "{part}");
+        }
+    }
+    // Matched ConfigMaps and ConfigMaps without a Prometheus config: no such warning.
+    let quiet = format!(
+        "{}---\n{OTHER_DOCS}---\nkind: ConfigMap\nmetadata: {{name: grafana}}\ndata: {{x: y}}\n",
+        read_data("tkg/prometheus-server-configmap.yaml")
+    );
+    let out = promfed(
+        &["render", "--config", &path("example-config.yaml")],
+        Some(&quiet),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("left unfederated"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The helm post-renderer passes the warning on and still writes the manifests (exit 0).
+#[test]
+fn helm_post_renderer_shows_the_unmatched_warning() {
+    let chart = read_data("helm/prometheus-server-configmap-chart-29.27.0.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("promfed.yaml");
+    std::fs::write(&config, "configmap:\n  labels: {app: prometheus}\n").unwrap();
+    let out = Command::new("bash")
+        .arg(crate::support::root().join("scripts/helm-post-renderer.sh"))
+        .arg(&config)
+        .env("PROMFED", promfed_bin())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(chart.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.stdout, chart.as_bytes());
+    assert!(
+        stderr(&out).contains("left unfederated"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// As a KRM function, the unmatched Prometheus ConfigMap is a `results` warning (kpt and
+/// kustomize show them) and a line on stderr.
+#[test]
+fn krm_function_reports_an_unmatched_prometheus_configmap() {
+    use promfed::yaml::{self, Limits, Node};
+    let configmap = yaml::parse(
+        &read_data("helm/prometheus-server-configmap-chart-29.27.0.yaml"),
+        Limits::default(),
+    )
+    .unwrap()
+    .unwrap()
+    .to_json();
+    let list = serde_json::json!({
+        "apiVersion": "config.kubernetes.io/v1",
+        "kind": "ResourceList",
+        "items": [configmap],
+        "functionConfig": {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "promfed"},
+            "data": {"promfed.yaml": "configmap:\n  names: [prom]\n"},
+        },
+    });
+    let out = promfed(&["render"], Some(&yaml::emit(&Node::from_json(&list))));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("item 1: ConfigMap default/prometheus-server"),
+        "{}",
+        stderr(&out)
+    );
+    let got = yaml::parse(&String::from_utf8(out.stdout).unwrap(), Limits::default())
+        .unwrap()
+        .unwrap()
+        .to_json();
+    let result = &got["results"][0];
+    assert_eq!(result["severity"], "warning");
+    assert_eq!(result["resourceRef"]["name"], "prometheus-server");
+    let message = result["message"].as_str().unwrap();
+    assert!(
+        message.contains("name \"prometheus-server\" is not in configmap.names [\"prom\"]"),
+        "{message}"
+    );
+    assert_eq!(got["items"][0], configmap);
 }

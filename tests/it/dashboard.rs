@@ -537,8 +537,9 @@ fn cli_rejects_invalid_input_with_exit_1() {
     );
     let out = promfed(&["dashboard", "-"], Some("[1, 2]"));
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    // A bad option is a usage error (exit 2), like any bad argument.
     let out = promfed(&["dashboard", "--label", "a-b", "-"], Some("{}"));
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let out = promfed(&["dashboard", "/nonexistent/dashboard.json"], None);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
 }

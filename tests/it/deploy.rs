@@ -10,7 +10,6 @@
 //! 1.37; these tests use 1.33. It has none for CRDs, so cert-manager's Issuer and Certificate
 //! are checked field by field here instead.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt as _;
@@ -391,16 +390,22 @@ fn webhook_registers_only_prometheus_server_configmaps_and_fails_closed() {
     // for a ConfigMap promfed would leave alone, and misses none it would rewrite.
     let text = std::fs::read_to_string(root().join("deploy/base/promfed.yaml")).unwrap();
     let promfed_config = promfed::Config::from_yaml(&text).expect("deploy/base/promfed.yaml");
-    let labels: BTreeMap<String, String> =
-        serde_json::from_value(hook["objectSelector"]["matchLabels"].clone()).unwrap();
-    assert_eq!(labels, promfed_config.configmap.labels);
-    assert!(hook["objectSelector"].get("matchExpressions").is_none());
-    let names: Vec<String> = (promfed_config.configmap.names.iter())
-        .map(|n| format!("object.metadata.name == \"{n}\""))
+    // No objectSelector: it cannot say "one label set or the other"; the conditions do.
+    assert!(hook.get("objectSelector").is_none(), "{hook}");
+    let conditions: Vec<(String, String)> = (hook["matchConditions"].as_array().unwrap().iter())
+        .map(|c| {
+            let field = |f: &str| c[f].as_str().unwrap().to_string();
+            (field("name"), field("expression"))
+        })
         .collect();
-    let conditions = hook["matchConditions"].as_array().unwrap();
-    assert_eq!(conditions.len(), 1);
-    assert_eq!(conditions[0]["expression"], names.join(" || "));
+    let want: Vec<(String, String)> = (promfed_config.match_conditions().into_iter())
+        .map(|c| (c.name, c.expression))
+        .collect();
+    assert_eq!(
+        conditions, want,
+        "the webhook's matchConditions are not what `promfed match-conditions --config \
+         deploy/base/promfed.yaml` prints"
+    );
 
     // The Service sends 443 to the container port promfed serves /mutate on, 9102 to metrics.
     let service = find(&objects, "Service", "promfed");
@@ -864,7 +869,7 @@ impl Serve {
                 sink.lock().unwrap().push(line);
             }
         });
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + support::HANG_GUARD;
         loop {
             // The JSON log line "listening" names the bound addresses.
             let addrs = log.lock().unwrap().iter().find_map(|line| {
@@ -1344,18 +1349,17 @@ fn krm_example_builds_with_standalone_kustomize() {
 }
 
 #[test]
-fn kapp_config_only_excludes_data_of_the_tkg_configmap_from_the_last_applied_check() {
+fn kapp_config_only_excludes_data_of_prometheus_config_maps_from_the_last_applied_check() {
     let config = &parse_file("deploy/kapp/kapp-config.yaml")[0];
     assert_eq!(config["apiVersion"], "kapp.k14s.io/v1alpha1");
     assert_eq!(config["kind"], "Config");
     // A rebase rule on data would hide template changes behind the live object.
     assert!(config.get("rebaseRules").is_none());
-    let tkg = &parse_stream(&support::read_data("tkg/prometheus-server-configmap.yaml"))[0];
-    let matcher = json!([{"kindNamespaceNameMatcher": {
-        "kind": "ConfigMap",
-        "namespace": tkg["metadata"]["namespace"],
-        "name": tkg["metadata"]["name"],
-    }}]);
+    // Not tied to a namespace or a name: any ConfigMap with a Prometheus config.
+    let matcher = json!([{"andMatcher": {"matchers": [
+        {"apiGroupKindMatcher": {"apiGroup": "", "kind": "ConfigMap"}},
+        {"notMatcher": {"matcher": {"emptyFieldMatcher": {"path": ["data", "prometheus.yml"]}}}},
+    ]}}]);
     let rules = config["diffAgainstLastAppliedFieldExclusionRules"]
         .as_array()
         .unwrap();
@@ -1376,7 +1380,38 @@ fn kapp_config_only_excludes_data_of_the_tkg_configmap_from_the_last_applied_che
 // ---------------------------------------------------------------------------------------
 // Dashboards
 
-/// Every ConfigMap holds one JSON file of `dir`, byte for byte, labelled for Grafana's sidecar.
+/// A Grafana dashboard sidecar as its users run it: the label it watches and the value it wants
+/// (`None`: any value).
+struct Sidecar {
+    grafana: &'static str,
+    source: &'static str,
+    label: &'static str,
+    value: Option<&'static str>,
+}
+
+/// The sidecars of the Grafanas promfed's users run, as their manifests configure them.
+const SIDECARS: &[Sidecar] = &[
+    Sidecar {
+        grafana: "TKG/TCE grafana package 7.5.16",
+        // kiwigrid/k8s-sidecar 1.15.6 with LABEL=grafana-dashboard and no LABEL_VALUE (so any
+        // value), NAMESPACE unset (Grafana's own).
+        source: "vmware-tanzu/community-edition \
+                 addons/packages/grafana/7.5.16/bundle/config/upstream/grafana/deployment.yaml",
+        label: "grafana-dashboard",
+        value: None,
+    },
+    Sidecar {
+        grafana: "grafana helm chart, as kube-prometheus-stack installs it",
+        // sidecar.dashboards.label / labelValue in the charts' values.yaml; searchNamespace
+        // unset (Grafana's own namespace).
+        source: "grafana/helm-charts charts/grafana/values.yaml; prometheus-community/helm-charts \
+                 charts/kube-prometheus-stack/values.yaml",
+        label: "grafana_dashboard",
+        value: Some("1"),
+    },
+];
+
+/// Every ConfigMap holds one JSON file of `dir`, byte for byte, labelled for every sidecar.
 fn assert_configmaps_hold(objects: &[Value], dir: &Path) {
     let mut files: Vec<PathBuf> = (std::fs::read_dir(dir).unwrap())
         .map(|e| e.unwrap().path())
@@ -1389,7 +1424,18 @@ fn assert_configmaps_hold(objects: &[Value], dir: &Path) {
         let configmap = (objects.iter())
             .find(|o| o["data"].get(key).is_some())
             .unwrap_or_else(|| panic!("no ConfigMap holds {key}"));
-        assert_eq!(configmap["metadata"]["labels"]["grafana_dashboard"], "1");
+        let labels = &configmap["metadata"]["labels"];
+        for sidecar in SIDECARS {
+            let found = labels[sidecar.label].as_str();
+            assert!(
+                found.is_some() && sidecar.value.is_none_or(|v| found == Some(v)),
+                "{key}: the {} sidecar ({}) wants label {}={} and finds {labels}",
+                sidecar.grafana,
+                sidecar.source,
+                sidecar.label,
+                sidecar.value.unwrap_or("<any>")
+            );
+        }
         let text = std::fs::read_to_string(&file).unwrap();
         assert_eq!(configmap["data"][key].as_str().unwrap(), text, "{key}");
     }
@@ -1419,6 +1465,17 @@ fn dashboard_configmaps_are_up_to_date_and_hold_the_dashboards() {
     let objects = kustomize_build(&kubectl, &root().join("deploy/dashboards"));
     assert_configmaps_hold(&objects, &dir);
     assert_valid(&objects);
+    // Each in the namespace of the Grafana whose sidecar looks for it.
+    for (overlay, namespace) in [
+        ("deploy/dashboards", "tanzu-system-dashboards"),
+        ("deploy/dashboards-kube-prometheus-stack", "monitoring"),
+    ] {
+        let objects = kustomize_build(&kubectl, &root().join(overlay));
+        assert_configmaps_hold(&objects, &dir);
+        for object in &objects {
+            assert_eq!(object["metadata"]["namespace"], namespace, "{overlay}");
+        }
+    }
 }
 
 #[test]
@@ -1474,6 +1531,46 @@ fn dashboard_configmaps_keep_tricky_files_byte_for_byte() {
 
 // ---------------------------------------------------------------------------------------
 // The image
+
+/// The webhook port is set in one place (deploy/base/webhook-port.yaml) and reaches the flag
+/// promfed listens on, the containerPort the Service's targetPort names and the NetworkPolicy;
+/// the GKE private-cluster overlay moves all of them to 10250 with one patch.
+#[test]
+fn the_webhook_port_is_set_in_one_place() {
+    let kubectl = need!(kubectl);
+    for (overlay, port) in [("deploy/base", 8443), ("deploy/gke-private", 10250)] {
+        let objects = kustomize_build(&kubectl, &root().join(overlay));
+        assert!(
+            objects.iter().all(|o| o["kind"] != "Settings"),
+            "{overlay}: the local-config Settings object reached the output"
+        );
+        let deployment = find(&objects, "Deployment", "promfed");
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        let args = strings(&container["args"]);
+        assert!(
+            args.contains(&format!("--listen=0.0.0.0:{port}").as_str()),
+            "{overlay}: {args:?}"
+        );
+        let https = item(&container["ports"], "name", json!("https"));
+        assert_eq!(https["containerPort"], port, "{overlay}");
+        let service = find(&objects, "Service", "promfed");
+        let to = item(&service["spec"]["ports"], "port", json!(443));
+        assert_eq!(to["targetPort"], "https", "{overlay}");
+        let policy = find(&objects, "NetworkPolicy", "promfed");
+        let ports: Vec<&Value> = (policy["spec"]["ingress"][0]["ports"].as_array().unwrap())
+            .iter()
+            .map(|p| &p["port"])
+            .collect();
+        assert_eq!(ports, [&json!(port), &json!(9102)], "{overlay}");
+        assert_valid(&objects);
+    }
+    assert_eq!(
+        std::fs::read_to_string(root().join("deploy/base/webhook-port-replacements.yaml")).unwrap(),
+        std::fs::read_to_string(root().join("deploy/gke-private/webhook-port-replacements.yaml"))
+            .unwrap(),
+        "the overlay's copy of the replacements differs from the base's"
+    );
+}
 
 /// The JSON array of an exec-form Dockerfile instruction (its last occurrence: the final stage).
 fn dockerfile_exec_form(dockerfile: &str, instruction: &str) -> Vec<String> {

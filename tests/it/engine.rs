@@ -73,23 +73,29 @@ fn data_of(stream: &str) -> Vec<(String, String)> {
 
 #[test]
 fn golden_outputs_pass_promtool() {
-    let _promtool = require!(promtool);
+    let promtools = require!(promtools);
     let _python = require!(python);
     for (input, config, _) in GOLDEN {
         let rendered = render_stream(&engine(config), &read_data(input)).unwrap();
         for (key, value) in data_of(&rendered.text) {
-            let out = if key == "prometheus.yml" {
-                support::promtool_check_config(&value)
-            } else if value.contains("groups") {
-                support::run_promtool(&["check", "rules", "rules.yml"], &[("rules.yml", &value)])
-            } else {
-                continue;
-            };
-            assert!(
-                out.status.success(),
-                "{input} with {config}: promtool rejects {key}:\n{}",
-                support::describe(&out)
-            );
+            for (version, promtool) in &promtools {
+                let out = if key == "prometheus.yml" {
+                    support::promtool_check_config_with(promtool, &value)
+                } else if value.contains("groups") {
+                    support::run_promtool_with(
+                        promtool,
+                        &["check", "rules", "rules.yml"],
+                        &[("rules.yml", &value)],
+                    )
+                } else {
+                    continue;
+                };
+                assert!(
+                    out.status.success(),
+                    "{input} with {config}: {version} rejects {key}:\n{}",
+                    support::describe(&out)
+                );
+            }
         }
     }
 }
@@ -188,7 +194,7 @@ fn corpus_rule_files_fully_scoped() {
 
 #[test]
 fn corpus_rule_files_pass_promtool() {
-    let _promtool = require!(promtool);
+    let promtools = require!(promtools);
     let engine = local_everything();
     for (name, text) in corpus_rule_files() {
         let out = engine.rewrite(&[("rules.yml".to_string(), text)]).unwrap();
@@ -197,12 +203,15 @@ fn corpus_rule_files_pass_promtool() {
             args.push("--lint=none");
         }
         args.push("rules.yml");
-        let result = support::run_promtool(&args, &[("rules.yml", &out.data[0].1)]);
-        assert!(
-            result.status.success(),
-            "{name}: promtool rejects the rewritten file:\n{}",
-            support::describe(&result)
-        );
+        for (version, promtool) in &promtools {
+            let result =
+                support::run_promtool_with(promtool, &args, &[("rules.yml", &out.data[0].1)]);
+            assert!(
+                result.status.success(),
+                "{name}: {version} rejects the rewritten file:\n{}",
+                support::describe(&result)
+            );
+        }
     }
 }
 
@@ -454,6 +463,58 @@ fn errors_name_key_group_rule_and_reason() {
     }
 }
 
+/// PromQL errors give line:column in the expression, as promtool does. Rows where promfed
+/// points one character away from promtool say so.
+#[test]
+fn promql_errors_give_the_column_promtool_gives() {
+    let _promtool = require!(promtool);
+    let engine = engine_from("{}");
+    // (expression, promfed's position, promtool's when it differs)
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        ("sum(rate(x[5m])", "1:16", None),
+        ("foo{a=\"b\"", "1:10", None),
+        ("foo +", "1:6", None),
+        ("nosuchfn(x)", "1:1", None),
+        ("x[5m] + 1", "1:1", None),
+        ("foo bar", "1:5", None),
+        ("sum by (a) foo", "1:12", None),
+        ("sum(x) by", "1:10", None),
+        ("foo{a b}", "1:7", None),
+        ("1 + (2 *)", "1:9", None),
+        ("sum(x,)", "1:6", None),
+        ("foo[5m][1m]", "1:8", None),
+        ("foo}", "1:4", None),
+        ("foo{a=~\"(\"}", "1:5", None),
+        ("sum(\n  rate(x[5m]) +\n  )", "3:3", None),
+        ("sum(rate(x[5m]))) by (a)", "1:17", Some("1:18")),
+    ];
+    for (expr, ours, theirs) in cases {
+        let text = format!(
+            "groups:\n- name: g\n  rules:\n  - record: r\n    expr: |-\n{}\n",
+            expr.lines()
+                .map(|l| format!("      {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        let err = engine
+            .rewrite(&[("rules.yml".to_string(), text.clone())])
+            .expect_err(expr)
+            .to_string();
+        assert!(
+            err.contains(&format!("cannot parse PromQL: {ours}: ")),
+            "{expr:?}: {err}"
+        );
+        let out = support::run_promtool(&["check", "rules", "rules.yml"], &[("rules.yml", &text)]);
+        let promtool = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        let want = theirs.unwrap_or(ours);
+        assert!(
+            promtool.contains(&format!("could not parse expression: {want}: ")),
+            "{expr:?}: promtool says {promtool}"
+        );
+    }
+}
+
 #[test]
 fn config_errors_name_the_setting() {
     let cases: &[(&str, &str, &[&str])] = &[
@@ -506,6 +567,193 @@ fn config_errors_name_the_setting() {
         for want in *wants {
             assert!(err.contains(want), "{name}: {err:?} lacks {want:?}");
         }
+    }
+}
+
+/// Configs whose output Prometheus would refuse (issue 16): refused when the config loads,
+/// naming the setting, its line and why.
+#[test]
+fn bad_configs_are_refused_at_load_naming_setting_and_line() {
+    let cluster = "clusters:\n- name: a\n  targets: [a:9090]\n";
+    let raw = "additionalScrapeConfigs:\n- job_name: fed\n  static_configs:\n  - targets: [a:9090]\n    labels: {cluster: a}\n";
+    let cases: &[(&str, String, &[&str])] = &[
+        (
+            "clusters[].scrape_interval: 30 seconds",
+            format!("{cluster}  scrape_interval: 30 seconds\n"),
+            &[
+                "clusters[0].scrape_interval (line 4)",
+                "\"30 seconds\" is not a valid duration",
+            ],
+        ),
+        (
+            "scrape_timeout: 1m with scrape_interval: 30s",
+            format!("{cluster}  scrape_interval: 30s\n  scrape_timeout: 1m\n"),
+            &[
+                "clusters[0].scrape_timeout (line 5)",
+                "scrape_timeout 1m is greater than the scrape interval 30s",
+            ],
+        ),
+        (
+            "scrape_timeout over Prometheus' default interval",
+            format!("{cluster}  scrape_timeout: 2m\n"),
+            &[
+                "clusters[0].scrape_timeout (line 4)",
+                "greater than the scrape interval 1m",
+                "default global scrape_interval",
+            ],
+        ),
+        (
+            "federationAlerts.downFor: 5 minutes",
+            "federationAlerts:\n  enabled: true\n  downFor: 5 minutes\n".into(),
+            &[
+                "federationAlerts.downFor (line 3)",
+                "\"5 minutes\" is not a valid duration",
+            ],
+        ),
+        (
+            "cert_fle in a clusters tls_config",
+            format!("{cluster}  tls_config:\n    cert_fle: /x\n"),
+            &[
+                "clusters[0].tls_config.cert_fle (line 5)",
+                "field cert_fle not found in type config.TLSConfig",
+            ],
+        ),
+        (
+            "cert_fle in a raw job's tls_config",
+            format!("{raw}  tls_config:\n    ca_file: /ca\n    cert_fle: /x\n"),
+            &[
+                "additionalScrapeConfigs[0].tls_config.cert_fle (line 8, job \"fed\")",
+                "field cert_fle not found in type config.TLSConfig",
+            ],
+        ),
+        (
+            "scrape_intervall in a raw job",
+            format!("{raw}  scrape_intervall: 30s\n"),
+            &[
+                "additionalScrapeConfigs[0].scrape_intervall (line 6, job \"fed\")",
+                "field scrape_intervall not found in type config.ScrapeConfig",
+            ],
+        ),
+        (
+            "label bad-label in a clusters entry",
+            format!("{cluster}  labels: {{bad-label: x}}\n"),
+            &[
+                "clusters[0].labels.bad-label (line 4)",
+                "\"bad-label\" is not a valid label name",
+            ],
+        ),
+        (
+            "label bad-label in a raw job's target labels",
+            raw.replace("{cluster: a}", "{cluster: a, bad-label: x}"),
+            &[
+                "additionalScrapeConfigs[0].static_configs[0].labels.bad-label (line 5, job \"fed\")",
+                "not a valid label name",
+            ],
+        ),
+        (
+            "clusterLabelName bad-label",
+            "clusterLabelName: bad-label\n".into(),
+            &["clusterLabelName (line 1)", "\"bad-label\""],
+        ),
+        (
+            "unknown relabel action in a raw job",
+            format!("{raw}  relabel_configs:\n  - action: replce\n"),
+            &[
+                "additionalScrapeConfigs[0].relabel_configs[0].action (line 7, job \"fed\")",
+                "unknown relabel action \"replce\"",
+            ],
+        ),
+        (
+            "relabel regex that is not RE2",
+            format!("{raw}  metric_relabel_configs:\n  - action: labeldrop\n    regex: (?<x>a)\n"),
+            &["metric_relabel_configs[0].regex (line 8", "not RE2 syntax"],
+        ),
+        (
+            "duration with decimals in a raw job",
+            format!("{raw}  scrape_interval: 1.5m\n"),
+            &["scrape_interval (line 6", "not a valid duration"],
+        ),
+        (
+            "a boolean that is not one",
+            format!("{raw}  honor_labels: sure\n"),
+            &["honor_labels (line 6", "must be true or false"],
+        ),
+        (
+            "two kinds of auth in a clusters entry",
+            format!("{cluster}  basic_auth: {{username: u, password_file: /p}}\n  authorization: {{credentials_file: /c}}\n"),
+            &["clusters[0]", "\"federate-a\"", "at most one of basic_auth"],
+        ),
+        (
+            "a target with a path",
+            "clusters:\n- name: a\n  targets: [a:9090/prometheus]\n".into(),
+            &["clusters[0].targets[0] (line 3)", "give url instead"],
+        ),
+        (
+            "federationAlerts.key that is no ConfigMap key",
+            "federationAlerts:\n  key: alerts/x.yml\n".into(),
+            &["federationAlerts.key (line 2)", "ConfigMap data key"],
+        ),
+        // Issue 16, item 2: a workload cluster may not take the local cluster's name.
+        (
+            "clusters[].name equal to localClusterName",
+            "localClusterName: tools\nclusters:\n- name: tools\n  targets: [a:9090]\n".into(),
+            &[
+                "clusters[0].name (line 3)",
+                "\"tools\" is the localClusterName",
+            ],
+        ),
+        (
+            "raw job target labelled with the local cluster",
+            format!("localClusterName: tools\n{raw}  - targets: [b:9090]\n    labels: {{cluster: tools}}\n"),
+            &[
+                "additionalScrapeConfigs[0].static_configs[1].labels.cluster (line 8, job \"fed\")",
+                "\"tools\" is the localClusterName",
+            ],
+        ),
+        (
+            "discovered raw job relabelled to the local cluster",
+            "additionalScrapeConfigs:\n- job_name: sd\n  file_sd_configs: [{files: [x.json]}]\n  relabel_configs:\n  - target_label: cluster\n    replacement: local\n".into(),
+            &[
+                "additionalScrapeConfigs[0].relabel_configs[0].replacement (line 6, job \"sd\")",
+                "\"local\" is the localClusterName",
+            ],
+        ),
+    ];
+    for (name, text, wants) in cases {
+        let err = match Config::from_yaml(text).and_then(Engine::new) {
+            Ok(_) => panic!("{name}: accepted\n{text}"),
+            Err(e) => e.to_string(),
+        };
+        for want in *wants {
+            assert!(err.contains(want), "{name}: {err:?} lacks {want:?}");
+        }
+    }
+}
+
+/// A federation job's scrape_timeout is checked against the ConfigMap's own global
+/// scrape_interval when the job has none: Prometheus would refuse the whole config.
+#[test]
+fn federation_timeout_over_the_configmaps_global_interval_is_refused() {
+    let engine = engine_from("clusters:\n- name: a\n  targets: [a:9090]\n  scrape_timeout: 30s\n");
+    let ok = "global:\n  scrape_interval: 1m\nscrape_configs: []\n";
+    assert!(
+        engine
+            .rewrite(&[("prometheus.yml".into(), ok.into())])
+            .is_ok()
+    );
+    let fast = "global:\n  scrape_interval: 15s\nscrape_configs: []\n";
+    let err = engine
+        .rewrite(&[("prometheus.yml".into(), fast.into())])
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "prometheus.yml",
+        "job \"federate-a\"",
+        "(line 2)",
+        "scrape_timeout 30s is greater than the scrape interval 15s",
+        "clusters[0]",
+    ] {
+        assert!(err.contains(want), "{err:?} lacks {want:?}");
     }
 }
 

@@ -514,7 +514,7 @@ impl Process {
 
     /// Wait for Prometheus's "ready" log line.
     fn wait_prometheus_ready(&mut self) {
-        self.wait_for_line(Duration::from_secs(60), |line| {
+        self.wait_for_line(support::HANG_GUARD, |line| {
             line.contains("Server is ready to receive web requests")
                 .then_some(())
         });
@@ -540,7 +540,7 @@ impl Drop for Process {
     }
 }
 
-/// Start Debian's Prometheus on `dir/prometheus.yml`, its TSDB in `dir/data`.
+/// Start a Prometheus (Debian's 2.42 or a 3.x) on `dir/prometheus.yml`, its TSDB in `dir/data`.
 fn start_prometheus(
     binary: &Path,
     name: &str,
@@ -1346,7 +1346,7 @@ impl SetUp {
                 .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
                 .env("RUST_LOG", "info"),
         );
-        let (webhook, promfed_metrics) = promfed.wait_for_line(Duration::from_secs(30), |line| {
+        let (webhook, promfed_metrics) = promfed.wait_for_line(support::HANG_GUARD, |line| {
             let log: Value = serde_json::from_str(line).ok()?;
             (log["message"] == "listening").then(|| {
                 let addr = |f: &str| log[f].as_str()?.parse::<SocketAddr>().ok();
@@ -1832,7 +1832,19 @@ fn openssl_runs() -> bool {
 
 #[test]
 fn three_prometheus_servers_configured_only_by_promfed_federate() {
-    let prometheus = support::require!(prometheus);
+    let release = support::require!(prometheus2_release);
+    federate(&release);
+}
+
+#[test]
+fn three_prometheus_servers_configured_only_by_promfed_federate_on_prometheus_3() {
+    let release = support::require!(prometheus3_release);
+    federate(&release);
+}
+
+/// The whole set-up with every server of one Prometheus release.
+fn federate(release: &support::PrometheusRelease) {
+    let prometheus = release.server.clone();
     let python = support::require!(python);
     if !openssl_runs() {
         support::skip::<()>(&support::current_test(), "openssl");
@@ -1883,7 +1895,8 @@ fn three_prometheus_servers_configured_only_by_promfed_federate() {
     check_target_down_alert(&mut set_up);
     let _ = writeln!(
         std::io::stderr(),
-        "federation end to end: every target up after {:.1}s, done after {:.1}s",
+        "federation end to end on {}: every target up after {:.1}s, done after {:.1}s",
+        release.name,
         ready_after.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );

@@ -346,6 +346,18 @@ const CASES: &[Case] = &[
         want: r#"x{cluster="local"} / y{cluster="local"}"#,
     },
     Case {
+        name: "override a quoted cluster label",
+        policy: Policy::Override,
+        input: r#"{"my.metric", "cluster"="other"} offset 5m anchored"#,
+        want: r#"{"my.metric", cluster="local"} offset 5m anchored"#,
+    },
+    Case {
+        name: "override next to an or label",
+        policy: Policy::Override,
+        input: r#"x{or ="a", cluster=~"a|b"}"#,
+        want: r#"x{or ="a", cluster="local"}"#,
+    },
+    Case {
         name: "error policy without existing",
         policy: Policy::Error,
         input: "x",

@@ -64,7 +64,7 @@ impl Server {
             .expect("starting promfed serve");
         let stderr = collect(child.stderr.take().unwrap());
         let stdout = collect(child.stdout.take().unwrap());
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + support::HANG_GUARD;
         loop {
             let listening = stderr.lock().unwrap().iter().find_map(|line| {
                 let log: Value = serde_json::from_str(line).ok()?;
@@ -231,7 +231,7 @@ impl Client {
 
     fn connect(&self, addr: SocketAddr) -> std::io::Result<Conn> {
         let tcp = TcpStream::connect(addr)?;
-        tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
+        tcp.set_read_timeout(Some(Duration::from_secs(60)))?;
         let tls = rustls::ClientConnection::new(self.config.clone(), self.name.clone())
             .map_err(std::io::Error::other)?;
         Ok(Conn(rustls::StreamOwned::new(tls, tcp)))
@@ -547,14 +547,14 @@ fn certificate_swapped_through_the_data_symlink_while_requests_flow() {
     std::thread::sleep(Duration::from_millis(300));
     secret.update(&[("tls.crt", &second.cert_pem), ("tls.key", &second.key_pem)]);
     let (first_leaf, second_leaf) = (leaf_der(&first), leaf_der(&second));
-    wait_until("the new certificate", Duration::from_secs(10), || {
+    wait_until("the new certificate", support::HANG_GUARD, || {
         client.post_json(server.https, &body).unwrap().leaf == second_leaf
     });
     std::thread::sleep(Duration::from_millis(300));
 
     // A certificate with the wrong key: refused, the current one stays.
     secret.update(&[("tls.crt", &first.cert_pem), ("tls.key", &second.key_pem)]);
-    wait_until("the failed reload", Duration::from_secs(10), || {
+    wait_until("the failed reload", support::HANG_GUARD, || {
         server.metric("promfed_certificate_reloads_total{result=\"failure\"}") == 1.0
     });
     std::thread::sleep(Duration::from_millis(300));
@@ -626,11 +626,11 @@ fn config_swapped_through_the_data_symlink_and_a_broken_one_keeps_the_last_good(
 
     let load = Load::start(&client, server.https, &body, 2);
     mount.update(&[("promfed.yaml", &config_b)]);
-    wait_until("the new config", Duration::from_secs(10), || {
+    wait_until("the new config", support::HANG_GUARD, || {
         patched(&client.post_json(server.https, &body).unwrap()) == want_b
     });
     mount.update(&[("promfed.yaml", "localClusterName: [unclosed\n")]);
-    wait_until("the failed reload", Duration::from_secs(10), || {
+    wait_until("the failed reload", support::HANG_GUARD, || {
         server.metric("promfed_config_reloads_total{result=\"failure\"}") == 1.0
     });
     std::thread::sleep(Duration::from_millis(300));
@@ -692,10 +692,10 @@ fn sigterm_finishes_the_request_in_flight_and_exits_0() {
     conn.send(&body[..body.len() / 2]).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     server.sigterm();
-    wait_until("shutdown to start", Duration::from_secs(5), || {
+    wait_until("shutdown to start", support::HANG_GUARD, || {
         server.log().contains("shutting down")
     });
-    wait_until("the listener to close", Duration::from_secs(5), || {
+    wait_until("the listener to close", support::HANG_GUARD, || {
         TcpStream::connect(server.https).is_err()
     });
     assert_eq!(server.get("/readyz").0, 503);
@@ -707,7 +707,7 @@ fn sigterm_finishes_the_request_in_flight_and_exits_0() {
         applied(&object, &patch),
         rendered(&engine(promfed::config::EXAMPLE), &object)
     );
-    let status = server.wait_exit(Duration::from_secs(5));
+    let status = server.wait_exit(support::HANG_GUARD);
     assert!(status.success(), "exit status {status}\n{}", server.log());
     assert!(server.log().contains("\"stopped\""));
 }
@@ -776,7 +776,7 @@ fn client_ca_requires_a_client_certificate_it_signed() {
 fn dev_mode_needs_no_flags_and_its_curl_example_works() {
     let mut server = Server::start(&["--dev".as_ref()]);
     let banner = || server.stdout.lock().unwrap().join("\n");
-    wait_until("the --dev banner", Duration::from_secs(10), || {
+    wait_until("the --dev banner", support::HANG_GUARD, || {
         banner().contains("Metrics:")
     });
     let text = banner();
@@ -811,6 +811,6 @@ fn dev_mode_needs_no_flags_and_its_curl_example_works() {
     );
 
     server.sigterm();
-    assert!(server.wait_exit(Duration::from_secs(5)).success());
+    assert!(server.wait_exit(support::HANG_GUARD).success());
     assert!(!Path::new(&ca).exists(), "--dev files are removed at exit");
 }

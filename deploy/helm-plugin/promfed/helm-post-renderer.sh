@@ -1,0 +1,1 @@
+../../../scripts/helm-post-renderer.sh

@@ -955,11 +955,10 @@ fn config_reload_under_load_keeps_the_last_good_and_applies_a_good_one() {
         assert_eq!(server.metric("promfed_config_generation"), 1.0);
         assert_eq!(patched(&client.post(server.https, &probe).unwrap()), want_a);
     }
-    assert!(
-        server.log().contains("does not have a label"),
-        "{}",
-        server.log()
-    );
+    // The log line is read by another thread than the one serving the metric: wait for it.
+    wait_until("the refusal's log line", support::HANG_GUARD, || {
+        server.log().contains("does not have a label")
+    });
 
     std::thread::sleep(Duration::from_millis(300));
     mount.update(&[("promfed.yaml", &config_b)]);

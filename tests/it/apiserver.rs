@@ -350,22 +350,7 @@ fn selectors_send_every_real_shape_to_promfed_and_nothing_else() {
 #[test]
 fn with_promfed_down_only_prometheus_configmaps_are_refused_and_come_back_with_it() {
     let cluster = cluster!(own);
-    let pid = cluster.promfed_pid();
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    let argv: Vec<String> = (cmdline.split(|b| *b == 0))
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    let status = std::process::Command::new("kill")
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + support::HANG_GUARD;
-    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
-        assert!(Instant::now() < deadline, "promfed did not stop");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let argv = cluster.stop_promfed();
 
     cluster.namespace("down");
     let tkg = configmap(CONFIGMAPS[0].1, "down", None);
@@ -390,15 +375,7 @@ fn with_promfed_down_only_prometheus_configmaps_are_refused_and_come_back_with_i
     }
 
     // promfed back: the same write succeeds, federated.
-    let log = std::fs::File::create(cluster.dir.join("promfed-restarted.log")).unwrap();
-    let mut child = std::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    std::fs::write(cluster.dir.join("promfed.pid"), child.id().to_string()).unwrap();
+    let _promfed = cluster.start_promfed(&argv);
     let deadline = Instant::now() + support::HANG_GUARD;
     loop {
         let out = cluster.kubectl(&["create", "-f", file.path().to_str().unwrap()], None);
@@ -406,7 +383,7 @@ fn with_promfed_down_only_prometheus_configmaps_are_refused_and_come_back_with_i
             break;
         }
         assert!(
-            Instant::now() < deadline && child.try_wait().unwrap().is_none(),
+            Instant::now() < deadline,
             "still refused with promfed back: {}",
             describe(&out)
         );
@@ -495,37 +472,8 @@ fn wait_served(cluster: &Cluster, expiry: f64) {
 /// anew, and no connection the API server kept open survives). The new process is killed
 /// and reaped when the returned guard drops.
 fn restart_promfed(cluster: &Cluster) -> support::KillOnDrop {
-    let pid = cluster.promfed_pid();
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    let argv: Vec<String> = (cmdline.split(|b| *b == 0))
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    let status = std::process::Command::new("kill")
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + support::HANG_GUARD;
-    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
-        assert!(Instant::now() < deadline, "promfed did not stop");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let log = std::fs::File::create(cluster.dir.join("promfed-restarted.log")).unwrap();
-    let child = std::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    std::fs::write(cluster.dir.join("promfed.pid"), child.id().to_string()).unwrap();
-    let url = format!("{}/readyz", cluster.env["PROMFED_LOCAL_METRICS"]);
-    while support::http_get(&url).is_err() {
-        assert!(Instant::now() < deadline, "promfed did not come back");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    support::KillOnDrop(child)
+    let argv = cluster.stop_promfed();
+    cluster.start_promfed(&argv)
 }
 
 /// Create (and delete again) the TKG ConfigMap in `namespace` until the outcome is `ok`; the

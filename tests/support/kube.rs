@@ -163,6 +163,52 @@ impl Cluster {
             .sum()
     }
 
+    /// Stop promfed (SIGTERM, then wait until it is gone): its command line, to start it again
+    /// with [`Cluster::start_promfed`].
+    pub fn stop_promfed(&self) -> Vec<String> {
+        let pid = self.promfed_pid();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        let argv: Vec<String> = (cmdline.split(|b| *b == 0))
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let status = Command::new("kill").arg(pid.to_string()).status().unwrap();
+        assert!(status.success(), "kill {pid}: {status}");
+        let deadline = std::time::Instant::now() + super::HANG_GUARD;
+        while Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(std::time::Instant::now() < deadline, "promfed did not stop");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        argv
+    }
+
+    /// Start promfed with `argv` (what [`Cluster::stop_promfed`] returned), recorded in
+    /// `DIR/promfed.pid` for `down`, logging to `DIR/promfed-restarted.log`; returns once its
+    /// `/readyz` answers. The process is killed and reaped when the guard drops.
+    pub fn start_promfed(&self, argv: &[String]) -> super::KillOnDrop {
+        let log = std::fs::File::create(self.dir.join("promfed-restarted.log")).unwrap();
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        std::fs::write(self.dir.join("promfed.pid"), child.id().to_string()).unwrap();
+        let url = format!("{}/readyz", self.env["PROMFED_LOCAL_METRICS"]);
+        let deadline = std::time::Instant::now() + super::HANG_GUARD;
+        while super::http_get(&url).is_err() {
+            let exited = child.try_wait().unwrap();
+            assert!(
+                std::time::Instant::now() < deadline && exited.is_none(),
+                "promfed did not come back (exit {exited:?}); see {}",
+                self.dir.join("promfed-restarted.log").display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        super::KillOnDrop(child)
+    }
+
     /// promfed's process id, from `DIR/promfed.pid`.
     pub fn promfed_pid(&self) -> u32 {
         let text = std::fs::read_to_string(self.dir.join("promfed.pid")).unwrap();

@@ -168,21 +168,8 @@ pub fn promtools() -> Option<Vec<(String, PathBuf)>> {
     if let Some(path) = env::var_os("PROMFED_PROMTOOL3").filter(|p| !p.is_empty()) {
         candidates.push(PathBuf::from(path));
     }
-    if let Some(home) = env::var_os("HOME") {
-        let cache = PathBuf::from(home).join(".cache/promfed-tools");
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&cache)
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(OsStr::to_str)
-                    .is_some_and(|n| n.starts_with("prometheus-") && !n.ends_with(".tmp"))
-            })
-            .collect();
-        dirs.sort();
-        candidates.extend(dirs.into_iter().map(|d| d.join("bin/promtool3")));
-    }
+    // The one next to the cached Prometheus 3 server (prometheus3() finds the cache).
+    candidates.extend(prometheus3().map(|server| server.with_file_name("promtool3")));
     for path in candidates {
         if let Some(v) = path.is_file().then(|| version(&path)).flatten()
             && !tools.iter().any(|(_, p)| *p == path)

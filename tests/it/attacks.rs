@@ -225,6 +225,21 @@ fn judge(status: u16, body: &[u8]) -> Result<(), String> {
 
 impl WellBehaved {
     /// One client per transport, each sending a review every `every`.
+    /// Well-behaved clients of every transport the API server uses: a new TLS connection per
+    /// review, a kept HTTP/1.1 connection and one HTTP/2 connection, at the usual pace.
+    pub(crate) fn every_transport(files: &Files, https: SocketAddr) -> WellBehaved {
+        WellBehaved::start(
+            files,
+            https,
+            &[
+                Transport::NewConnection,
+                Transport::KeepAlive,
+                Transport::Http2,
+            ],
+            pace(),
+        )
+    }
+
     pub(crate) fn start(
         files: &Files,
         addr: SocketAddr,
@@ -583,16 +598,7 @@ fn idle_tls_connections_cannot_keep_clients_out() {
         ]),
     );
     let max = size(64, 128) as f64;
-    let clients = WellBehaved::start(
-        &files,
-        server.https,
-        &[
-            Transport::NewConnection,
-            Transport::KeepAlive,
-            Transport::Http2,
-        ],
-        pace(),
-    );
+    let clients = WellBehaved::every_transport(&files, server.https);
     std::thread::sleep(Duration::from_millis(500));
     let config = tls_config(&files.pki.ca_pem, &[b"h2", b"http/1.1"]);
     let https = server.https;
@@ -641,16 +647,7 @@ fn half_sent_handshakes_and_trickled_headers_are_closed_in_time() {
         ]),
     );
     let count = size(40, 8_000);
-    let clients = WellBehaved::start(
-        &files,
-        server.https,
-        &[
-            Transport::NewConnection,
-            Transport::KeepAlive,
-            Transport::Http2,
-        ],
-        pace(),
-    );
+    let clients = WellBehaved::every_transport(&files, server.https);
     let https = server.https;
     // A ClientHello cut short: the record header promises more than is sent.
     let hellos = hold(
@@ -769,16 +766,7 @@ fn idle_connections_reopened_stay_within_the_cap() {
         ]),
     );
     let (max, per_address, addresses) = (size(32, 128), size(8, 32), size(8, 16));
-    let clients = WellBehaved::start(
-        &files,
-        server.https,
-        &[
-            Transport::NewConnection,
-            Transport::KeepAlive,
-            Transport::Http2,
-        ],
-        pace(),
-    );
+    let clients = WellBehaved::every_transport(&files, server.https);
     let https = server.https;
     let stop = Arc::new(AtomicBool::new(false));
     let attackers: Vec<_> = (0..addresses)
@@ -857,16 +845,7 @@ fn status_of(conn: &mut impl std::io::Read, within: Duration) -> Option<u16> {
 fn bodies_sent_a_byte_a_second_hold_almost_no_budget() {
     let files = Files::new(promfed::config::EXAMPLE);
     let server = server(&files, &scaled(&["--body-timeout-ms", "5000"]));
-    let clients = WellBehaved::start(
-        &files,
-        server.https,
-        &[
-            Transport::NewConnection,
-            Transport::KeepAlive,
-            Transport::Http2,
-        ],
-        pace(),
-    );
+    let clients = WellBehaved::every_transport(&files, server.https);
     let config = tls_config(&files.pki.ca_pem, &[b"http/1.1"]);
     let https = server.https;
     let slow: Vec<_> = (0..24)
@@ -901,16 +880,7 @@ fn bodies_sent_a_byte_a_second_hold_almost_no_budget() {
 fn http2_streams_without_data_cannot_stall_reviews() {
     let files = Files::new(promfed::config::EXAMPLE);
     let server = server(&files, &scaled(&["--body-timeout-ms", "5000"]));
-    let clients = WellBehaved::start(
-        &files,
-        server.https,
-        &[
-            Transport::NewConnection,
-            Transport::KeepAlive,
-            Transport::Http2,
-        ],
-        pace(),
-    );
+    let clients = WellBehaved::every_transport(&files, server.https);
     let config = tls_config(&files.pki.ca_pem, &[b"h2"]);
     let https = server.https;
     let attack = std::thread::spawn(move || {
@@ -1393,16 +1363,7 @@ fn worst_case_reviews_are_denials_within_the_work_budget() {
 fn costly_reviews_in_a_loop_leave_others_served() {
     let files = Files::new(promfed::config::EXAMPLE);
     let server = server(&files, &[]);
-    let clients = WellBehaved::start(
-        &files,
-        server.https,
-        &[
-            Transport::NewConnection,
-            Transport::KeepAlive,
-            Transport::Http2,
-        ],
-        pace(),
-    );
+    let clients = WellBehaved::every_transport(&files, server.https);
     let config = tls_config(&files.pki.ca_pem, &[b"http/1.1"]);
     let https = server.https;
     let salt = AtomicUsize::new(1);
@@ -1754,16 +1715,7 @@ fn saturated_engine_threads_fail_readiness() {
 fn http2_answers_never_taken_are_bounded_and_dropped() {
     let files = Files::new(promfed::config::EXAMPLE);
     let server = server(&files, &scaled(&["--send-timeout-ms", "3000"]));
-    let clients = WellBehaved::start(
-        &files,
-        server.https,
-        &[
-            Transport::NewConnection,
-            Transport::KeepAlive,
-            Transport::Http2,
-        ],
-        pace(),
-    );
+    let clients = WellBehaved::every_transport(&files, server.https);
     let config = tls_config(&files.pki.ca_pem, &[b"h2"]);
     let https = server.https;
     let stop = Arc::new(AtomicBool::new(false));

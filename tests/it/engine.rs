@@ -61,7 +61,7 @@ fn golden_configmaps() {
 }
 
 /// The data of the single ConfigMap in a rendered stream.
-fn data_of(stream: &str) -> Vec<(String, String)> {
+pub(crate) fn data_of(stream: &str) -> Vec<(String, String)> {
     let root = yaml::parse(stream, Limits::default()).unwrap().unwrap();
     root.get("data")
         .and_then(Node::as_map)

@@ -7,7 +7,7 @@
 //! The generator is seeded (`PROMFED_GEN_SEED` picks another seed; the seed is printed).
 
 use promfed::render::render_stream;
-use promfed::yaml::{self, Limits, Node};
+use promfed::yaml::{self, Node};
 use promfed::{Config, Engine};
 use serde_json::{Value as Json, json};
 
@@ -339,15 +339,7 @@ fn rendered_data(config_text: &str) -> Vec<(String, String)> {
     let rendered =
         render_stream(&engine, BASE_CONFIGMAP).unwrap_or_else(|e| panic!("{e}\n{config_text}"));
     assert_eq!(rendered.changed, 1, "{config_text}");
-    let root = yaml::parse(&rendered.text, Limits::default())
-        .unwrap()
-        .unwrap();
-    root.get("data")
-        .and_then(Node::as_map)
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.as_str().unwrap().into(), v.as_str().unwrap().into()))
-        .collect()
+    crate::engine::data_of(&rendered.text)
 }
 
 /// Valid generated configs: promfed loads them and every promtool accepts what it renders.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use promfed::engine::promql::{Policy, ScopeOp, Scoper};
+use promfed::promql::{Policy, ScopeOp, Scoper};
 use promfed::render::render_stream;
 use promfed::{Config, Engine};
 

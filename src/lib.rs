@@ -10,6 +10,7 @@ pub mod config;
 pub mod dashboard;
 pub mod engine;
 pub mod prometheus;
+pub mod promql;
 pub mod yaml;
 
 pub use config::Config;

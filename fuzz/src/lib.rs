@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use base64::Engine as _;
 use promfed::admission::{API_VERSION, Admission, Outcome};
-use promfed::engine::promql::{Policy, ScopeOp, Scoper};
+use promfed::promql::{Policy, ScopeOp, Scoper};
 use promfed::yaml::{self, Limits, Node, Value};
 use promfed::{Config, Engine};
 use serde_json::{Value as Json, json};
@@ -224,7 +224,7 @@ pub fn promql_scope(data: &[u8]) {
     let Ok(scoped) = scoper.scope(expr) else {
         return;
     };
-    promfed::engine::promql::parse(&scoped.text).unwrap_or_else(|e| {
+    promfed::promql::parse(&scoped.text).unwrap_or_else(|e| {
         panic!(
             "scoped {expr:?} into {:?}, which does not parse: {e}",
             scoped.text

@@ -115,10 +115,7 @@ impl Federation {
             .map(|j| regex_escape(&j.name))
             .collect::<Vec<_>>()
             .join("|");
-        let selector = format!(
-            "{{job=~\"{}\"}}",
-            crate::engine::promql::escape_string(&jobs)
-        );
+        let selector = format!("{{job=~\"{}\"}}", crate::promql::escape_string(&jobs));
         let group = json!({
             "name": settings.group,
             "rules": [
@@ -336,7 +333,7 @@ fn cluster_job(cluster: &Cluster, prefix: &str, label: &str, source: &str) -> Re
         return Err("match must list at least one selector".into());
     }
     for m in &matches {
-        crate::engine::promql::parse(m).map_err(|e| format!("match {m:?}: {e}"))?;
+        crate::promql::parse(m).map_err(|e| format!("match {m:?}: {e}"))?;
     }
 
     let mut job = serde_json::Map::new();

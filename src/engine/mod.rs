@@ -3,8 +3,6 @@
 //! The webhook, the CLI and the tests all call [`Engine::rewrite`]; nothing here does I/O.
 
 pub mod federation;
-pub mod position;
-pub mod promql;
 pub mod rules;
 pub mod scrape;
 pub mod work;
@@ -13,9 +11,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::config::{Config, ConfigError};
+use crate::promql::{self, ScopeOp, Scoper};
 use crate::yaml;
 use federation::Federation;
-use promql::{ScopeOp, Scoper};
 pub use work::{Work, WorkLimits};
 
 /// The identity of a Kubernetes object, as much as matching needs.

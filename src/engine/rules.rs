@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 
-use super::promql::{ScopeError, Scoped, Scoper};
 use super::{Error, Location, Stats, Warning, Work};
 use crate::config::{AlertingMode, Config};
+use crate::promql::{ScopeError, Scoped, Scoper};
 use crate::yaml::Node;
 
 /// Scoping results by expression text: real rule sets repeat expressions.

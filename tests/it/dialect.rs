@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use promfed::engine::promql::{Policy, ScopeOp, Scoper, parse, selectors};
+use promfed::promql::{Policy, ScopeOp, Scoper, parse, selectors};
 use promfed::{Config, Engine};
 
 use crate::support::{self, promtool_check_exprs, require};
@@ -738,7 +738,7 @@ fn keyword_grid_agrees_with_promtool_3() {
 // ---------------------------------------------------------------------------------------
 // Errors say where
 
-/// Errors are placed by `engine::position` (tested against promtool in `engine`) on the
+/// Errors are placed by `promql::position` (tested against promtool in `engine`) on the
 /// crate's view, and given in the user's text: after names, modifiers and duration expressions
 /// the view changed, and after backtick strings promfed rewrote.
 #[test]

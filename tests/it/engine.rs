@@ -1,7 +1,7 @@
 //! The engine on real ConfigMaps and rule files: golden files, promtool, idempotency, errors.
 
 use promfed::config::{AlertingMode, Config};
-use promfed::engine::promql::{parse, selectors};
+use promfed::promql::{parse, selectors};
 use promfed::render::render_stream;
 use promfed::yaml::{self, Limits, Node};
 use promfed::{Engine, engine};

@@ -25,6 +25,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use promfed::promql::{for_each_node, selectors};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Expr, VectorSelector};
 use regex::Regex;
@@ -884,66 +885,22 @@ fn yaml_documents(python: &Path, text: &str) -> Vec<Value> {
 }
 
 // ---------------------------------------------------------------------------------------
-// PromQL: selectors and filters, walked here (not with promfed's walker, which is under test)
-
-fn collect_selectors<'a>(expr: &'a Expr, out: &mut Vec<&'a VectorSelector>) {
-    match expr {
-        Expr::Aggregate(a) => {
-            collect_selectors(&a.expr, out);
-            if let Some(param) = &a.param {
-                collect_selectors(param, out);
-            }
-        }
-        Expr::Unary(u) => collect_selectors(&u.expr, out),
-        Expr::Binary(b) => {
-            collect_selectors(&b.lhs, out);
-            collect_selectors(&b.rhs, out);
-        }
-        Expr::Paren(p) => collect_selectors(&p.expr, out),
-        Expr::Subquery(s) => collect_selectors(&s.expr, out),
-        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => {}
-        Expr::VectorSelector(v) => out.push(v),
-        Expr::MatrixSelector(m) => out.push(&m.vs),
-        Expr::Call(c) => {
-            for arg in &c.args.args {
-                collect_selectors(arg, out);
-            }
-        }
-        Expr::Extension(e) => {
-            for child in e.expr.children() {
-                collect_selectors(child, out);
-            }
-        }
-    }
-}
-
-fn selectors(expr: &Expr) -> Vec<&VectorSelector> {
-    let mut out = Vec::new();
-    collect_selectors(expr, &mut out);
-    out
-}
+// PromQL: selectors and filters, with promfed's walker (its order and coverage are tested in
+// the promql module)
 
 /// Whether an expression may be empty by design: it filters with a comparison (without
 /// `bool`), `and` or `unless`.
 fn filters(expr: &Expr) -> bool {
-    match expr {
-        Expr::Binary(b) => {
+    let mut found = false;
+    for_each_node(expr, &mut |e| {
+        if let Expr::Binary(b) = e {
             let comparison = b.op.is_comparison_operator()
                 && !b.modifier.as_ref().is_some_and(|m| m.return_bool);
             let set_filter = b.op.is_set_operator() && b.op.to_string() != "or";
-            comparison || set_filter || filters(&b.lhs) || filters(&b.rhs)
+            found |= comparison || set_filter;
         }
-        Expr::Aggregate(a) => filters(&a.expr),
-        Expr::Unary(u) => filters(&u.expr),
-        Expr::Paren(p) => filters(&p.expr),
-        Expr::Subquery(s) => filters(&s.expr),
-        Expr::Call(c) => c.args.args.iter().any(|a| filters(a)),
-        Expr::NumberLiteral(_)
-        | Expr::StringLiteral(_)
-        | Expr::VectorSelector(_)
-        | Expr::MatrixSelector(_)
-        | Expr::Extension(_) => false,
-    }
+    });
+    found
 }
 
 /// A selector as a `match[]` for the series API: `{__name__="x",a="b",...}` (no offset, no @).
@@ -959,7 +916,7 @@ fn match_selector(vs: &VectorSelector) -> String {
 }
 
 fn parse_promql(expr: &str) -> Result<Expr, String> {
-    promfed::engine::promql::parse(expr).map_err(|e| e.to_string())
+    promfed::promql::parse(expr).map_err(|e| e.to_string())
 }
 
 // ---------------------------------------------------------------------------------------

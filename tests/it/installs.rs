@@ -542,10 +542,10 @@ fn effect(object: &Value, local: &str) -> Effect {
             if rule["labels"]["cluster"] == local {
                 e.rules_labelled += 1;
             }
-            match promfed::engine::promql::parse(rule["expr"].as_str().unwrap()) {
+            match promfed::promql::parse(rule["expr"].as_str().unwrap()) {
                 Err(_) => e.rules_broken += 1,
                 Ok(ast) => {
-                    let all = promfed::engine::promql::selectors(&ast).iter().all(|vs| {
+                    let all = promfed::promql::selectors(&ast).iter().all(|vs| {
                         vs.matchers
                             .matchers
                             .iter()

@@ -9,22 +9,13 @@
 //! check. An expression is never returned unverified.
 
 use promql_parser::label::{MatchOp, Matcher};
-use promql_parser::parser::token::{
-    T_BY, T_COMMA, T_EQL, T_EQL_REGEX, T_GROUP_LEFT, T_GROUP_RIGHT, T_IDENTIFIER, T_IGNORING,
-    T_LEFT_BRACE, T_LEFT_BRACKET, T_LEFT_PAREN, T_LOR, T_METRIC_IDENTIFIER, T_NEQ, T_NEQ_REGEX,
-    T_ON, T_RIGHT_BRACE, T_RIGHT_BRACKET, T_RIGHT_PAREN, T_STRING, T_WITHOUT, TokenType,
-};
 use promql_parser::parser::{Expr, VectorSelector};
+use promql_parser::util::escape_string;
 
-mod dialect;
-
-use dialect::Source;
-pub use dialect::Token;
-
-/// Deepest bracket nesting of an expression; AST walks recurse.
-const MAX_NESTING: usize = 256;
-/// Most operators in one expression; each is a level of the AST.
-const MAX_OPERATORS: usize = 1000;
+use super::ScopeError;
+use super::dialect::Source;
+use super::lex::{LexedMatcher, LexedSelector, lex_selectors, regex_free, unquote};
+use super::walk::visit_selectors_mut;
 
 /// What to do with a selector that already has a matcher on the label.
 pub use crate::config::MatcherPolicy as Policy;
@@ -61,47 +52,9 @@ pub struct Scoped {
     pub reprinted: bool,
 }
 
-/// Why an expression could not be scoped.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ScopeError {
-    /// `line:column: why`, the position in the expression as promtool gives it. When the crate
-    /// lacks something Prometheus accepts, `why` says so.
-    #[error("cannot parse PromQL: {0}")]
-    Parse(String),
-    #[error("selector {selector} already matches on {label:?} (matcherPolicy: error)")]
-    ExistingMatcher { selector: String, label: String },
-    #[error("label matchers joined by `or` are not supported: {0}")]
-    OrMatchers(String),
-    #[error(
-        "expression nests deeper than {MAX_NESTING} brackets or has more than {MAX_OPERATORS} operators"
-    )]
-    TooDeep,
-    #[error("internal error: scoped expression failed verification ({0}); please report it")]
-    Verification(String),
-}
-
-/// Parse PromQL as Prometheus 2.x and 3.x write it (see `dialect`), with the user's names.
-pub fn parse(expr: &str) -> Result<Expr, ScopeError> {
-    Source::new(expr)?.parse()
-}
-
-/// The crate's tokens of `expr` as promfed reads it (see `dialect`): every name, whatever
-/// keyword it spells, as `T_IDENTIFIER`, at byte positions in `expr`. An expression with a
-/// backtick string that holds `\` (which promfed rewrites, so its output never has one) is
-/// refused: positions in the rewritten text would not fit `expr`.
-pub fn tokens(expr: &str) -> Result<Vec<Token>, ScopeError> {
-    let source = Source::new(expr)?;
-    if *source.text != *expr {
-        return Err(ScopeError::Parse(
-            "a backtick string holds `\\`: promfed rewrites it first".into(),
-        ));
-    }
-    Ok(source.view.tokens)
-}
-
 impl Scoper {
     pub fn new(label: &str, value: &str, op: ScopeOp, policy: Policy) -> Scoper {
-        dialect::register_prometheus2_functions();
+        super::dialect::register_prometheus2_functions();
         let matcher_text = format!(
             "{label}{}\"{}\"",
             match op {
@@ -513,120 +466,6 @@ fn normalize(expr: &mut Expr) {
     });
 }
 
-/// Every vector selector in source order: aggregation parameters before the aggregated
-/// expression, function arguments in order, left operand before right.
-pub fn visit_selectors_mut(expr: &mut Expr, f: &mut dyn FnMut(&mut VectorSelector)) {
-    match expr {
-        Expr::Aggregate(agg) => {
-            if let Some(param) = agg.param.as_deref_mut() {
-                visit_selectors_mut(param, f);
-            }
-            visit_selectors_mut(&mut agg.expr, f);
-        }
-        Expr::Unary(unary) => visit_selectors_mut(&mut unary.expr, f),
-        Expr::Binary(binary) => {
-            visit_selectors_mut(&mut binary.lhs, f);
-            visit_selectors_mut(&mut binary.rhs, f);
-        }
-        Expr::Paren(paren) => visit_selectors_mut(&mut paren.expr, f),
-        Expr::Subquery(sub) => visit_selectors_mut(&mut sub.expr, f),
-        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => {}
-        Expr::VectorSelector(vs) => f(vs),
-        Expr::MatrixSelector(ms) => f(&mut ms.vs),
-        Expr::Call(call) => {
-            for arg in call.args.args.iter_mut() {
-                visit_selectors_mut(arg, f);
-            }
-        }
-        // Extensions are not produced by the parser for PromQL text.
-        Expr::Extension(_) => {}
-    }
-}
-
-/// Read-only walk, same order as [`visit_selectors_mut`].
-pub fn selectors(expr: &Expr) -> Vec<VectorSelector> {
-    let mut copy = expr.clone();
-    let mut out = Vec::new();
-    visit_selectors_mut(&mut copy, &mut |vs| out.push(vs.clone()));
-    out
-}
-
-/// Every node, parents before children.
-pub fn for_each_node(expr: &Expr, f: &mut dyn FnMut(&Expr)) {
-    f(expr);
-    match expr {
-        Expr::Aggregate(agg) => {
-            if let Some(param) = &agg.param {
-                for_each_node(param, f);
-            }
-            for_each_node(&agg.expr, f);
-        }
-        Expr::Unary(u) => for_each_node(&u.expr, f),
-        Expr::Binary(b) => {
-            for_each_node(&b.lhs, f);
-            for_each_node(&b.rhs, f);
-        }
-        Expr::Paren(p) => for_each_node(&p.expr, f),
-        Expr::Subquery(s) => for_each_node(&s.expr, f),
-        Expr::Call(call) => {
-            for arg in &call.args.args {
-                for_each_node(arg, f);
-            }
-        }
-        Expr::NumberLiteral(_)
-        | Expr::StringLiteral(_)
-        | Expr::VectorSelector(_)
-        | Expr::MatrixSelector(_)
-        | Expr::Extension(_) => {}
-    }
-}
-
-/// Every node, mutably, parents before children.
-pub fn for_each_node_mut(expr: &mut Expr, f: &mut dyn FnMut(&mut Expr)) {
-    f(expr);
-    match expr {
-        Expr::Aggregate(agg) => {
-            if let Some(param) = agg.param.as_deref_mut() {
-                for_each_node_mut(param, f);
-            }
-            for_each_node_mut(&mut agg.expr, f);
-        }
-        Expr::Unary(u) => for_each_node_mut(&mut u.expr, f),
-        Expr::Binary(b) => {
-            for_each_node_mut(&mut b.lhs, f);
-            for_each_node_mut(&mut b.rhs, f);
-        }
-        Expr::Paren(p) => for_each_node_mut(&mut p.expr, f),
-        Expr::Subquery(s) => for_each_node_mut(&mut s.expr, f),
-        Expr::Call(call) => {
-            for arg in call.args.args.iter_mut() {
-                for_each_node_mut(arg, f);
-            }
-        }
-        Expr::NumberLiteral(_)
-        | Expr::StringLiteral(_)
-        | Expr::VectorSelector(_)
-        | Expr::MatrixSelector(_)
-        | Expr::Extension(_) => {}
-    }
-}
-
-/// `text` with `=~` written `= ` and `!~` written `!=`: same length, no regexes to compile.
-fn regex_free(text: &str, tokens: &[Token]) -> String {
-    let mut bytes = text.as_bytes().to_vec();
-    for &(id, start, end) in tokens {
-        if end == start + 2 {
-            match id {
-                T_EQL_REGEX => bytes[start + 1] = b' ',
-                T_NEQ_REGEX => bytes[start + 1] = b'=',
-                _ => {}
-            }
-        }
-    }
-    // Only ASCII bytes of two ASCII tokens changed.
-    String::from_utf8(bytes).expect("replacing ASCII with ASCII keeps UTF-8")
-}
-
 /// Every regex matcher's pattern is valid RE2-style syntax (what the parser would check by
 /// compiling it). False also when a value cannot be unquoted: the full path decides then.
 fn regexes_are_valid(text: &str, selectors: &[LexedSelector]) -> bool {
@@ -647,247 +486,12 @@ fn regexes_are_valid(text: &str, selectors: &[LexedSelector]) -> bool {
         })
 }
 
-/// A PromQL string literal's value (Go's `strconv.Unquote` rules).
-pub(crate) fn unquote(literal: &str) -> Option<String> {
-    let quote = literal.chars().next()?;
-    let inner = literal.strip_prefix(quote)?.strip_suffix(quote)?;
-    if quote == '`' {
-        return Some(inner.to_string());
-    }
-    if quote != '"' && quote != '\'' {
-        return None;
-    }
-    let mut out = String::with_capacity(inner.len());
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        let escaped = match chars.next()? {
-            'a' => '\u{7}',
-            'b' => '\u{8}',
-            'f' => '\u{c}',
-            'n' => '\n',
-            'r' => '\r',
-            't' => '\t',
-            'v' => '\u{b}',
-            c @ ('\\' | '\'' | '"') => c,
-            'x' => hex_char(&mut chars, 2)?,
-            'u' => hex_char(&mut chars, 4)?,
-            'U' => hex_char(&mut chars, 8)?,
-            d @ '0'..='7' => {
-                let rest: String = chars.by_ref().take(2).collect();
-                let code = u32::from_str_radix(&format!("{d}{rest}"), 8).ok()?;
-                char::from_u32(code).filter(|_| code < 256)?
-            }
-            _ => return None,
-        };
-        out.push(escaped);
-    }
-    Some(out)
-}
-
-fn hex_char(chars: &mut std::str::Chars<'_>, digits: usize) -> Option<char> {
-    let hex: String = chars.by_ref().take(digits).collect();
-    if hex.len() != digits {
-        return None;
-    }
-    char::from_u32(u32::from_str_radix(&hex, 16).ok()?)
-}
-
 /// Selectors that get the matcher.
 fn count_scoped(actions: &[Action]) -> usize {
     actions
         .iter()
         .filter(|a| matches!(a, Action::Add | Action::Override))
         .count()
-}
-
-/// A selector's position in the text.
-#[derive(Debug)]
-struct LexedSelector {
-    start: usize,
-    end: usize,
-    braces: Option<Braces>,
-}
-
-#[derive(Debug)]
-struct Braces {
-    /// Byte offset of `}`.
-    close: usize,
-    /// Matchers present and the last one not followed by a comma.
-    needs_comma: bool,
-    matchers: Vec<LexedMatcher>,
-}
-
-#[derive(Debug)]
-struct LexedMatcher {
-    label: String,
-    /// `=~` or `!~`.
-    regex: bool,
-    start: usize,
-    end: usize,
-    /// The value's string literal, quotes included.
-    value: (usize, usize),
-}
-
-/// Find vector selectors in source order: an identifier not followed by `(` (that is a
-/// function call), or a `{...}` block, outside `by (...)`-style label lists. None when the
-/// tokens do not have the expected shape; the caller then takes a slower, safer path.
-fn lex_selectors(text: &str, tokens: &[Token]) -> Option<Vec<LexedSelector>> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < tokens.len() {
-        let (id, start, end) = tokens[i];
-        let next = tokens.get(i + 1).map(|t| t.0);
-        match id {
-            T_BY | T_WITHOUT | T_ON | T_IGNORING | T_GROUP_LEFT | T_GROUP_RIGHT
-                if next == Some(T_LEFT_PAREN) =>
-            {
-                // A label list: skip to its `)`.
-                i += 2;
-                while i < tokens.len() && tokens[i].0 != T_RIGHT_PAREN {
-                    i += 1;
-                }
-                i += 1;
-            }
-            T_IDENTIFIER | T_METRIC_IDENTIFIER if next == Some(T_LEFT_PAREN) => i += 1,
-            T_IDENTIFIER | T_METRIC_IDENTIFIER => {
-                if next == Some(T_LEFT_BRACE) {
-                    let (braces, after) = lex_braces(text, tokens, i + 1)?;
-                    out.push(LexedSelector {
-                        start,
-                        end: braces.close + 1,
-                        braces: Some(braces),
-                    });
-                    i = after;
-                } else {
-                    out.push(LexedSelector {
-                        start,
-                        end,
-                        braces: None,
-                    });
-                    i += 1;
-                }
-            }
-            T_LEFT_BRACE => {
-                let (braces, after) = lex_braces(text, tokens, i)?;
-                out.push(LexedSelector {
-                    start,
-                    end: braces.close + 1,
-                    braces: Some(braces),
-                });
-                i = after;
-            }
-            _ => i += 1,
-        }
-    }
-    Some(out)
-}
-
-/// Tokens from `{` at `open` to the matching `}`; returns the braces and the index after `}`.
-fn lex_braces(text: &str, tokens: &[Token], open: usize) -> Option<(Braces, usize)> {
-    let mut i = open + 1;
-    let mut matchers = Vec::new();
-    let mut needs_comma = false;
-    while i < tokens.len() {
-        let (id, start, end) = tokens[i];
-        match id {
-            T_RIGHT_BRACE => {
-                let braces = Braces {
-                    close: start,
-                    needs_comma,
-                    matchers,
-                };
-                return Some((braces, i + 1));
-            }
-            T_LOR => return None,
-            T_COMMA => {
-                needs_comma = false;
-                i += 1;
-            }
-            // A quoted metric name alone (Prometheus 3): `{"my.metric", job="a"}`.
-            T_STRING if matches!(tokens.get(i + 1), Some((T_COMMA | T_RIGHT_BRACE, ..))) => {
-                matchers.push(LexedMatcher {
-                    label: "__name__".to_string(),
-                    regex: false,
-                    start,
-                    end,
-                    value: (start, end),
-                });
-                needs_comma = true;
-                i += 1;
-            }
-            _ => {
-                // label op "value"; the label may be quoted (Prometheus 3: `"label.name"="v"`).
-                let (op, _, _) = *tokens.get(i + 1)?;
-                let (value_id, value_start, value_end) = *tokens.get(i + 2)?;
-                if value_id != T_STRING || !matches!(op, T_EQL | T_NEQ | T_EQL_REGEX | T_NEQ_REGEX)
-                {
-                    return None;
-                }
-                let written = text.get(start..end)?;
-                let label = match id {
-                    T_STRING => unquote(written)?,
-                    _ => written.to_string(),
-                };
-                matchers.push(LexedMatcher {
-                    label,
-                    regex: op == T_EQL_REGEX || op == T_NEQ_REGEX,
-                    start,
-                    end: value_end,
-                    value: (value_start, value_end),
-                });
-                needs_comma = true;
-                i += 3;
-            }
-        }
-    }
-    None
-}
-
-/// Refuse expressions the recursive parts (AST walks, comparison, drop) could choke on:
-/// brackets nested deeper than [`MAX_NESTING`] or more than [`MAX_OPERATORS`] operators
-/// (a long `a + a + ...` chain is a deep tree too). Real rules stay far below both.
-fn check_nesting(tokens: &[Token]) -> Result<(), ScopeError> {
-    let mut depth = 0usize;
-    let mut operators = 0usize;
-    for &(id, _, _) in tokens {
-        match id {
-            T_LEFT_PAREN | T_LEFT_BRACE | T_LEFT_BRACKET => {
-                depth += 1;
-                if depth > MAX_NESTING {
-                    return Err(ScopeError::TooDeep);
-                }
-            }
-            T_RIGHT_PAREN | T_RIGHT_BRACE | T_RIGHT_BRACKET => depth = depth.saturating_sub(1),
-            _ if TokenType::new(id).is_operator() => {
-                operators += 1;
-                if operators > MAX_OPERATORS {
-                    return Err(ScopeError::TooDeep);
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// Escape a string for a double-quoted PromQL string literal.
-pub fn escape_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -944,28 +548,5 @@ mod tests {
                 (fast, full) => panic!("{expr}: fast {fast:?}, full {full:?}"),
             }
         }
-    }
-
-    #[test]
-    fn unquote_follows_go() {
-        let cases = [
-            (r#""a\"b""#, Some("a\"b")),
-            (r"'a\'b'", Some("a'b")),
-            (r"`a\d`", Some(r"a\d")),
-            (r#""\x41\u00e9\101\n""#, Some("AéA\n")),
-            (r#""\q""#, None),
-            (r#""abc"#, None),
-        ];
-        for (literal, want) in cases {
-            assert_eq!(unquote(literal).as_deref(), want, "{literal}");
-        }
-    }
-
-    #[test]
-    fn regex_free_keeps_positions() {
-        let text = r#"x{a=~"1",b!~"2",c="=~"}"#;
-        let free = regex_free(text, &dialect::lex(text).unwrap());
-        assert_eq!(free, r#"x{a= "1",b!="2",c="=~"}"#);
-        assert_eq!(free.len(), text.len());
     }
 }

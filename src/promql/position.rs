@@ -529,7 +529,7 @@ impl Recognizer<'_> {
             let (_, value_start, value_end) = self.expect(T_STRING)?;
             if matches!(op, T_EQL_REGEX | T_NEQ_REGEX) {
                 let literal = &self.text[value_start..value_end];
-                let compiles = super::promql::unquote(literal)
+                let compiles = super::lex::unquote(literal)
                     .is_some_and(|pattern| crate::prometheus::re2::check(&pattern).is_ok());
                 if !compiles {
                     return Err(Stop::At(label.1));
@@ -549,7 +549,7 @@ mod tests {
     use super::*;
 
     fn position(expr: &str) -> String {
-        if super::super::promql::parse(expr).is_ok() {
+        if crate::promql::parse(expr).is_ok() {
             return "parses".into();
         }
         let (line, column) = locate(expr);

@@ -17,13 +17,12 @@
 //!   lexer reads `\` in them as an escape). This one changes lengths, so it comes first, and
 //!   its shifts are kept to report positions in the user's text.
 //!
-//! Errors give line:column in the user's expression (found by `engine::position`: the crate
+//! Errors give line:column in the user's expression (found by `promql::position`: the crate
 //! reports none), and say so when the crate lacks something Prometheus accepts.
 
 use std::borrow::Cow;
 use std::sync::Once;
 
-use lrpar::{Lexeme, Lexer};
 use promql_parser::label::Labels;
 use promql_parser::parser::token::{
     T_ADD, T_ANCHORED, T_AT, T_ATAN2, T_AVG, T_BOOL, T_BOTTOMK, T_BY, T_COLON, T_COMMA, T_COUNT,
@@ -39,11 +38,9 @@ use promql_parser::parser::{
     self, Expr, Function, LabelModifier, VectorMatchCardinality, VectorSelector,
 };
 
-use super::{MAX_NESTING, ScopeError, for_each_node_mut};
-use crate::engine::position;
-
-/// A lexeme: token id, start and end byte.
-pub type Token = (TokenId, usize, usize);
+use super::lex::{Token, check_nesting, lex};
+use super::walk::for_each_node_mut;
+use super::{MAX_NESTING, ScopeError, position};
 
 static EXTRA_FUNCTIONS: Once = Once::new();
 
@@ -106,7 +103,7 @@ impl<'a> Source<'a> {
         };
         let (edited, tokens) = lex_prometheus(&source.text).map_err(|e| source.error(e))?;
         // Before anything else walks the tokens: the limits bound all later work.
-        super::check_nesting(&tokens)?;
+        check_nesting(&tokens)?;
         source.view = View::new(edited, &source.text, &tokens).map_err(|e| source.error(e))?;
         Ok(source)
     }
@@ -156,7 +153,7 @@ impl<'a> Source<'a> {
         }
     }
 
-    /// A crate parse error of the view, placed by `engine::position` (the view has the text's
+    /// A crate parse error of the view, placed by `promql::position` (the view has the text's
     /// positions).
     fn explain(&self, message: String) -> ScopeError {
         let at = position::offset(self.view_text());
@@ -358,16 +355,6 @@ impl Located {
             unsupported: None,
         }
     }
-}
-
-/// The crate's lexer over the whole text (`T_EOF` included).
-pub(super) fn lex(text: &str) -> Result<Vec<Token>, String> {
-    let lexer = parser::lexer(text)?;
-    Ok(lexer
-        .iter()
-        .filter_map(|l| l.ok())
-        .map(|l| (l.tok_id(), l.span().start(), l.span().end()))
-        .collect())
 }
 
 /// A lexer error, explained: a `_` between digits is Prometheus 3 syntax the crate lacks.
@@ -1081,7 +1068,7 @@ fn normalize_raw_strings(expr: &str) -> (Cow<'_, str>, Vec<(usize, usize)>) {
                 match closed {
                     Some(end) if raw.contains('\\') => {
                         out.push('"');
-                        out.push_str(&super::escape_string(&raw));
+                        out.push_str(&promql_parser::util::escape_string(&raw));
                         out.push('"');
                         shifts.push((out.len(), end));
                     }

@@ -11,9 +11,6 @@ use super::template::{ProtectError, protect};
 use super::variables::VariableQuery;
 use crate::promql::{parse, selectors};
 
-// ---------------------------------------------------------------------------------------
-// Listing a dashboard's PromQL (for checks)
-
 /// One PromQL expression of a dashboard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expression {
@@ -26,7 +23,7 @@ pub struct Expression {
 }
 
 /// Every PromQL expression of a dashboard's Prometheus targets, annotations and query
-/// variables, as [`convert`] sees them. `label_values(label)` without a metric, `metrics()` and
+/// variables, as [`convert`](super::convert) sees them. `label_values(label)` without a metric, `metrics()` and
 /// `label_names()` hold none.
 pub fn expressions(root: &Value) -> Vec<Expression> {
     let mut out = Vec::new();

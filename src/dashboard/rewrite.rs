@@ -6,9 +6,6 @@ use super::template::protect;
 use crate::promql::labels::{add_grouping, keeps_label};
 use crate::promql::{Policy, ScopeOp, Scoper, parse};
 
-// ---------------------------------------------------------------------------------------
-// Rewriting one PromQL expression
-
 pub(super) struct Rewriter {
     pub(super) label: String,
     pub(super) variable: String,

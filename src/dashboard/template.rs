@@ -8,9 +8,6 @@ use regex::Regex;
 
 use crate::promql::parse;
 
-// ---------------------------------------------------------------------------------------
-// Template variables through the parser
-
 /// Grafana's variable syntax, as its `templateSrv` regex: `$var`, `[[var]]`, `[[var:fmt]]`,
 /// `${var}`, `${var.field}`, `${var:fmt}` (ASCII word characters, as JavaScript's `\w`).
 pub(super) static TEMPLATE_TOKEN: LazyLock<Regex> = LazyLock::new(|| {
@@ -197,7 +194,8 @@ pub(super) fn is_word_byte(b: u8) -> bool {
 }
 
 /// Decide each token's slot with a small scan of the text: strings and comments, bracket
-/// nesting (`[...]` ranges, `{...}` matchers, grouping label lists) and the neighbours.
+/// nesting (`[...]` ranges, `{...}` matchers, grouping label lists) and the neighbours. Not
+/// `promql::lex`: with the template tokens still in it the text is not PromQL the lexer reads.
 pub(super) fn classify(text: &str, tokens: &[Range<usize>]) -> Vec<Slot> {
     #[derive(PartialEq)]
     enum Prev {

@@ -12,9 +12,6 @@ use super::rewrite::{Rewriter, Rewritten};
 use super::template::uses_variable;
 use super::variables::VariableQuery;
 
-// ---------------------------------------------------------------------------------------
-// Walking the dashboard
-
 pub(super) struct Walk<'a> {
     pub(super) rewriter: &'a Rewriter,
     pub(super) datasources: &'a HashMap<String, String>,

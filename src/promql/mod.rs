@@ -1,6 +1,6 @@
 //! The PromQL toolkit: everything promfed knows about PromQL, in one place.
 //!
-//! - [`parse`] reads PromQL as Prometheus 2.x and 3.x write it, through [`dialect`], which makes
+//! - [`parse`] reads PromQL as Prometheus 2.x and 3.x write it, through `dialect`, which makes
 //!   what they accept and `promql-parser` does not readable for the crate; errors are placed
 //!   at `line:column` by [`position`], as promtool gives them.
 //! - [`walk`]: the one exhaustive walk over the AST (immutable and mutable, aggregation

@@ -16,7 +16,8 @@ use axum::routing::{get, post};
 use http_body_util::{BodyExt as _, Full};
 
 use super::budget::{self, BODY_BUDGET_BYTES, Reservation, Short};
-use super::conn::{self, ConnInfo};
+use super::conn::ConnInfo;
+use super::io;
 use super::metrics::Metrics;
 use super::state::AppState;
 use super::workers::{Lane, NotRun};
@@ -207,7 +208,7 @@ async fn mutate(State(state): State<AppState>, request: Request) -> Response {
     });
     // The budget too: an answer the client does not take holds it until the connection's
     // send timer closes the connection.
-    let body = conn::Held::new(Full::new(Bytes::from(reply.body)), (unread, budget));
+    let body = io::Held::new(Full::new(Bytes::from(reply.body)), (unread, budget));
     response
         .body(Body::new(body))
         .unwrap_or_else(|_| StatusCode::BAD_REQUEST.into_response())
@@ -237,10 +238,10 @@ async fn drain(mut body: Body) {
     let started = Instant::now();
     let mut discarded = 0usize;
     loop {
-        let wait = conn::LINGER_TIME
+        let wait = io::LINGER_TIME
             .saturating_sub(started.elapsed())
-            .min(conn::LINGER_IDLE);
-        if wait.is_zero() || discarded >= conn::LINGER_BYTES {
+            .min(io::LINGER_IDLE);
+        if wait.is_zero() || discarded >= io::LINGER_BYTES {
             return;
         }
         match tokio::time::timeout(wait, body.frame()).await {

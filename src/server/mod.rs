@@ -13,6 +13,7 @@ pub mod budget;
 pub mod conn;
 pub mod dev;
 mod handlers;
+pub mod io;
 pub mod metrics;
 pub mod reload;
 mod serve;

@@ -4,6 +4,7 @@
 //! `additionalScrapeConfigs`) is accepted unchanged; everything else is optional. Which
 //! objects it selects, and the webhook's `matchConditions` that say so, are in `selector.rs`.
 
+mod error;
 mod selector;
 
 use std::collections::BTreeMap;
@@ -13,12 +14,8 @@ use serde::Deserialize;
 use crate::prometheus::schema::{self, Problem};
 use crate::prometheus::{duration, is_label_name, is_user_label_name};
 use crate::yaml::{self, Limits, Node};
+pub use error::{ConfigError, ConfigErrorKind};
 pub use selector::{MatchCondition, Selector};
-
-/// The config file could not be used. The message names the setting.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
 
 /// What to do with a selector that already has a matcher on the cluster label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -275,8 +272,13 @@ pub const EXAMPLE: &str = include_str!("../../deploy/base/promfed.yaml");
 impl Config {
     /// Parse and validate a config file's text.
     pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
-        let root = yaml::parse(text, Limits::default())
-            .map_err(|e| ConfigError(format!("config is not valid YAML: {e}")))?;
+        let root = yaml::parse(text, Limits::default()).map_err(|e| {
+            ConfigError::message(
+                ConfigErrorKind::Yaml,
+                format!("config is not valid YAML: {e}"),
+            )
+            .with_line(Some(e.line))
+        })?;
         let Some(root) = root else {
             return Ok(Config::default());
         };
@@ -284,28 +286,36 @@ impl Config {
             return Ok(Config::default());
         }
         if root.as_map().is_none() {
-            return Err(ConfigError(format!(
-                "line {}: config must be a mapping of settings",
-                root.line
-            )));
+            return Err(ConfigError::message(
+                ConfigErrorKind::Shape,
+                format!("line {}: config must be a mapping of settings", root.line),
+            )
+            .with_line(Some(root.line)));
         }
         let raw: Raw = serde_path_to_error::deserialize(root.to_json()).map_err(|e| {
             let path = e.path().to_string();
             let line = line_of(&root, &path);
             let at = match line {
                 Some(line) => format!("{path} (line {line})"),
-                None => path,
+                None => path.clone(),
             };
-            ConfigError(format!("invalid setting {at}: {}", e.inner()))
+            ConfigError::message(
+                ConfigErrorKind::Setting,
+                format!("invalid setting {at}: {}", e.inner()),
+            )
+            .with_path(path)
+            .with_line(line)
         })?;
         let additional = match root.get("additionalScrapeConfigs") {
             None => Vec::new(),
             Some(node) if node.is_null() => Vec::new(),
             Some(node) => node.as_seq().cloned().ok_or_else(|| {
-                ConfigError(format!(
-                    "additionalScrapeConfigs (line {}): must be a list of scrape configs",
-                    node.line
-                ))
+                ConfigError::at(
+                    ConfigErrorKind::Shape,
+                    "additionalScrapeConfigs",
+                    Some(node.line),
+                    "must be a list of scrape configs",
+                )
             })?,
         };
         let config = Config {
@@ -329,56 +339,68 @@ impl Config {
     /// Everything promfed takes from the config must be something Prometheus (and Kubernetes)
     /// accept where promfed writes it; the message names the setting and its line.
     fn validate(&self, root: &Node) -> Result<(), ConfigError> {
-        let at = |path: &str| -> String {
-            match line_of(root, path) {
-                Some(line) => format!("{path} (line {line})"),
-                None => path.to_string(),
-            }
+        let at = |path: &str, reason: String| {
+            ConfigError::at(ConfigErrorKind::Value, path, line_of(root, path), reason)
         };
         if !is_user_label_name(&self.cluster_label_name) {
-            return Err(ConfigError(format!(
-                "{}: {:?} is not a valid, non-reserved Prometheus label name \
-                 ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)",
-                at("clusterLabelName"),
-                self.cluster_label_name
-            )));
+            return Err(at(
+                "clusterLabelName",
+                format!(
+                    "{:?} is not a valid, non-reserved Prometheus label name \
+                     ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)",
+                    self.cluster_label_name
+                ),
+            ));
         }
         let alerts = &self.federation_alerts;
         if !(alerts.slow_scrape_seconds.is_finite() && alerts.slow_scrape_seconds > 0.0) {
-            return Err(ConfigError(format!(
-                "{} must be a positive number",
-                at("federationAlerts.slowScrapeSeconds")
-            )));
+            // The one message without a colon after the setting.
+            let path = "federationAlerts.slowScrapeSeconds";
+            let line = line_of(root, path);
+            let at = match line {
+                Some(line) => format!("{path} (line {line})"),
+                None => path.to_string(),
+            };
+            return Err(ConfigError::message(
+                ConfigErrorKind::Value,
+                format!("{at} must be a positive number"),
+            )
+            .with_path(path)
+            .with_line(line));
         }
         duration::parse(&alerts.down_for)
-            .map_err(|e| ConfigError(format!("{}: {e}", at("federationAlerts.downFor"))))?;
+            .map_err(|e| at("federationAlerts.downFor", e.to_string()))?;
         if alerts.group.is_empty() {
-            return Err(ConfigError(format!(
-                "{}: a rule group needs a name",
-                at("federationAlerts.group")
-            )));
+            return Err(at(
+                "federationAlerts.group",
+                "a rule group needs a name".into(),
+            ));
         }
         if !is_configmap_key(&alerts.key) {
-            return Err(ConfigError(format!(
-                "{}: {:?} is not a valid ConfigMap data key ([-._a-zA-Z0-9]+)",
-                at("federationAlerts.key"),
-                alerts.key
-            )));
+            return Err(at(
+                "federationAlerts.key",
+                format!(
+                    "{:?} is not a valid ConfigMap data key ([-._a-zA-Z0-9]+)",
+                    alerts.key
+                ),
+            ));
         }
         if self.keys.prometheus.is_empty() {
-            return Err(ConfigError(
+            return Err(ConfigError::message(
+                ConfigErrorKind::Value,
                 "keys.prometheus must name at least one data key (it is what makes a ConfigMap \
-                 a Prometheus server's)"
-                    .into(),
-            ));
+                 a Prometheus server's)",
+            )
+            .with_path("keys.prometheus"));
         }
         for (i, cluster) in self.clusters.iter().enumerate() {
             let node = root
                 .get("clusters")
                 .and_then(Node::as_seq)
                 .and_then(|list| list.get(i));
-            self.validate_cluster(cluster, node)
-                .map_err(|p| ConfigError(p.describe(&format!("clusters[{i}]"))))?;
+            self.validate_cluster(cluster, node).map_err(|p| {
+                ConfigError::problem(ConfigErrorKind::Value, &format!("clusters[{i}]"), &p, None)
+            })?;
         }
         Ok(())
     }

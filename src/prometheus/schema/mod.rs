@@ -127,9 +127,14 @@ impl Problem {
         self.describe_in(prefix, None)
     }
 
+    /// The path from the setting `prefix`: `prefix.path`, `prefix[0]`.
+    pub fn full_path(&self, prefix: &str) -> String {
+        join_path(prefix, &self.path)
+    }
+
     /// Like [`Problem::describe`], naming what the path is in: `path (line N, job "x"): ...`.
     pub fn describe_in(&self, prefix: &str, context: Option<&str>) -> String {
-        let path = join_path(prefix, &self.path);
+        let path = self.full_path(prefix);
         let mut notes = Vec::new();
         if self.line > 0 {
             notes.push(format!("line {}", self.line));

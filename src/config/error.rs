@@ -44,10 +44,7 @@ impl ConfigError {
         reason: impl std::fmt::Display,
     ) -> ConfigError {
         let path = path.into();
-        let message = match line {
-            Some(line) => format!("{path} (line {line}): {reason}"),
-            None => format!("{path}: {reason}"),
-        };
+        let message = format!("{}: {reason}", setting_at(&path, line));
         ConfigError {
             kind,
             path,
@@ -95,5 +92,13 @@ impl ConfigError {
             line: line.filter(|l| *l > 0),
             ..self
         }
+    }
+}
+
+/// `path (line N)`, or `path` without a line: how a message names a setting.
+pub(super) fn setting_at(path: &str, line: Option<usize>) -> String {
+    match line {
+        Some(line) => format!("{path} (line {line})"),
+        None => path.to_string(),
     }
 }

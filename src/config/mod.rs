@@ -295,10 +295,7 @@ impl Config {
         let raw: Raw = serde_path_to_error::deserialize(root.to_json()).map_err(|e| {
             let path = e.path().to_string();
             let line = line_of(&root, &path);
-            let at = match line {
-                Some(line) => format!("{path} (line {line})"),
-                None => path.clone(),
-            };
+            let at = error::setting_at(&path, line);
             ConfigError::message(
                 ConfigErrorKind::Setting,
                 format!("invalid setting {at}: {}", e.inner()),
@@ -357,10 +354,7 @@ impl Config {
             // The one message without a colon after the setting.
             let path = "federationAlerts.slowScrapeSeconds";
             let line = line_of(root, path);
-            let at = match line {
-                Some(line) => format!("{path} (line {line})"),
-                None => path.to_string(),
-            };
+            let at = error::setting_at(path, line);
             return Err(ConfigError::message(
                 ConfigErrorKind::Value,
                 format!("{at} must be a positive number"),

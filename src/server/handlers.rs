@@ -191,7 +191,7 @@ async fn mutate(State(state): State<AppState>, request: Request) -> Response {
     }
     if unread.is_some() {
         // Answered before the body was read: close afterwards, lingering, so that a client
-        // still writing its body can read the answer (conn.rs).
+        // still writing its body can read the answer (conn.rs, io.rs).
         if let Some(conn) = &conn {
             conn.linger_on_close();
         }

@@ -102,3 +102,38 @@ pub(super) fn setting_at(path: &str, line: Option<usize>) -> String {
         None => path.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_names_the_setting_its_line_holds_the_same() {
+        let err = ConfigError::at(ConfigErrorKind::Value, "clusters[1].name", Some(4), "empty");
+        assert_eq!(err.to_string(), "clusters[1].name (line 4): empty");
+        assert_eq!((err.path.as_str(), err.line), ("clusters[1].name", Some(4)));
+        let err = ConfigError::at(
+            ConfigErrorKind::Federation,
+            "clusters[0]",
+            None,
+            "no targets",
+        );
+        assert_eq!(err.to_string(), "clusters[0]: no targets");
+
+        let problem = Problem {
+            path: "tls_config.cert_fle".into(),
+            line: 5,
+            message: "unknown".into(),
+        };
+        let err = ConfigError::problem(ConfigErrorKind::Value, "clusters[0]", &problem, None);
+        assert_eq!(err.path, "clusters[0].tls_config.cert_fle");
+        assert_eq!(err.line, Some(5));
+        assert_eq!(err.to_string(), problem.describe("clusters[0]"));
+
+        let err = ConfigError::message(ConfigErrorKind::Shape, "line 0: whole").with_line(Some(0));
+        assert_eq!(
+            (err.to_string().as_str(), err.line),
+            ("line 0: whole", None)
+        );
+    }
+}

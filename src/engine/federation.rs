@@ -13,7 +13,7 @@
 use serde_json::{Value as Json, json};
 
 use super::{Location, Warning};
-use crate::config::{Cluster, Config, ConfigError};
+use crate::config::{Cluster, Config, ConfigError, ConfigErrorKind};
 use crate::prometheus::schema::{self, Problem};
 use crate::yaml::Node;
 
@@ -48,11 +48,15 @@ impl Federation {
                 .and_then(Node::scalar_text)
                 .filter(|n| !n.is_empty());
             let job = job_name.map(|name| format!("job {name:?}"));
-            let problem = |p: Problem| ConfigError(p.describe_in(&source, job.as_deref()));
-            schema::check(raw, &schema::SCRAPE_CONFIG).map_err(problem)?;
-            not_local(raw, label, &config.local_cluster_name).map_err(problem)?;
-            let (jobs, warning) = raw_jobs(raw, label, &source)
-                .map_err(|reason| ConfigError(format!("{source} (line {}): {reason}", raw.line)))?;
+            let problem =
+                |kind, p: Problem| ConfigError::problem(kind, &source, &p, job.as_deref());
+            schema::check(raw, &schema::SCRAPE_CONFIG)
+                .map_err(|p| problem(ConfigErrorKind::Value, p))?;
+            not_local(raw, label, &config.local_cluster_name)
+                .map_err(|p| problem(ConfigErrorKind::Federation, p))?;
+            let (jobs, warning) = raw_jobs(raw, label, &source).map_err(|reason| {
+                ConfigError::at(ConfigErrorKind::Federation, &source, Some(raw.line), reason)
+            })?;
             for job in jobs {
                 federation.push(job)?;
             }
@@ -68,20 +72,25 @@ impl Federation {
         }
         for (i, cluster) in config.clusters.iter().enumerate() {
             let source = format!("clusters[{i}]");
-            let job = cluster_job(cluster, &config.federation_job_prefix, label, &source)
-                .map_err(|reason| ConfigError(format!("{source}: {reason}")))?;
+            let job = cluster_job(cluster, &config.federation_job_prefix, label, &source).map_err(
+                |reason| ConfigError::at(ConfigErrorKind::Federation, &source, None, reason),
+            )?;
             federation.push(job)?;
         }
         for job in &federation.jobs {
             // What promfed writes must load: the jobs as generated are checked again (this
             // also catches settings that conflict only together, like two kinds of auth).
             schema::check(&job.node, &schema::SCRAPE_CONFIG).map_err(|p| {
-                ConfigError(format!(
-                    "{}: the scrape config {:?} made from it would not load in Prometheus: {}",
-                    job.source,
-                    job.name,
-                    p.describe("")
-                ))
+                ConfigError::at(
+                    ConfigErrorKind::Output,
+                    &job.source,
+                    None,
+                    format!(
+                        "the scrape config {:?} made from it would not load in Prometheus: {}",
+                        job.name,
+                        p.describe("")
+                    ),
+                )
             })?;
             federation.warnings.extend(inline_secrets(job));
         }
@@ -90,10 +99,11 @@ impl Federation {
 
     fn push(&mut self, job: Job) -> Result<(), ConfigError> {
         if self.jobs.iter().any(|j| j.name == job.name) {
-            return Err(ConfigError(format!(
-                "federation job {:?} is defined twice",
-                job.name
-            )));
+            return Err(ConfigError::message(
+                ConfigErrorKind::Federation,
+                format!("federation job {:?} is defined twice", job.name),
+            )
+            .with_path(job.source));
         }
         self.jobs.push(job);
         Ok(())

@@ -10,7 +10,7 @@ pub mod work;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, ConfigErrorKind};
 use crate::promql::{self, ScopeOp, Scoper};
 use crate::yaml;
 use federation::Federation;
@@ -56,12 +56,44 @@ impl fmt::Display for Location {
     }
 }
 
-/// Input promfed cannot rewrite. The message says where and why.
+/// Input promfed cannot rewrite. The message says where and why; `kind` says what for code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{location}: {reason}")]
 pub struct Error {
+    pub kind: ErrorKind,
     pub location: Location,
     pub reason: String,
+}
+
+/// What kind of input an [`Error`] refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A data value that is not valid YAML.
+    Yaml,
+    /// A value of the wrong shape where promfed must write: a Prometheus config or rule file
+    /// that is not a mapping; `scrape_configs`, `relabel_configs`, `groups` or `rules` that
+    /// are not lists.
+    Shape,
+    /// A scrape config without `job_name`, or a federation job whose timeout the
+    /// ConfigMap's global interval makes invalid.
+    Scrape,
+    /// A rule group or rule promfed cannot rewrite: no name, no `expr` or one that is not
+    /// a string, neither `record` nor `alert`, labels that are not a mapping.
+    Rule,
+    /// A rule's PromQL that cannot be parsed or scoped.
+    PromQl,
+    /// Over the review's work budget, past its deadline, or cancelled ([`Work`]).
+    Work,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, location: Location, reason: impl Into<String>) -> Error {
+        Error {
+            kind,
+            location,
+            reason: reason.into(),
+        }
+    }
 }
 
 /// A non-fatal finding: the rewrite went ahead, but the user should know.
@@ -204,10 +236,8 @@ impl Engine {
                 line,
                 ..Location::default()
             };
-            work.check().map_err(|reason| Error {
-                location: at_key(None),
-                reason,
-            })?;
+            work.check()
+                .map_err(|reason| Error::new(ErrorKind::Work, at_key(None), reason))?;
             // A key that only mentions "groups" is a rule file only if `groups` is one of its
             // top-level keys: anything else is left alone without being expanded.
             let only_auto = auto_rules && !is_config && !listed_rules && !is_alerts_key;
@@ -219,13 +249,17 @@ impl Engine {
                     work.spend_yaml(expanded);
                     Ok(root)
                 }
-                Err(e) => Err(Error {
-                    location: at_key(Some(e.line).filter(|l| *l > 0)),
-                    reason: match e.over_limit {
-                        Some(over) => work.yaml_over(over),
-                        None => format!("not valid YAML: {}", e.message),
-                    },
-                }),
+                Err(e) => {
+                    let location = at_key(Some(e.line).filter(|l| *l > 0));
+                    Err(match e.over_limit {
+                        Some(over) => Error::new(ErrorKind::Work, location, work.yaml_over(over)),
+                        None => Error::new(
+                            ErrorKind::Yaml,
+                            location,
+                            format!("not valid YAML: {}", e.message),
+                        ),
+                    })
+                }
             };
             let mut root = match parsed {
                 Ok(Some(root)) => root,
@@ -249,33 +283,25 @@ impl Engine {
                 )?;
                 rule_files = scrape::rule_files(&root);
             } else if listed_rules || rules::is_rule_file(&root) {
-                changed |= rules::rewrite(
-                    &mut root,
-                    key,
-                    &self.config,
-                    &self.scoper,
+                let cx = rules::Context {
+                    config: &self.config,
+                    scoper: &self.scoper,
                     owned_group,
-                    &mut memo,
+                    memo: &mut memo,
                     work,
-                    &mut out.stats,
-                    &mut out.warnings,
-                )?;
+                    stats: &mut out.stats,
+                    warnings: &mut out.warnings,
+                };
+                changed |= rules::rewrite(&mut root, key, cx)?;
             }
             if is_alerts_key && let Some(group) = &self.alert_group {
-                changed |= rules::upsert_group(&mut root, group).map_err(|reason| Error {
-                    location: Location {
-                        key: key.clone(),
-                        ..Location::default()
-                    },
-                    reason,
-                })?;
+                changed |= rules::upsert_group(&mut root, group)
+                    .map_err(|reason| Error::new(ErrorKind::Shape, at_key(None), reason))?;
             }
             if changed {
                 *value = yaml::emit(&root);
-                work.spend_output(value.len()).map_err(|reason| Error {
-                    location: at_key(None),
-                    reason,
-                })?;
+                work.spend_output(value.len())
+                    .map_err(|reason| Error::new(ErrorKind::Work, at_key(None), reason))?;
             }
         }
 
@@ -312,9 +338,12 @@ impl Engine {
 /// The federation alert group must load in Prometheus like everything else promfed writes.
 fn check_alert_group(group: &yaml::Node) -> Result<(), ConfigError> {
     let fail = |reason: String| {
-        ConfigError(format!(
-            "federationAlerts: the rule group promfed writes would not load in Prometheus: {reason}"
-        ))
+        ConfigError::at(
+            ConfigErrorKind::Output,
+            "federationAlerts",
+            None,
+            format!("the rule group promfed writes would not load in Prometheus: {reason}"),
+        )
     };
     crate::prometheus::schema::check(group, &crate::prometheus::schema::RULE_GROUP)
         .map_err(|p| fail(p.describe("")))?;

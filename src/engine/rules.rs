@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{Error, Location, Stats, Warning, Work};
+use super::{Error, ErrorKind, Location, Stats, Warning, Work};
 use crate::config::{AlertingMode, Config};
 use crate::promql::{ScopeError, Scoped, Scoper};
 use crate::yaml::Node;
@@ -15,19 +15,30 @@ pub fn is_rule_file(root: &Node) -> bool {
     root.get("groups").is_some()
 }
 
+/// What rewriting a rule file takes besides the file: the settings and the scoper, and what
+/// all rule files of one review share (scoping results, the work budget, stats, warnings).
+pub struct Context<'a> {
+    pub config: &'a Config,
+    pub scoper: &'a Scoper,
+    /// The federation alert group, which promfed writes and leaves unscoped.
+    pub owned_group: Option<&'a str>,
+    pub memo: &'a mut Memo,
+    pub work: &'a mut Work,
+    pub stats: &'a mut Stats,
+    pub warnings: &'a mut Vec<Warning>,
+}
+
 /// Rewrite one rule file in place. Returns whether it changed.
-#[allow(clippy::too_many_arguments)]
-pub fn rewrite(
-    root: &mut Node,
-    key: &str,
-    config: &Config,
-    scoper: &Scoper,
-    owned_group: Option<&str>,
-    memo: &mut Memo,
-    work: &mut Work,
-    stats: &mut Stats,
-    warnings: &mut Vec<Warning>,
-) -> Result<bool, Error> {
+pub fn rewrite(root: &mut Node, key: &str, cx: Context<'_>) -> Result<bool, Error> {
+    let Context {
+        config,
+        scoper,
+        owned_group,
+        memo,
+        work,
+        stats,
+        warnings,
+    } = cx;
     let at = |group: Option<&str>, item: Option<String>, line: usize| Location {
         key: key.to_string(),
         group: group.map(str::to_string),
@@ -35,10 +46,11 @@ pub fn rewrite(
         line: Some(line).filter(|l| *l > 0),
     };
     if root.as_map().is_none() {
-        return Err(Error {
-            location: at(None, None, root.line),
-            reason: "a rule file must be a mapping with `groups`".into(),
-        });
+        return Err(Error::new(
+            ErrorKind::Shape,
+            at(None, None, root.line),
+            "a rule file must be a mapping with `groups`",
+        ));
     }
     let groups_line = root.get("groups").map_or(root.line, |g| g.line);
     let Some(groups) = root.get_mut("groups") else {
@@ -48,10 +60,11 @@ pub fn rewrite(
         return Ok(false);
     }
     let Some(groups) = groups.as_seq_mut() else {
-        return Err(Error {
-            location: at(None, None, groups_line),
-            reason: "groups must be a list of rule groups".into(),
-        });
+        return Err(Error::new(
+            ErrorKind::Shape,
+            at(None, None, groups_line),
+            "groups must be a list of rule groups",
+        ));
     };
     let label = &config.cluster_label_name;
     let local = &config.local_cluster_name;
@@ -63,10 +76,11 @@ pub fn rewrite(
             .and_then(Node::scalar_text)
             .map(str::to_string)
         else {
-            return Err(Error {
-                location: at(None, None, group_line),
-                reason: "rule group has no name".into(),
-            });
+            return Err(Error::new(
+                ErrorKind::Rule,
+                at(None, None, group_line),
+                "rule group has no name",
+            ));
         };
         if owned_group == Some(name.as_str())
             || config
@@ -85,10 +99,11 @@ pub fn rewrite(
             continue;
         }
         let Some(rules) = rules.as_seq_mut() else {
-            return Err(Error {
-                location: at(Some(&name), None, rules_line),
-                reason: "rules must be a list".into(),
-            });
+            return Err(Error::new(
+                ErrorKind::Shape,
+                at(Some(&name), None, rules_line),
+                "rules must be a list",
+            ));
         };
         for rule in rules.iter_mut() {
             let line = rule.line;
@@ -104,16 +119,16 @@ pub fn rewrite(
                 (Some(r), None) => ("record", r.clone()),
                 (None, Some(a)) => ("alert", a.clone()),
                 _ => {
-                    return Err(Error {
-                        location: at(Some(&name), None, line),
-                        reason: "a rule needs exactly one of `record` and `alert`".into(),
-                    });
+                    return Err(Error::new(
+                        ErrorKind::Rule,
+                        at(Some(&name), None, line),
+                        "a rule needs exactly one of `record` and `alert`",
+                    ));
                 }
             };
             let item = Some(format!("{kind} {rule_name:?}"));
-            work.check().map_err(|reason| Error {
-                location: at(Some(&name), item.clone(), line),
-                reason,
+            work.check().map_err(|reason| {
+                Error::new(ErrorKind::Work, at(Some(&name), item.clone(), line), reason)
             })?;
             if config
                 .rules
@@ -130,17 +145,19 @@ pub fn rewrite(
                 (_, AlertingMode::LabelOnly) => (false, true),
             };
             let Some(expr_node) = rule.get("expr") else {
-                return Err(Error {
-                    location: at(Some(&name), item, line),
-                    reason: "rule has no expr".into(),
-                });
+                return Err(Error::new(
+                    ErrorKind::Rule,
+                    at(Some(&name), item, line),
+                    "rule has no expr",
+                ));
             };
             let expr_line = expr_node.line;
             let Some(expr) = expr_node.scalar_text().map(str::to_string) else {
-                return Err(Error {
-                    location: at(Some(&name), item, expr_line),
-                    reason: "expr must be a string".into(),
-                });
+                return Err(Error::new(
+                    ErrorKind::Rule,
+                    at(Some(&name), item, expr_line),
+                    "expr must be a string",
+                ));
             };
             let mut rule_changed = false;
             if scope {
@@ -148,18 +165,24 @@ pub fn rewrite(
                     Some(result) => result.clone(),
                     None => {
                         // Each distinct expression is scoped once and counted once.
-                        work.spend_promql(&expr).map_err(|reason| Error {
-                            location: at(Some(&name), item.clone(), expr_line),
-                            reason,
+                        work.spend_promql(&expr).map_err(|reason| {
+                            Error::new(
+                                ErrorKind::Work,
+                                at(Some(&name), item.clone(), expr_line),
+                                reason,
+                            )
                         })?;
                         let result = scoper.scope(&expr);
                         memo.insert(expr.clone(), result.clone());
                         result
                     }
                 };
-                let scoped = result.map_err(|e| Error {
-                    location: at(Some(&name), item.clone(), expr_line),
-                    reason: e.to_string(),
+                let scoped = result.map_err(|e| {
+                    Error::new(
+                        ErrorKind::PromQl,
+                        at(Some(&name), item.clone(), expr_line),
+                        e.to_string(),
+                    )
                 })?;
                 for kept in &scoped.kept {
                     warnings.push(Warning {
@@ -169,11 +192,13 @@ pub fn rewrite(
                         ),
                     });
                 }
-                work.spend_rewritten(scoped.text.len())
-                    .map_err(|reason| Error {
-                        location: at(Some(&name), item.clone(), expr_line),
+                work.spend_rewritten(scoped.text.len()).map_err(|reason| {
+                    Error::new(
+                        ErrorKind::Work,
+                        at(Some(&name), item.clone(), expr_line),
                         reason,
-                    })?;
+                    )
+                })?;
                 if scoped.text != expr {
                     stats.selectors_scoped += scoped.scoped;
                     rule.insert("expr", Node::string(scoped.text));
@@ -181,11 +206,9 @@ pub fn rewrite(
                 }
             }
             if add_label {
-                let (labelled, replaced) =
-                    set_label(rule, label, local).map_err(|reason| Error {
-                        location: at(Some(&name), item.clone(), line),
-                        reason,
-                    })?;
+                let (labelled, replaced) = set_label(rule, label, local).map_err(|reason| {
+                    Error::new(ErrorKind::Rule, at(Some(&name), item.clone(), line), reason)
+                })?;
                 if let Some(old) = replaced {
                     warnings.push(Warning {
                         location: at(Some(&name), item.clone(), line),

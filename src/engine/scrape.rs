@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::federation::Federation;
-use super::{Error, Location, Stats, Warning};
+use super::{Error, ErrorKind, Location, Stats, Warning};
 use crate::config::Config;
 use crate::prometheus::{duration, schema};
 use crate::yaml::{Node, Value};
@@ -24,10 +24,11 @@ pub fn rewrite(
         line: Some(line).filter(|l| *l > 0),
     };
     if root.as_map().is_none() {
-        return Err(Error {
-            location: at(root.line, None),
-            reason: "a Prometheus config must be a mapping".into(),
-        });
+        return Err(Error::new(
+            ErrorKind::Shape,
+            at(root.line, None),
+            "a Prometheus config must be a mapping",
+        ));
     }
     check_federation_timeouts(root, federation, &at)?;
     let label = &config.cluster_label_name;
@@ -62,30 +63,33 @@ pub fn rewrite(
     }
     let scrape_line = root.get("scrape_configs").map_or(0, |n| n.line);
     let Some(jobs) = root.get_mut("scrape_configs").and_then(Node::as_seq_mut) else {
-        return Err(Error {
-            location: at(scrape_line, None),
-            reason: "scrape_configs must be a list of scrape configs".into(),
-        });
+        return Err(Error::new(
+            ErrorKind::Shape,
+            at(scrape_line, None),
+            "scrape_configs must be a list of scrape configs",
+        ));
     };
 
     let mut seen_federation = Vec::new();
     for job in jobs.iter_mut() {
         let line = job.line;
         if job.as_map().is_none() {
-            return Err(Error {
-                location: at(line, None),
-                reason: "each entry of scrape_configs must be a scrape config mapping".into(),
-            });
+            return Err(Error::new(
+                ErrorKind::Shape,
+                at(line, None),
+                "each entry of scrape_configs must be a scrape config mapping",
+            ));
         }
         let Some(name) = job
             .get("job_name")
             .and_then(Node::as_str)
             .map(str::to_string)
         else {
-            return Err(Error {
-                location: at(line, None),
-                reason: "scrape config has no job_name".into(),
-            });
+            return Err(Error::new(
+                ErrorKind::Scrape,
+                at(line, None),
+                "scrape config has no job_name",
+            ));
         };
         if let Some(wanted) = federation.job(&name) {
             seen_federation.push(name.clone());
@@ -104,9 +108,12 @@ pub fn rewrite(
             });
             continue;
         }
-        let fail = |reason| Error {
-            location: at(line, Some(format!("job {name:?}"))),
-            reason,
+        let fail = |reason: String| {
+            Error::new(
+                ErrorKind::Shape,
+                at(line, Some(format!("job {name:?}"))),
+                reason,
+            )
         };
         changed |= ensure_last(job, "relabel_configs", &relabel).map_err(fail)?;
         let honors_labels = job
@@ -152,12 +159,15 @@ fn check_federation_timeouts(
         ),
     };
     for job in &federation.jobs {
-        schema::check_timeout(&job.node, (interval, &from)).map_err(|p| Error {
-            location: at(line, Some(format!("job {:?}", job.name))),
-            reason: format!(
-                "{}; give the job a scrape_interval in the promfed config ({})",
-                p.message, job.source
-            ),
+        schema::check_timeout(&job.node, (interval, &from)).map_err(|p| {
+            Error::new(
+                ErrorKind::Scrape,
+                at(line, Some(format!("job {:?}", job.name))),
+                format!(
+                    "{}; give the job a scrape_interval in the promfed config ({})",
+                    p.message, job.source
+                ),
+            )
         })?;
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! The engine on real ConfigMaps and rule files: golden files, promtool, idempotency, errors.
 
-use promfed::config::{AlertingMode, Config};
+use promfed::config::{AlertingMode, Config, ConfigErrorKind};
+use promfed::engine::ErrorKind;
 use promfed::promql::{parse, selectors};
 use promfed::render::render_stream;
 use promfed::yaml::{self, Limits, Node};
@@ -392,9 +393,10 @@ fn compact_clusters_generate_one_job_each() {
 #[test]
 fn errors_name_key_group_rule_and_reason() {
     let engine = engine_from("{}");
-    let cases: &[(&str, &str, &str, &[&str])] = &[
+    let cases: &[(&str, ErrorKind, &str, &str, &[&str])] = &[
         (
             "broken PromQL",
+            ErrorKind::PromQl,
             "recording_rules.yml",
             "groups:\n- name: g1\n  rules:\n  - record: r:sum\n    expr: sum(rate(x[5m])\n",
             &[
@@ -407,42 +409,49 @@ fn errors_name_key_group_rule_and_reason() {
         ),
         (
             "rule without expr",
+            ErrorKind::Rule,
             "recording_rules.yml",
             "groups:\n- name: g1\n  rules:\n  - record: r\n",
             &["\"g1\"", "record \"r\"", "no expr"],
         ),
         (
             "rule that is neither record nor alert",
+            ErrorKind::Rule,
             "rules",
             "groups:\n- name: g\n  rules:\n  - expr: up\n",
             &["rules", "\"g\"", "record", "alert"],
         ),
         (
             "invalid YAML",
+            ErrorKind::Yaml,
             "prometheus.yml",
             "scrape_configs:\n- job_name: a\n  static_configs: [\n",
             &["prometheus.yml", "not valid YAML"],
         ),
         (
             "scrape_configs of the wrong type",
+            ErrorKind::Shape,
             "prometheus.yml",
             "scrape_configs: 5\n",
             &["prometheus.yml", "scrape_configs must be a list"],
         ),
         (
             "job without name",
+            ErrorKind::Scrape,
             "prometheus.yml",
             "scrape_configs:\n- static_configs: []\n",
             &["prometheus.yml", "line 2", "job_name"],
         ),
         (
             "groups of the wrong type",
+            ErrorKind::Shape,
             "recording_rules.yml",
             "groups: {a: 1}\n",
             &["recording_rules.yml", "groups must be a list"],
         ),
         (
             "alias bomb",
+            ErrorKind::Work,
             "prometheus.yml",
             "a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f,*f]\n",
             &[
@@ -452,10 +461,12 @@ fn errors_name_key_group_rule_and_reason() {
             ],
         ),
     ];
-    for (name, key, value, wants) in cases {
+    for (name, kind, key, value, wants) in cases {
         let err = engine
             .rewrite(&[(key.to_string(), value.to_string())])
             .expect_err(name);
+        assert_eq!(err.kind, *kind, "{name}: {err}");
+        assert_eq!(err.location.key, *key, "{name}");
         let message = err.to_string();
         for want in *wants {
             assert!(message.contains(want), "{name}: {message:?} lacks {want:?}");
@@ -517,53 +528,62 @@ fn promql_errors_give_the_column_promtool_gives() {
 
 #[test]
 fn config_errors_name_the_setting() {
-    let cases: &[(&str, &str, &[&str])] = &[
+    let cases: &[(&str, ConfigErrorKind, &str, &[&str])] = &[
         (
             "federation target without cluster label (the seed's check)",
+            ConfigErrorKind::Federation,
             "additionalScrapeConfigs:\n- job_name: fed\n  static_configs:\n  - targets: [a:9090]\n",
             &["\"fed\"", "a:9090", "cluster"],
         ),
         (
             "unknown setting",
+            ConfigErrorKind::Setting,
             "localClusterName: x\nclusterLabel: c\n",
             &["clusterLabel"],
         ),
         (
             "unknown nested setting",
+            ConfigErrorKind::Setting,
             "rules:\n  matcherPolicy: keep\n  alertMode: local\n",
             &["rules", "alertMode"],
         ),
         (
             "bad policy value",
+            ConfigErrorKind::Setting,
             "rules:\n  matcherPolicy: replace\n",
             &["rules.matcherPolicy", "line 2"],
         ),
         (
             "reserved label name",
+            ConfigErrorKind::Value,
             "clusterLabelName: __cluster\n",
             &["clusterLabelName"],
         ),
         (
             "compact cluster without targets",
+            ConfigErrorKind::Federation,
             "clusters:\n- name: a\n",
             &["clusters[0]", "targets or url"],
         ),
         (
             "duplicate federation job",
+            ConfigErrorKind::Federation,
             "clusters:\n- name: a\n  targets: [x:1]\n- name: a\n  targets: [y:1]\n",
             &["federate-a", "twice"],
         ),
         (
             "discovered targets without cluster relabel",
+            ConfigErrorKind::Federation,
             "additionalScrapeConfigs:\n- job_name: sd\n  file_sd_configs: [{files: [x.json]}]\n",
             &["\"sd\"", "relabel_configs"],
         ),
     ];
-    for (name, text, wants) in cases {
+    for (name, kind, text, wants) in cases {
         let err = Config::from_yaml(text)
             .and_then(Engine::new)
-            .expect_err(name)
-            .to_string();
+            .expect_err(name);
+        assert_eq!(err.kind, *kind, "{name}: {err}");
+        let err = err.to_string();
         for want in *wants {
             assert!(err.contains(want), "{name}: {err:?} lacks {want:?}");
         }
@@ -722,8 +742,18 @@ fn bad_configs_are_refused_at_load_naming_setting_and_line() {
     for (name, text, wants) in cases {
         let err = match Config::from_yaml(text).and_then(Engine::new) {
             Ok(_) => panic!("{name}: accepted\n{text}"),
-            Err(e) => e.to_string(),
+            Err(e) => e,
         };
+        // The setting and line the message names are the error's, for code.
+        let at = match err.line {
+            Some(line) => format!("{} (line {line}", err.path),
+            None => err.path.clone(),
+        };
+        assert!(
+            !err.path.is_empty() && err.to_string().contains(&at),
+            "{name}: {err:?}"
+        );
+        let err = err.to_string();
         for want in *wants {
             assert!(err.contains(want), "{name}: {err:?} lacks {want:?}");
         }
@@ -744,8 +774,9 @@ fn federation_timeout_over_the_configmaps_global_interval_is_refused() {
     let fast = "global:\n  scrape_interval: 15s\nscrape_configs: []\n";
     let err = engine
         .rewrite(&[("prometheus.yml".into(), fast.into())])
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Scrape, "{err}");
+    let err = err.to_string();
     for want in [
         "prometheus.yml",
         "job \"federate-a\"",
@@ -905,7 +936,8 @@ fn broken_yaml_is_refused_only_where_a_rule_file_is_expected() {
     let err = engine
         .rewrite(&[("recording_rules.yml".to_string(), broken.to_string())])
         .unwrap_err();
-    assert!(err.to_string().contains("recording_rules.yml"), "{err}");
+    assert_eq!(err.kind, ErrorKind::Yaml, "{err}");
+    assert_eq!(err.location.key, "recording_rules.yml");
     // Free text that happens to mention groups: left alone.
     let notes = vec![("NOTES".to_string(), "groups: [ are not here".to_string())];
     assert_eq!(engine.rewrite(&notes).unwrap().data, notes);

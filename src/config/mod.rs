@@ -1,21 +1,21 @@
 //! The promfed config file (`promfed.yaml`), validated once when it is loaded.
 //!
 //! The seed's ytt data-values file (`localClusterName`, `clusterLabelName`,
-//! `additionalScrapeConfigs`) is accepted unchanged; everything else is optional.
+//! `additionalScrapeConfigs`) is accepted unchanged; everything else is optional. Which
+//! objects it selects, and the webhook's `matchConditions` that say so, are in `selector.rs`.
+
+mod error;
+mod selector;
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::engine::ObjectRef;
 use crate::prometheus::schema::{self, Problem};
 use crate::prometheus::{duration, is_label_name, is_user_label_name};
 use crate::yaml::{self, Limits, Node};
-
-/// The config file could not be used. The message names the setting.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+pub use error::{ConfigError, ConfigErrorKind};
+pub use selector::{MatchCondition, Selector};
 
 /// What to do with a selector that already has a matcher on the cluster label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -41,154 +41,6 @@ pub enum AlertingMode {
     Local,
     /// Alerts carry the local cluster label; their expressions are untouched.
     LabelOnly,
-}
-
-/// Which ConfigMaps are rewritten. The defaults take every real shape of a Prometheus server's
-/// ConfigMap with no configuration: the TKG/TCE package's (`prometheus-server`, labels
-/// `app`/`component`, in `tanzu-system-monitoring` or `prometheus`) and the prometheus-community
-/// chart's (named `<release>-server` or `<release>-prometheus-server`; labels
-/// `app`/`component` before chart 25, `app.kubernetes.io/name`/`component` since). What makes
-/// a ConfigMap a server's is a Prometheus config key in its data (`keys.prometheus`), which
-/// the API server checks too, so other ConfigMaps with the same labels are never sent.
-///
-/// The webhook's `matchConditions` are generated from this ([`Config::match_conditions`],
-/// `promfed match-conditions`): one source of truth.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Selector {
-    /// ConfigMap names; empty (default) means any.
-    #[serde(default)]
-    pub names: Vec<String>,
-    /// Namespaces; empty means any.
-    #[serde(default)]
-    pub namespaces: Vec<String>,
-    /// Label sets: a ConfigMap must carry every label of at least one of them. Written as one
-    /// mapping (one set) or a list of mappings; an empty list means any labels.
-    #[serde(default = "default_label_sets", deserialize_with = "label_sets")]
-    pub labels: Vec<BTreeMap<String, String>>,
-}
-
-fn default_label_sets() -> Vec<BTreeMap<String, String>> {
-    let set = |pairs: [(&str, &str); 2]| {
-        pairs
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    };
-    vec![
-        set([("app", "prometheus"), ("component", "server")]),
-        set([
-            ("app.kubernetes.io/name", "prometheus"),
-            ("app.kubernetes.io/component", "server"),
-        ]),
-    ]
-}
-
-/// `labels:` as one mapping or a list of them.
-fn label_sets<'de, D: serde::Deserializer<'de>>(
-    de: D,
-) -> Result<Vec<BTreeMap<String, String>>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Sets {
-        One(BTreeMap<String, String>),
-        Any(Vec<BTreeMap<String, String>>),
-    }
-    match Sets::deserialize(de) {
-        Ok(Sets::One(set)) => Ok(vec![set]),
-        Ok(Sets::Any(sets)) => Ok(sets),
-        Err(_) => Err(serde::de::Error::custom(
-            "expected a mapping of label names to values, or a list of such mappings",
-        )),
-    }
-}
-
-impl Default for Selector {
-    fn default() -> Self {
-        Selector {
-            names: Vec::new(),
-            namespaces: Vec::new(),
-            labels: default_label_sets(),
-        }
-    }
-}
-
-impl Selector {
-    /// Kind, name, namespace and labels; the data key is [`Config::selects`]'s.
-    pub fn matches(&self, object: &ObjectRef) -> bool {
-        self.misses(object).is_none()
-    }
-
-    /// Which part of the selector an object misses, in words; `None` when it matches.
-    pub fn misses(&self, object: &ObjectRef) -> Option<String> {
-        if object.kind != "ConfigMap" {
-            return Some(format!("kind {} is not ConfigMap", object.kind));
-        }
-        if !self.names.is_empty() && !self.names.contains(&object.name) {
-            return Some(format!(
-                "name {:?} is not in configmap.names {:?}",
-                object.name, self.names
-            ));
-        }
-        if !self.namespaces.is_empty() && !self.namespaces.contains(&object.namespace) {
-            return Some(format!(
-                "namespace {:?} is not in configmap.namespaces {:?}",
-                object.namespace, self.namespaces
-            ));
-        }
-        let has_set = |set: &BTreeMap<String, String>| {
-            set.iter().all(|(k, v)| object.labels.get(k) == Some(v))
-        };
-        if !self.labels.is_empty() && !self.labels.iter().any(has_set) {
-            let sets: Vec<String> = (self.labels.iter())
-                .map(|set| {
-                    let pairs: Vec<String> = set.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    format!("{{{}}}", pairs.join(", "))
-                })
-                .collect();
-            return Some(format!(
-                "its labels have none of the label sets of configmap.labels: {}",
-                sets.join(" or ")
-            ));
-        }
-        None
-    }
-}
-
-/// One of the webhook's `matchConditions`: a CEL expression the API server evaluates before
-/// it calls promfed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct MatchCondition {
-    pub name: String,
-    pub expression: String,
-}
-
-/// A CEL string literal.
-fn cel_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('\'');
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\'' => out.push_str("\\'"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
-    out
-}
-
-/// `field == 'a' || field == 'b'`, or `field in [...]` for several.
-fn cel_one_of(field: &str, values: &[String]) -> String {
-    match values {
-        [one] => format!("{field} == {}", cel_string(one)),
-        _ => {
-            let list: Vec<String> = values.iter().map(|v| cel_string(v)).collect();
-            format!("{field} in [{}]", list.join(", "))
-        }
-    }
 }
 
 /// Which data keys hold what.
@@ -415,13 +267,18 @@ impl Default for Config {
 }
 
 /// The example config embedded in the binary: the seed's data values.
-pub const EXAMPLE: &str = include_str!("../deploy/base/promfed.yaml");
+pub const EXAMPLE: &str = include_str!("../../deploy/base/promfed.yaml");
 
 impl Config {
     /// Parse and validate a config file's text.
     pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
-        let root = yaml::parse(text, Limits::default())
-            .map_err(|e| ConfigError(format!("config is not valid YAML: {e}")))?;
+        let root = yaml::parse(text, Limits::default()).map_err(|e| {
+            ConfigError::message(
+                ConfigErrorKind::Yaml,
+                format!("config is not valid YAML: {e}"),
+            )
+            .with_line(Some(e.line))
+        })?;
         let Some(root) = root else {
             return Ok(Config::default());
         };
@@ -429,28 +286,33 @@ impl Config {
             return Ok(Config::default());
         }
         if root.as_map().is_none() {
-            return Err(ConfigError(format!(
-                "line {}: config must be a mapping of settings",
-                root.line
-            )));
+            return Err(ConfigError::message(
+                ConfigErrorKind::Shape,
+                format!("line {}: config must be a mapping of settings", root.line),
+            )
+            .with_line(Some(root.line)));
         }
         let raw: Raw = serde_path_to_error::deserialize(root.to_json()).map_err(|e| {
             let path = e.path().to_string();
             let line = line_of(&root, &path);
-            let at = match line {
-                Some(line) => format!("{path} (line {line})"),
-                None => path,
-            };
-            ConfigError(format!("invalid setting {at}: {}", e.inner()))
+            let at = error::setting_at(&path, line);
+            ConfigError::message(
+                ConfigErrorKind::Setting,
+                format!("invalid setting {at}: {}", e.inner()),
+            )
+            .with_path(path)
+            .with_line(line)
         })?;
         let additional = match root.get("additionalScrapeConfigs") {
             None => Vec::new(),
             Some(node) if node.is_null() => Vec::new(),
             Some(node) => node.as_seq().cloned().ok_or_else(|| {
-                ConfigError(format!(
-                    "additionalScrapeConfigs (line {}): must be a list of scrape configs",
-                    node.line
-                ))
+                ConfigError::at(
+                    ConfigErrorKind::Shape,
+                    "additionalScrapeConfigs",
+                    Some(node.line),
+                    "must be a list of scrape configs",
+                )
             })?,
         };
         let config = Config {
@@ -474,137 +336,67 @@ impl Config {
     /// Everything promfed takes from the config must be something Prometheus (and Kubernetes)
     /// accept where promfed writes it; the message names the setting and its line.
     fn validate(&self, root: &Node) -> Result<(), ConfigError> {
-        let at = |path: &str| -> String {
-            match line_of(root, path) {
-                Some(line) => format!("{path} (line {line})"),
-                None => path.to_string(),
-            }
+        let at = |path: &str, reason: String| {
+            ConfigError::at(ConfigErrorKind::Value, path, line_of(root, path), reason)
         };
         if !is_user_label_name(&self.cluster_label_name) {
-            return Err(ConfigError(format!(
-                "{}: {:?} is not a valid, non-reserved Prometheus label name \
-                 ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)",
-                at("clusterLabelName"),
-                self.cluster_label_name
-            )));
+            return Err(at(
+                "clusterLabelName",
+                format!(
+                    "{:?} is not a valid, non-reserved Prometheus label name \
+                     ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)",
+                    self.cluster_label_name
+                ),
+            ));
         }
         let alerts = &self.federation_alerts;
         if !(alerts.slow_scrape_seconds.is_finite() && alerts.slow_scrape_seconds > 0.0) {
-            return Err(ConfigError(format!(
-                "{} must be a positive number",
-                at("federationAlerts.slowScrapeSeconds")
-            )));
+            // The one message without a colon after the setting.
+            let path = "federationAlerts.slowScrapeSeconds";
+            let line = line_of(root, path);
+            let at = error::setting_at(path, line);
+            return Err(ConfigError::message(
+                ConfigErrorKind::Value,
+                format!("{at} must be a positive number"),
+            )
+            .with_path(path)
+            .with_line(line));
         }
         duration::parse(&alerts.down_for)
-            .map_err(|e| ConfigError(format!("{}: {e}", at("federationAlerts.downFor"))))?;
+            .map_err(|e| at("federationAlerts.downFor", e.to_string()))?;
         if alerts.group.is_empty() {
-            return Err(ConfigError(format!(
-                "{}: a rule group needs a name",
-                at("federationAlerts.group")
-            )));
+            return Err(at(
+                "federationAlerts.group",
+                "a rule group needs a name".into(),
+            ));
         }
         if !is_configmap_key(&alerts.key) {
-            return Err(ConfigError(format!(
-                "{}: {:?} is not a valid ConfigMap data key ([-._a-zA-Z0-9]+)",
-                at("federationAlerts.key"),
-                alerts.key
-            )));
+            return Err(at(
+                "federationAlerts.key",
+                format!(
+                    "{:?} is not a valid ConfigMap data key ([-._a-zA-Z0-9]+)",
+                    alerts.key
+                ),
+            ));
         }
         if self.keys.prometheus.is_empty() {
-            return Err(ConfigError(
+            return Err(ConfigError::message(
+                ConfigErrorKind::Value,
                 "keys.prometheus must name at least one data key (it is what makes a ConfigMap \
-                 a Prometheus server's)"
-                    .into(),
-            ));
+                 a Prometheus server's)",
+            )
+            .with_path("keys.prometheus"));
         }
         for (i, cluster) in self.clusters.iter().enumerate() {
             let node = root
                 .get("clusters")
                 .and_then(Node::as_seq)
                 .and_then(|list| list.get(i));
-            self.validate_cluster(cluster, node)
-                .map_err(|p| ConfigError(p.describe(&format!("clusters[{i}]"))))?;
+            self.validate_cluster(cluster, node).map_err(|p| {
+                ConfigError::problem(ConfigErrorKind::Value, &format!("clusters[{i}]"), &p, None)
+            })?;
         }
         Ok(())
-    }
-
-    /// Whether promfed rewrites this object: the selector, and a Prometheus config key in
-    /// its data. The webhook's [`Config::match_conditions`] say the same to the API server.
-    pub fn selects(&self, object: &ObjectRef) -> bool {
-        self.configmap.matches(object) && self.has_config_key(object)
-    }
-
-    /// Why an object that looks like a Prometheus server's ConfigMap (a `keys.prometheus` key
-    /// in its data) is not rewritten: the selector part it misses. None for anything else,
-    /// selected or not a server's.
-    pub fn passes_over(&self, object: &ObjectRef) -> Option<String> {
-        if object.kind != "ConfigMap" || !self.has_config_key(object) {
-            return None;
-        }
-        let key = (object.data_keys.iter()).find(|key| self.keys.prometheus.contains(key))?;
-        let missed = self.configmap.misses(object)?;
-        Some(format!(
-            "ConfigMap {}/{} holds a Prometheus config ({key}) but the configmap selector does \
-             not match it ({missed}): left unfederated",
-            object.namespace, object.name
-        ))
-    }
-
-    /// Whether the object's data has one of `keys.prometheus`.
-    pub fn has_config_key(&self, object: &ObjectRef) -> bool {
-        (object.data_keys.iter()).any(|key| self.keys.prometheus.contains(key))
-    }
-
-    /// The `matchConditions` of the MutatingWebhookConfiguration that sends the API server's
-    /// reviews to promfed exactly for the objects [`Config::selects`] (kind and namespace
-    /// exclusions are the webhook's `rules` and `namespaceSelector`).
-    pub fn match_conditions(&self) -> Vec<MatchCondition> {
-        let mut conditions = Vec::new();
-        let keys: Vec<String> = (self.keys.prometheus.iter())
-            .map(|k| format!("{} in object.data", cel_string(k)))
-            .collect();
-        conditions.push(MatchCondition {
-            name: "prometheus-config-key".into(),
-            expression: format!("has(object.data) && ({})", keys.join(" || ")),
-        });
-        let selector = &self.configmap;
-        if !selector.labels.is_empty() {
-            let sets: Vec<String> = (selector.labels.iter())
-                .map(|set| {
-                    let terms: Vec<String> = (set.iter())
-                        .map(|(k, v)| {
-                            let k = cel_string(k);
-                            format!(
-                                "{k} in object.metadata.labels && object.metadata.labels[{k}] == {}",
-                                cel_string(v)
-                            )
-                        })
-                        .collect();
-                    if terms.is_empty() {
-                        "true".to_string()
-                    } else {
-                        format!("({})", terms.join(" && "))
-                    }
-                })
-                .collect();
-            conditions.push(MatchCondition {
-                name: "prometheus-server-labels".into(),
-                expression: format!("has(object.metadata.labels) && ({})", sets.join(" || ")),
-            });
-        }
-        if !selector.names.is_empty() {
-            conditions.push(MatchCondition {
-                name: "prometheus-server-name".into(),
-                expression: cel_one_of("object.metadata.name", &selector.names),
-            });
-        }
-        if !selector.namespaces.is_empty() {
-            conditions.push(MatchCondition {
-                name: "prometheus-server-namespace".into(),
-                expression: cel_one_of("object.metadata.namespace", &selector.namespaces),
-            });
-        }
-        conditions
     }
 
     /// One `clusters` entry, with its YAML node for the lines of its fields.

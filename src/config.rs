@@ -3,9 +3,13 @@
 //! The seed's ytt data-values file (`localClusterName`, `clusterLabelName`,
 //! `additionalScrapeConfigs`) is accepted unchanged; everything else is optional.
 
+pub mod operator;
+
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+
+pub use operator::{Operator, ScrapeConfigObjects};
 
 use crate::engine::ObjectRef;
 use crate::prometheus::schema::{self, Problem};
@@ -377,6 +381,8 @@ struct Raw {
     rules: Rules,
     #[serde(default)]
     federation_alerts: FederationAlerts,
+    #[serde(default)]
+    operator: Operator,
 }
 
 /// The whole promfed config.
@@ -396,6 +402,8 @@ pub struct Config {
     pub keys: Keys,
     pub rules: Rules,
     pub federation_alerts: FederationAlerts,
+    /// prometheus-operator's objects promfed writes.
+    pub operator: Operator,
 }
 
 impl Default for Config {
@@ -410,6 +418,7 @@ impl Default for Config {
             keys: Keys::default(),
             rules: Rules::default(),
             federation_alerts: FederationAlerts::default(),
+            operator: Operator::default(),
         }
     }
 }
@@ -466,6 +475,7 @@ impl Config {
             keys: raw.keys,
             rules: raw.rules,
             federation_alerts: raw.federation_alerts,
+            operator: raw.operator,
         };
         config.validate(&root)?;
         Ok(config)
@@ -516,6 +526,9 @@ impl Config {
                  a Prometheus server's)"
                     .into(),
             ));
+        }
+        if let Some((path, problem)) = self.operator.problem() {
+            return Err(ConfigError(format!("{}: {problem}", at(&path))));
         }
         for (i, cluster) in self.clusters.iter().enumerate() {
             let node = root

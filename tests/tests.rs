@@ -55,6 +55,9 @@ mod installs;
 #[path = "it/properties.rs"]
 mod properties;
 
+#[path = "it/operator.rs"]
+mod operator;
+
 #[path = "it/promql.rs"]
 mod promql;
 

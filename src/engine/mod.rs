@@ -3,6 +3,7 @@
 //! The webhook, the CLI and the tests all call [`Engine::rewrite`]; nothing here does I/O.
 
 pub mod federation;
+pub mod operator;
 pub mod position;
 pub mod promql;
 pub mod rules;

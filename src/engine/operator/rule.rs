@@ -1,0 +1,52 @@
+//! PrometheusRule (`monitoring.coreos.com/v1`): its `spec` has the shape of a rule file
+//! (`groups: [{name, rules: [...]}]`), so it goes through the same code as a rule file in a
+//! ConfigMap ([`rules::rewrite`]): recording rules scoped and labelled, alerting rules as
+//! `rules.alerting` says, exclusions, expressions spliced so their formatting stays.
+//!
+//! The operator's schema allows `expr` as a string or an integer; an integer is a scalar
+//! whose text is the number, read and kept as such.
+
+use super::Outcome;
+use crate::config::Config;
+use crate::engine::promql::Scoper;
+use crate::engine::{Error, Location, Work, rules};
+use crate::yaml::Node;
+
+/// Rewrite a PrometheusRule's `spec` in place. `object` names the object in every error and
+/// warning (it takes the place of a ConfigMap's data key).
+pub fn rewrite(
+    spec: &mut Node,
+    object: &str,
+    config: &Config,
+    scoper: &Scoper,
+    owned_group: Option<&str>,
+    work: &mut Work,
+) -> Result<Outcome, Error> {
+    let mut out = Outcome::default();
+    if spec.is_null() {
+        return Ok(out);
+    }
+    if spec.as_map().is_none() {
+        return Err(Error {
+            location: Location {
+                key: object.to_string(),
+                line: Some(spec.line).filter(|l| *l > 0),
+                ..Location::default()
+            },
+            reason: "spec must be a mapping with `groups`".into(),
+        });
+    }
+    let mut memo = rules::Memo::new();
+    out.changed = rules::rewrite(
+        spec,
+        object,
+        config,
+        scoper,
+        owned_group,
+        &mut memo,
+        work,
+        &mut out.stats,
+        &mut out.warnings,
+    )?;
+    Ok(out)
+}

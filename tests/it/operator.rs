@@ -4,6 +4,9 @@
 //! (`PROMFED_OPERATOR=1 scripts/kube-local.sh up`), generating its config from such objects.
 
 use promfed::Engine;
+use std::path::Path;
+use std::sync::OnceLock;
+
 use promfed::config::{AlertingMode, Config};
 use promfed::engine::operator::prometheus::{FEDERATION_CLASS, LOCAL_CLASS};
 use promfed::engine::promql::{parse, selectors};
@@ -11,7 +14,9 @@ use promfed::engine::{Work, WorkLimits};
 use promfed::yaml::{self, Limits, Node};
 use serde_json::{Value as Json, json};
 
-use crate::support::{self, read_data};
+use crate::support::kube::{self, Cluster};
+use crate::support::operator::{self, Generated};
+use crate::support::{self, describe, read_data, require};
 
 fn engine(text: &str) -> Engine {
     Engine::new(Config::from_yaml(text).expect("config parses")).expect("config is valid")
@@ -502,4 +507,220 @@ fn scrape_config_errors_name_the_job_and_setting() {
         let err = Config::from_yaml(config).expect_err(config);
         assert!(err.to_string().starts_with(want), "{config}: {err}");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The real operator on a local API server
+
+/// The cluster with the operator the tests below share, started on first use.
+fn shared() -> Option<&'static Cluster> {
+    static CLUSTER: OnceLock<Option<Cluster>> = OnceLock::new();
+    CLUSTER
+        .get_or_init(|| kube::tools_built().then(operator::up))
+        .as_ref()
+}
+
+/// The Prometheus version the objects ask for: one the operator knows, accepted by the
+/// Prometheus 3 the tests run.
+const VERSION: &str = "v3.5.0";
+
+/// promtool 3 accepts the config and every rule file the operator generated.
+fn assert_promtool_accepts(generated: &Generated, promtool: &Path) {
+    let out = support::run_promtool_with(
+        promtool,
+        &["check", "config", "--syntax-only", "prometheus.yml"],
+        &[("prometheus.yml", &generated.config)],
+    );
+    assert!(
+        out.status.success(),
+        "promtool check config: {}\n{}",
+        describe(&out),
+        generated.config
+    );
+    for (key, text) in &generated.rule_files {
+        let out = support::run_promtool_with(
+            promtool,
+            &["check", "rules", "rules.yaml"],
+            &[("rules.yaml", text)],
+        );
+        assert!(
+            out.status.success(),
+            "promtool check rules {key}: {}\n{text}",
+            describe(&out)
+        );
+    }
+}
+
+/// A plain stack (no promfed): the operator generates the config Secret and the rule
+/// ConfigMaps from it, with the objects' jobs and rules as written.
+#[test]
+fn operator_generates_config_and_rules_from_a_plain_stack() {
+    let cluster = crate::cluster!();
+    let release = require!(prometheus3_release);
+    let namespace = "op-plain";
+    cluster.namespace(namespace);
+    let mut objects = operator::stack(namespace, VERSION);
+    objects.push(json!({
+        "apiVersion": "monitoring.coreos.com/v1alpha1",
+        "kind": "ScrapeConfig",
+        "metadata": {"name": "federation", "namespace": namespace},
+        "spec": {
+            "honorLabels": true,
+            "metricsPath": "/federate",
+            "params": {"match[]": ["{__name__!=\"\"}"]},
+            "staticConfigs": [{"targets": ["127.0.0.1:9091"], "labels": {"cluster": "a"}}],
+        },
+    }));
+    operator::apply(cluster, &objects);
+    let monitor = format!("serviceMonitor/{namespace}/node-exporter/0");
+    let federation = format!("scrapeConfig/{namespace}/federation");
+    let generated = operator::generated(cluster, namespace, "hub", |g| {
+        g.config.contains(&monitor) && g.config.contains(&federation) && g.rules().len() == 3
+    });
+
+    let rules = generated.rules();
+    let rule = |name: &str| rules[&("hub.rules".to_string(), name.to_string())].clone();
+    assert_eq!(
+        rule("job:up:sum"),
+        json!({"record": "job:up:sum", "expr": "sum by (job) (up)"})
+    );
+    assert_eq!(rule("one")["expr"], json!(1));
+    assert_eq!(rule("TargetDown")["labels"], json!({"severity": "warning"}));
+    let job = generated.job(&monitor);
+    assert_eq!(job["honor_labels"], json!(true));
+    let labels_cluster = |rules: &Json| {
+        rules
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["target_label"] == "cluster")
+    };
+    assert!(!labels_cluster(&job["relabel_configs"]), "{job}");
+    assert!(!labels_cluster(&job["metric_relabel_configs"]), "{job}");
+    let job = generated.job(&federation);
+    assert_eq!(job["static_configs"][0]["labels"]["cluster"], "a");
+    assert_promtool_accepts(&generated, &release.promtool);
+}
+
+/// The same stack as promfed rewrites it (the engine's operator functions, applied here to
+/// the objects before they are created, as the webhook and `promfed render` will): the
+/// operator's config labels the local jobs and forces the label on their samples, the
+/// federation jobs force their own cluster and carry no local label, the recording rules are
+/// scoped and labelled; promtool 3 accepts all of it.
+#[test]
+fn operator_generates_a_federated_config_from_rewritten_objects() {
+    let cluster = crate::cluster!();
+    let release = require!(prometheus3_release);
+    let namespace = "op-promfed";
+    cluster.namespace(namespace);
+    let engine = engine(&format!(
+        "clusters:\n\
+         - {{name: workload-a, targets: ['127.0.0.1:9091']}}\n\
+         - {{name: workload-b, targets: ['127.0.0.1:9092'], scrape_interval: 30s}}\n\
+         operator: {{scrapeConfigs: {{namespace: {namespace}, labels: {{release: hub}}}}}}\n"
+    ));
+    let mut objects = operator::stack(namespace, VERSION);
+    for object in &mut objects {
+        let name = format!(
+            "{} {namespace}/{}",
+            object["kind"].as_str().unwrap(),
+            object["metadata"]["name"].as_str().unwrap()
+        );
+        let mut spec = Node::from_json(&object["spec"]);
+        let out = match object["kind"].as_str().unwrap() {
+            "Prometheus" => engine.rewrite_prometheus(&mut spec, &name).unwrap(),
+            "PrometheusRule" => engine
+                .rewrite_prometheus_rule(&mut spec, &name, &mut work())
+                .unwrap(),
+            _ => continue,
+        };
+        assert!(out.changed, "{name}");
+        object["spec"] = spec.to_json();
+    }
+    objects.extend(engine.scrape_configs().unwrap().iter().map(Node::to_json));
+    operator::apply(cluster, &objects);
+    let monitor = format!("serviceMonitor/{namespace}/node-exporter/0");
+    let federation = |c: &str| format!("scrapeConfig/{namespace}/federate-{c}");
+    let generated = operator::generated(cluster, namespace, "hub", |g| {
+        g.config.contains(&monitor)
+            && g.config.contains(&federation("workload-a"))
+            && g.config.contains(&federation("workload-b"))
+            && g.rules().len() == 3
+    });
+
+    let rules = generated.rules();
+    let rule = |name: &str| rules[&("hub.rules".to_string(), name.to_string())].clone();
+    assert_eq!(
+        rule("job:up:sum"),
+        json!({"record": "job:up:sum", "expr": "sum by (job) (up{cluster=\"local\"})", "labels": {"cluster": "local"}})
+    );
+    assert_eq!(
+        rule("one"),
+        json!({"record": "one", "expr": 1, "labels": {"cluster": "local"}})
+    );
+    assert_eq!(
+        rule("TargetDown")["expr"],
+        "up == 0\n",
+        "alerts kept by default"
+    );
+
+    // The operator's spelling of promfed's rules: snake case, `action: replace` added.
+    let snake = |rules: Json| -> Vec<Json> {
+        rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let mut out = serde_json::Map::new();
+                for (k, v) in r.as_object().unwrap() {
+                    let k = match k.as_str() {
+                        "sourceLabels" => "source_labels",
+                        "targetLabel" => "target_label",
+                        k => k,
+                    };
+                    out.insert(k.to_string(), v.clone());
+                }
+                out.insert("action".into(), json!("replace"));
+                Json::Object(out)
+            })
+            .collect()
+    };
+    let (relabelings, metric_relabelings) = class_rules();
+    let job = generated.job(&monitor);
+    let relabels = job["relabel_configs"].as_array().unwrap();
+    assert!(relabels.contains(&snake(relabelings)[0]), "{job}");
+    let metric = job["metric_relabel_configs"].as_array().unwrap();
+    assert_eq!(metric, &snake(metric_relabelings), "{job}");
+    for (name, target) in [
+        ("workload-a", "127.0.0.1:9091"),
+        ("workload-b", "127.0.0.1:9092"),
+    ] {
+        let job = generated.job(&federation(name));
+        assert_eq!(job["honor_labels"], json!(true), "{job}");
+        assert_eq!(
+            job["static_configs"],
+            json!([{"targets": [target], "labels": {"cluster": name}}]),
+            "{job}"
+        );
+        let relabels = job["relabel_configs"].as_array().unwrap();
+        assert!(
+            !relabels.iter().any(|r| r["target_label"] == "cluster"),
+            "no local label: {job}"
+        );
+        let metric = job["metric_relabel_configs"].as_array().unwrap();
+        assert_eq!(metric.last().unwrap()["replacement"], name, "{job}");
+        assert_eq!(metric.len(), 1, "{job}");
+        assert!(
+            relabels
+                .iter()
+                .any(|r| r["target_label"] == "job"
+                    && r["replacement"] == format!("federate-{name}")),
+            "{job}"
+        );
+    }
+    assert_eq!(
+        generated.job(&federation("workload-b"))["scrape_interval"],
+        "30s"
+    );
+    assert_promtool_accepts(&generated, &release.promtool);
 }

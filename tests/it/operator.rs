@@ -4,8 +4,10 @@
 //! (`PROMFED_OPERATOR=1 scripts/kube-local.sh up`), generating its config from such objects.
 
 use promfed::Engine;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use promfed::config::{AlertingMode, Config};
 use promfed::engine::operator::prometheus::{FEDERATION_CLASS, LOCAL_CLASS};
@@ -723,4 +725,203 @@ fn operator_generates_a_federated_config_from_rewritten_objects() {
         "30s"
     );
     assert_promtool_accepts(&generated, &release.promtool);
+}
+
+/// Every series' labels and value, as a set of label sets.
+fn label_sets(server: &operator::Server, expr: &str) -> BTreeSet<BTreeMap<String, String>> {
+    server
+        .query(expr)
+        .into_iter()
+        .map(|(labels, _)| labels)
+        .collect()
+}
+
+/// The end of the road: a real Prometheus 3 runs the config and rule files the operator
+/// generated from the objects as promfed rewrites them, federating two workload Prometheus
+/// servers (workload-a hostile: its external labels say `cluster: local`). Every series
+/// carries exactly one of the three clusters, nothing from workload-a passes for local, a
+/// local `honorLabels` job whose target exports another cluster's label stores it as
+/// `exported_cluster`, and the recording rules carry `cluster: local` and equal their
+/// expression over local series only.
+#[test]
+fn operator_config_federates_two_workloads() {
+    let cluster = crate::cluster!();
+    let release = require!(prometheus3_release);
+    let namespace = "op-federation";
+    cluster.namespace(namespace);
+    let tmp = tempfile::tempdir().unwrap();
+    let workload = |name: &str, external: &str| {
+        let config = format!(
+            "global: {{scrape_interval: 1s, external_labels: {{cluster: {external}}}}}\n\
+             scrape_configs:\n\
+             - job_name: {name}-self\n  static_configs: [{{targets: ['{{address}}']}}]\n"
+        );
+        operator::Server::start(&release.server, &tmp.path().join(name), &config)
+    };
+    let workload_a = workload("workload-a", "local");
+    let workload_b = workload("workload-b", "workload-b");
+
+    let engine = engine(&format!(
+        "clusters:\n\
+         - {{name: workload-a, targets: ['{}']}}\n\
+         - {{name: workload-b, targets: ['{}']}}\n\
+         operator: {{scrapeConfigs: {{namespace: {namespace}}}}}\n",
+        workload_a.address, workload_b.address
+    ));
+    let mut objects = operator::stack(namespace, VERSION);
+    for object in &mut objects {
+        let kind = object["kind"].as_str().unwrap().to_string();
+        let name = format!(
+            "{kind} {namespace}/{}",
+            object["metadata"]["name"].as_str().unwrap()
+        );
+        match kind.as_str() {
+            "Prometheus" => {
+                object["spec"]["scrapeInterval"] = json!("1s");
+                object["spec"]["evaluationInterval"] = json!("1s");
+                let mut spec = Node::from_json(&object["spec"]);
+                engine.rewrite_prometheus(&mut spec, &name).unwrap();
+                object["spec"] = spec.to_json();
+            }
+            "PrometheusRule" => {
+                let mut spec = Node::from_json(&object["spec"]);
+                engine
+                    .rewrite_prometheus_rule(&mut spec, &name, &mut work())
+                    .unwrap();
+                object["spec"] = spec.to_json();
+            }
+            // A second endpoint: workload-b's /federate, a local target exporting
+            // `cluster="workload-b"` under honorLabels.
+            "ServiceMonitor" => object["spec"]["endpoints"].as_array_mut().unwrap().push(
+                json!({"port": "federate", "path": "/federate", "honorLabels": true,
+                             "params": {"match[]": ["prometheus_build_info"]}}),
+            ),
+            _ => {}
+        }
+    }
+    objects.extend(engine.scrape_configs().unwrap().iter().map(Node::to_json));
+    operator::apply(cluster, &objects);
+    let monitor = format!("serviceMonitor/{namespace}/node-exporter/");
+    let generated = operator::generated(cluster, namespace, "hub", |g| {
+        g.config.contains(&format!("{monitor}1"))
+            && g.config.contains("federate-workload-b")
+            && g.rules().len() == 3
+    });
+
+    // What the API server would have discovered for the ServiceMonitor's endpoints.
+    let rules_dir = tmp.path().join("hub-rules");
+    std::fs::create_dir_all(&rules_dir).unwrap();
+    for (key, text) in &generated.rule_files {
+        std::fs::write(rules_dir.join(key), text).unwrap();
+    }
+    let b_address = workload_b.address.clone();
+    let config = operator::runnable(&generated.config, &rules_dir, |job| {
+        let (port, target) = if job.ends_with("/0") {
+            ("metrics", "{address}".to_string())
+        } else {
+            ("federate", b_address.clone())
+        };
+        json!([{"targets": [target], "labels": {
+            "__meta_kubernetes_namespace": namespace,
+            "__meta_kubernetes_service_name": "node-exporter",
+            "__meta_kubernetes_service_label_app_kubernetes_io_name": "node-exporter",
+            "__meta_kubernetes_service_labelpresent_app_kubernetes_io_name": "true",
+            "__meta_kubernetes_endpoint_port_name": port,
+        }}])
+    });
+    let hub = operator::Server::start(&release.server, &tmp.path().join("hub"), &config);
+
+    let deadline = Instant::now() + support::HANG_GUARD;
+    loop {
+        let clusters = label_sets(&hub, "count by (cluster) (up == 1)");
+        let ready = clusters.len() == 3
+            && !hub.query("job:up:sum").is_empty()
+            && !hub
+                .query("prometheus_build_info{exported_cluster=\"workload-b\"}")
+                .is_empty()
+            && !hub
+                .query("prometheus_build_info{cluster=\"workload-a\"}")
+                .is_empty();
+        if ready {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hub did not scrape every cluster: {clusters:?}\nconfig:\n{config}\nlog:\n{}",
+            hub.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Let a rule evaluation run after every target's first scrape.
+    std::thread::sleep(Duration::from_secs(3));
+
+    let clusters: BTreeSet<String> = label_sets(&hub, "count by (cluster) ({__name__=~\".+\"})")
+        .into_iter()
+        .map(|labels| labels.get("cluster").cloned().unwrap_or_default())
+        .collect();
+    let want: BTreeSet<String> = ["local", "workload-a", "workload-b"]
+        .map(String::from)
+        .into();
+    assert_eq!(
+        clusters, want,
+        "every series carries one of the three clusters"
+    );
+
+    // workload-a's external labels say local: none of its series pass for local.
+    assert!(
+        hub.query("{cluster=\"local\", job=\"workload-a-self\"}")
+            .is_empty(),
+        "hostile workload"
+    );
+    assert!(
+        !hub.query("{cluster=\"workload-a\", job=\"workload-a-self\"}")
+            .is_empty()
+    );
+    assert!(
+        !hub.query("{cluster=\"workload-b\", job=\"workload-b-self\"}")
+            .is_empty()
+    );
+    // A local honorLabels job: the target's own cluster label kept as exported_cluster.
+    let honored = label_sets(
+        &hub,
+        "prometheus_build_info{job=\"workload-b-self\", cluster=\"local\"}",
+    );
+    assert!(!honored.is_empty());
+    for labels in &honored {
+        assert_eq!(
+            labels.get("exported_cluster").map(String::as_str),
+            Some("workload-b"),
+            "{labels:?}"
+        );
+    }
+    // The hub's own series: local, nothing exported.
+    let own = label_sets(&hub, "up{job=\"node-exporter\"}");
+    assert_eq!(own.len(), 2, "{own:?}");
+    for labels in &own {
+        assert_eq!(
+            labels.get("cluster").map(String::as_str),
+            Some("local"),
+            "{labels:?}"
+        );
+    }
+
+    // Recording rules: labelled local, equal to their expression over local series only.
+    let recorded = hub.query("job:up:sum");
+    let local_only = hub.query("sum by (job) (up{cluster=\"local\"})");
+    let by_job = |series: &[(BTreeMap<String, String>, f64)]| -> BTreeMap<String, f64> {
+        series
+            .iter()
+            .map(|(l, v)| (l.get("job").cloned().unwrap_or_default(), *v))
+            .collect()
+    };
+    for (labels, _) in &recorded {
+        assert_eq!(
+            labels.get("cluster").map(String::as_str),
+            Some("local"),
+            "{labels:?}"
+        );
+    }
+    assert_eq!(by_job(&recorded), by_job(&local_only));
+    assert!(by_job(&hub.query("sum by (job) (up)")).len() > by_job(&recorded).len());
+    assert_eq!(hub.query("one{cluster=\"local\"}").len(), 1);
 }

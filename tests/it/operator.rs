@@ -480,6 +480,12 @@ fn scrape_config_errors_name_the_job_and_setting() {
             "tls_config.ca_file \"/etc/ca.crt\" is neither /etc/prometheus/secrets/<secret>/<key>",
         ),
         (
+            "two jobs, one object name",
+            "federationJobPrefix: fed_\nclusters: [{name: a, targets: ['a:443']}]\n\
+             additionalScrapeConfigs: [{job_name: fed-a, static_configs: [{targets: ['b:443'], labels: {cluster: b}}]}]",
+            "cannot be a ScrapeConfig object: its object name \"fed-a\" is also job \"fed_a\"'s",
+        ),
+        (
             "discovered targets",
             "additionalScrapeConfigs: [{job_name: f, dns_sd_configs: [{names: [x]}], \
              relabel_configs: [{target_label: cluster, replacement: a}]}]",

@@ -15,6 +15,9 @@
 //! Federation jobs must not get the local label: the ScrapeConfig objects promfed writes name
 //! the class [`FEDERATION_CLASS`] (no rules of its own), which is added here when the config
 //! has federation jobs, so the default class does not apply to them.
+//!
+//! The operator puts an object's own `metricRelabelings` after the class's: a ServiceMonitor
+//! that sets `cluster` itself still can; promfed sees only the Prometheus object here.
 
 use serde_json::{Value as Json, json};
 
@@ -123,6 +126,18 @@ pub fn rewrite(
             .get("default")
             .is_some_and(|d| d.to_json() == json!(true))
     };
+    if federation
+        && let Some(class) =
+            (classes.iter()).find(|c| name_of(c) == FEDERATION_CLASS && is_default(c))
+    {
+        return Err(fail(
+            Some(format!("scrape class {FEDERATION_CLASS:?}")),
+            class.line,
+            "is the default scrape class, but it is the class of promfed's federation jobs, \
+             which must not carry the local cluster label"
+                .into(),
+        ));
+    }
     let default = match classes.iter().position(is_default) {
         Some(i) => i,
         None => match classes.iter().position(|c| name_of(c) == LOCAL_CLASS) {
@@ -149,23 +164,9 @@ pub fn rewrite(
         .map_err(|reason| fail(item.clone(), line, reason))?;
     out.changed |= ensure_last(class, "metricRelabelings", &metric_relabelings(config))
         .map_err(|reason| fail(item.clone(), line, reason))?;
-    if federation {
-        match classes.iter().find(|c| name_of(c) == FEDERATION_CLASS) {
-            Some(class) if is_default(class) => {
-                return Err(fail(
-                    Some(format!("scrape class {FEDERATION_CLASS:?}")),
-                    class.line,
-                    "is the default scrape class, but it is the class of promfed's federation \
-                     jobs, which must not carry the local cluster label"
-                        .into(),
-                ));
-            }
-            Some(_) => {}
-            None => {
-                classes.push(Node::from_json(&json!({"name": FEDERATION_CLASS})));
-                out.changed = true;
-            }
-        }
+    if federation && !classes.iter().any(|c| name_of(c) == FEDERATION_CLASS) {
+        classes.push(Node::from_json(&json!({"name": FEDERATION_CLASS})));
+        out.changed = true;
     }
     Ok(out)
 }

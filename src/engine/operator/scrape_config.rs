@@ -37,8 +37,17 @@ pub fn objects(config: &Config, federation: &Federation) -> Result<Vec<Node>, Er
             reason: format!("cannot be a ScrapeConfig object: {reason}"),
         };
         let spec = spec(job).map_err(fail)?;
+        let name = object_name(&job.name);
+        if let Some(other) = (federation.jobs.iter())
+            .find(|other| other.name != job.name && object_name(&other.name) == name)
+        {
+            return Err(fail(format!(
+                "its object name {name:?} is also job {:?}'s; rename one of them",
+                other.name
+            )));
+        }
         let mut metadata = Map::new();
-        metadata.insert("name".into(), json!(object_name(&job.name)));
+        metadata.insert("name".into(), json!(name));
         if let Some(namespace) = &settings.namespace {
             metadata.insert("namespace".into(), json!(namespace));
         }

@@ -34,20 +34,6 @@ fn work() -> Work {
     Work::new(WorkLimits::for_data(&[]))
 }
 
-/// Every corpus rule file (kube-prometheus' PrometheusRule specs and the mixins), by name.
-fn corpus_rule_files() -> Vec<(String, String)> {
-    let root = support::data("rules");
-    let mut files: Vec<(String, String)> = support::yaml_files(&root)
-        .into_iter()
-        .map(|path| {
-            let name = path.strip_prefix(&root).unwrap().display().to_string();
-            (name, std::fs::read_to_string(&path).unwrap())
-        })
-        .collect();
-    files.sort();
-    files
-}
-
 /// A PrometheusRule's spec comes out exactly as the same groups in a ConfigMap rule file, in
 /// every alerting mode, whether it came as YAML (render) or as JSON (admission); a second
 /// rewrite changes nothing.
@@ -63,7 +49,7 @@ fn prometheus_rule_spec_is_rewritten_as_the_rule_file() {
         let mut config = Config::default();
         config.rules.alerting = mode;
         let engine = Engine::new(config).unwrap();
-        for (name, text) in corpus_rule_files() {
+        for (name, text) in crate::engine::corpus_rule_files() {
             let case = format!("{name} ({mode_name})");
             let file = engine
                 .rewrite(&[("rules.yml".to_string(), text.clone())])

@@ -917,3 +917,78 @@ fn operator_config_federates_two_workloads() {
     assert!(by_job(&hub.query("sum by (job) (up)")).len() > by_job(&recorded).len());
     assert_eq!(hub.query("one{cluster=\"local\"}").len(), 1);
 }
+
+/// The ScrapeConfig objects' Secret and ConfigMap references, as the CRD and the operator
+/// read them: with the Secrets there, the operator takes both objects and writes mTLS and
+/// basic auth into the generated jobs.
+#[test]
+fn scrape_config_secret_references_reach_the_generated_config() {
+    let cluster = crate::cluster!();
+    let release = require!(prometheus3_release);
+    let namespace = "op-secrets";
+    cluster.namespace(namespace);
+    let pki = |file: &str| std::fs::read_to_string(cluster.dir.join("pki").join(file)).unwrap();
+    let engine = engine(&format!(
+        "clusters:\n\
+         - name: workload-a\n  targets: ['127.0.0.1:9091']\n  scheme: https\n  tls_config:\n\
+         \x20   ca_file: /etc/prometheus/configmaps/federation-ca/ca.crt\n\
+         \x20   cert_file: /etc/prometheus/secrets/federation-client/tls.crt\n\
+         \x20   key_file: /etc/prometheus/secrets/federation-client/tls.key\n\
+         \x20   server_name: prom-a\n\
+         - name: workload-b\n  url: https://127.0.0.1:9092/prometheus\n  basic_auth:\n\
+         \x20   username_file: /etc/prometheus/secrets/workload-b-auth/username\n\
+         \x20   password_file: /etc/prometheus/secrets/workload-b-auth/password\n\
+         operator: {{scrapeConfigs: {{namespace: {namespace}}}}}\n"
+    ));
+    let secret = |name: &str, data: Json| {
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+               "metadata": {"name": name, "namespace": namespace}, "stringData": data})
+    };
+    let mut objects = vec![
+        secret(
+            "federation-client",
+            json!({"tls.crt": pki("admin.crt"), "tls.key": pki("admin.key")}),
+        ),
+        secret(
+            "workload-b-auth",
+            json!({"username": "federate", "password": "s3cret"}),
+        ),
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "federation-ca", "namespace": namespace},
+               "data": {"ca.crt": pki("ca.crt")}}),
+    ];
+    let mut prometheus = operator::stack(namespace, VERSION).remove(0);
+    let mut spec = Node::from_json(&prometheus["spec"]);
+    engine.rewrite_prometheus(&mut spec, "Prometheus").unwrap();
+    prometheus["spec"] = spec.to_json();
+    objects.push(prometheus);
+    objects.extend(engine.scrape_configs().unwrap().iter().map(Node::to_json));
+    operator::apply(cluster, &objects);
+    let job = |c: &str| format!("scrapeConfig/{namespace}/federate-{c}");
+    let generated = operator::generated(cluster, namespace, "hub", |g| {
+        g.config.contains(&job("workload-a")) && g.config.contains(&job("workload-b"))
+    });
+
+    let a = generated.job(&job("workload-a"));
+    assert_eq!(a["scheme"], "https", "{a}");
+    let tls = &a["tls_config"];
+    for field in ["ca_file", "cert_file", "key_file"] {
+        assert!(
+            tls[field]
+                .as_str()
+                .is_some_and(|f| f.starts_with("/etc/prometheus/certs/")),
+            "{a}"
+        );
+    }
+    assert_eq!(tls["server_name"], "prom-a", "{a}");
+    let b = generated.job(&job("workload-b"));
+    assert_eq!(b["metrics_path"], "/prometheus/federate", "{b}");
+    assert_eq!(b["basic_auth"]["username"], "federate", "{b}");
+    assert!(
+        b["basic_auth"]["password"]
+            .as_str()
+            .is_some_and(|p| !p.is_empty()),
+        "{b}"
+    );
+    assert_promtool_accepts(&generated, &release.promtool);
+}

@@ -52,11 +52,11 @@ mod hostile;
 #[path = "it/installs.rs"]
 mod installs;
 
-#[path = "it/properties.rs"]
-mod properties;
-
 #[path = "it/operator.rs"]
 mod operator;
+
+#[path = "it/properties.rs"]
+mod properties;
 
 #[path = "it/promql.rs"]
 mod promql;

@@ -14,8 +14,22 @@ pub mod prometheus;
 pub mod rule;
 pub mod scrape_config;
 
-use super::{Engine, Error, Stats, Warning, Work};
+use super::{Engine, Error, Location, Stats, Warning, Work};
 use crate::yaml::Node;
+
+/// An error about one object (`object` takes the place of a ConfigMap's data key), the one
+/// place these modules make an [`Error`].
+fn error(object: &str, item: Option<String>, line: usize, reason: impl Into<String>) -> Error {
+    Error {
+        location: Location {
+            key: object.to_string(),
+            group: None,
+            item,
+            line: Some(line).filter(|l| *l > 0),
+        },
+        reason: reason.into(),
+    }
+}
 
 /// What rewriting one object did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -21,11 +21,11 @@
 
 use serde_json::{Value as Json, json};
 
-use super::Outcome;
+use super::{Outcome, error};
 use crate::config::Config;
+use crate::engine::Error;
 use crate::engine::federation::regex_escape;
 use crate::engine::scrape::ensure_last;
-use crate::engine::{Error, Location};
 use crate::yaml::Node;
 
 /// The default scrape class promfed adds when the Prometheus object has none.
@@ -74,15 +74,8 @@ pub fn rewrite(
     config: &Config,
     federation: bool,
 ) -> Result<Outcome, Error> {
-    let fail = |item: Option<String>, line: usize, reason: String| Error {
-        location: Location {
-            key: object.to_string(),
-            group: None,
-            item,
-            line: Some(line).filter(|l| *l > 0),
-        },
-        reason,
-    };
+    let fail =
+        |item: Option<String>, line: usize, reason: String| error(object, item, line, reason);
     let mut out = Outcome::default();
     if spec.is_null() {
         *spec = Node::from_json(&json!({}));

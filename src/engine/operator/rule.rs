@@ -6,10 +6,10 @@
 //! The operator's schema allows `expr` as a string or an integer; an integer is a scalar
 //! whose text is the number, read and kept as such.
 
-use super::Outcome;
+use super::{Outcome, error};
 use crate::config::Config;
 use crate::engine::promql::Scoper;
-use crate::engine::{Error, Location, Work, rules};
+use crate::engine::{Error, Work, rules};
 use crate::yaml::Node;
 
 /// Rewrite a PrometheusRule's `spec` in place. `object` names the object in every error and
@@ -27,14 +27,12 @@ pub fn rewrite(
         return Ok(out);
     }
     if spec.as_map().is_none() {
-        return Err(Error {
-            location: Location {
-                key: object.to_string(),
-                line: Some(spec.line).filter(|l| *l > 0),
-                ..Location::default()
-            },
-            reason: "spec must be a mapping with `groups`".into(),
-        });
+        return Err(error(
+            object,
+            None,
+            spec.line,
+            "spec must be a mapping with `groups`",
+        ));
     }
     let mut memo = rules::Memo::new();
     out.changed = rules::rewrite(

@@ -13,10 +13,11 @@
 
 use serde_json::{Map, Value as Json, json};
 
+use super::error;
 use super::prometheus::FEDERATION_CLASS;
 use crate::config::Config;
+use crate::engine::Error;
 use crate::engine::federation::{Federation, Job};
-use crate::engine::{Error, Location};
 use crate::yaml::Node;
 
 /// Where the operator mounts the Secrets and ConfigMaps a Prometheus object lists.
@@ -28,13 +29,10 @@ pub fn objects(config: &Config, federation: &Federation) -> Result<Vec<Node>, Er
     let settings = &config.operator.scrape_configs;
     let mut out = Vec::new();
     for job in &federation.jobs {
-        let fail = |reason: String| Error {
-            location: Location {
-                key: job.source.clone(),
-                item: Some(format!("job {:?}", job.name)),
-                ..Location::default()
-            },
-            reason: format!("cannot be a ScrapeConfig object: {reason}"),
+        let item = Some(format!("job {:?}", job.name));
+        let fail = |reason: String| {
+            let reason = format!("cannot be a ScrapeConfig object: {reason}");
+            error(&job.source, item.clone(), 0, reason)
         };
         let spec = spec(job).map_err(fail)?;
         let name = object_name(&job.name);

@@ -19,12 +19,20 @@
 # and proves that the API server calls promfed: a server-side dry run of the TKG ConfigMap
 # (tests/data/tkg) must come back federated, with promfed's review counter one higher.
 #
+# With PROMFED_OPERATOR=1 it also installs prometheus-operator's CRDs (monitoring.coreos.com,
+# as built by scripts/build-tools.sh) and runs the operator against this API server with the
+# admin certificate, every namespace watched, metrics on 127.0.0.1. There is no kubelet, so no
+# Prometheus pod ever starts, but the operator still writes what it generates for a Prometheus
+# object `NAME`: the Secret `prometheus-NAME` (`prometheus.yaml.gz`) and the ConfigMaps
+# `prometheus-NAME-rulefiles-N`. It needs no kubelet flag (--kubelet-service is off by
+# default) and proves it is up by answering /healthz and having synced its caches.
+#
 # It writes DIR/kubeconfig (admin), DIR/env (`. DIR/env` sets KUBECONFIG, puts the pinned kubectl,
 # helm, helm4, kapp, ytt, etcd, prometheus3 and promtool3 first on PATH, and sets PROMFED_LOCAL_*:
 # the webhook and metrics URLs), DIR/etcd.pid, DIR/kube-apiserver.pid, DIR/promfed.pid, and logs
 # in DIR/*.log. The tools come from scripts/build-tools.sh (built on first use, then cached).
 #
-# Env: PROMFED_CONFIG, PROMFED_BIN (skip the cargo build), KUBE_LOCAL_TIMEOUT (seconds to wait
+# Env: PROMFED_OPERATOR (1: the operator too), PROMFED_CONFIG, PROMFED_BIN (skip the cargo build), KUBE_LOCAL_TIMEOUT (seconds to wait
 # for the API server, default 120), PROMFED_CERT_DIR (a folder holding tls.crt, tls.key and the
 # ca.crt that signed them, e.g. a kubelet-style mount with `..data` that the caller swaps:
 # promfed reads its certificate from there, the webhook's caBundle is its ca.crt, and
@@ -84,6 +92,7 @@ stop() {
 
 down() {
     [ -d "$DIR" ] || die "no such folder: $DIR"
+    stop prometheus-operator
     stop promfed
     stop kube-apiserver
     stop etcd
@@ -97,7 +106,7 @@ fi
 # --- up ----------------------------------------------------------------------------------
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
-for n in promfed kube-apiserver etcd; do
+for n in prometheus-operator promfed kube-apiserver etcd; do
     if pid_alive "$n"; then
         die "$n already runs from $DIR (pid $(cat "$DIR/$n.pid")): scripts/kube-local.sh down $DIR first"
     fi
@@ -144,9 +153,9 @@ CONFIG=$(cd "$(dirname "$CONFIG")" && pwd)/$(basename "$CONFIG")
 # --- ports -------------------------------------------------------------------------------
 # Free ports on 127.0.0.1, all different (the kernel's picks, released right away: another
 # process could take one before we bind it, which then fails loudly below).
-read -r ETCD_PORT ETCD_PEER_PORT API_PORT WEBHOOK_PORT METRICS_PORT < <(python3 -c '
+read -r ETCD_PORT ETCD_PEER_PORT API_PORT WEBHOOK_PORT METRICS_PORT OPERATOR_PORT < <(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(5)]
+socks = [socket.socket() for _ in range(6)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])
@@ -364,6 +373,34 @@ if [ "$ok" != 1 ]; then
 fi
 say "the API server calls promfed: a dry-run create of $PROBE_NS/prometheus-server came back federated ($(since "$t"), promfed reviews $before -> $(reviews))"
 
+# --- prometheus-operator (PROMFED_OPERATOR=1) -----------------------------------------------
+OPERATOR_METRICS=
+if [ "${PROMFED_OPERATOR:-}" = 1 ]; then
+    t=$(now)
+    command -v prometheus-operator >/dev/null || die "no prometheus-operator in $TOOLS_PATH"
+    CRDS=$(cd "$(dirname "$(command -v prometheus-operator)")/../crds" && pwd) ||
+        die "no crds folder next to $(command -v prometheus-operator)"
+    # Server-side: the Prometheus CRD is too large for the annotation client-side apply writes.
+    "$KUBECTL" apply --server-side -f "$CRDS" >>"$DIR/apply.log" 2>&1 ||
+        fail_with apply "kubectl apply of the CRDs in $CRDS failed"
+    "$KUBECTL" wait --for=condition=Established crd --all --timeout=60s >>"$DIR/apply.log" 2>&1 ||
+        fail_with apply "the CRDs in $CRDS were not established in 60 s"
+    prometheus-operator --apiserver "https://127.0.0.1:$API_PORT" --ca-file "$PKI/ca.crt" \
+        --cert-file "$PKI/admin.crt" --key-file "$PKI/admin.key" \
+        --web.listen-address "127.0.0.1:$OPERATOR_PORT" --log-format logfmt \
+        >"$DIR/prometheus-operator.log" 2>&1 &
+    echo $! >"$DIR/prometheus-operator.pid"
+    OPERATOR_METRICS=http://127.0.0.1:$OPERATOR_PORT
+    deadline=$((SECONDS + 60))
+    until curl -sf --max-time 2 "$OPERATOR_METRICS/healthz" >/dev/null 2>&1 &&
+        grep -q 'msg="successfully synced all caches" component=prometheus-controller' "$DIR/prometheus-operator.log"; do
+        pid_alive prometheus-operator || fail_with prometheus-operator "prometheus-operator exited"
+        [ "$SECONDS" -lt "$deadline" ] || fail_with prometheus-operator "prometheus-operator not ready after 60 s"
+        sleep 0.2
+    done
+    say "prometheus-operator $(prometheus-operator --version 2>&1 | awk 'NR == 1 {print $3}') with $(find "$CRDS" -name '*.yaml' | wc -l) CRDs, metrics $OPERATOR_METRICS (pid $(cat "$DIR/prometheus-operator.pid"), $(since "$t"))"
+fi
+
 # --- env ---------------------------------------------------------------------------------
 cat >"$DIR/env" <<EOF
 # . $DIR/env   (written by scripts/kube-local.sh up)
@@ -375,6 +412,7 @@ export PROMFED_LOCAL_DIR=$DIR
 export PROMFED_LOCAL_SERVER=https://127.0.0.1:$API_PORT
 export PROMFED_LOCAL_WEBHOOK=https://127.0.0.1:$WEBHOOK_PORT/mutate
 export PROMFED_LOCAL_METRICS=$METRICS_URL
+export PROMFED_LOCAL_OPERATOR_METRICS=$OPERATOR_METRICS
 EOF
 UP_OK=1
 say "up in $(since "$START"): . $DIR/env; kubectl get --raw /version; scripts/kube-local.sh down $DIR"

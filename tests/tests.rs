@@ -52,6 +52,9 @@ mod hostile;
 #[path = "it/installs.rs"]
 mod installs;
 
+#[path = "it/operator.rs"]
+mod operator;
+
 #[path = "it/properties.rs"]
 mod properties;
 

@@ -7,9 +7,13 @@
 mod error;
 mod selector;
 
+pub mod operator;
+
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+
+pub use operator::{Operator, ScrapeConfigObjects};
 
 use crate::prometheus::schema::{self, Problem};
 use crate::prometheus::{duration, is_label_name, is_user_label_name};
@@ -229,6 +233,8 @@ struct Raw {
     rules: Rules,
     #[serde(default)]
     federation_alerts: FederationAlerts,
+    #[serde(default)]
+    operator: Operator,
 }
 
 /// The whole promfed config.
@@ -248,6 +254,8 @@ pub struct Config {
     pub keys: Keys,
     pub rules: Rules,
     pub federation_alerts: FederationAlerts,
+    /// prometheus-operator's objects promfed writes.
+    pub operator: Operator,
 }
 
 impl Default for Config {
@@ -262,6 +270,7 @@ impl Default for Config {
             keys: Keys::default(),
             rules: Rules::default(),
             federation_alerts: FederationAlerts::default(),
+            operator: Operator::default(),
         }
     }
 }
@@ -328,6 +337,7 @@ impl Config {
             keys: raw.keys,
             rules: raw.rules,
             federation_alerts: raw.federation_alerts,
+            operator: raw.operator,
         };
         config.validate(&root)?;
         Ok(config)
@@ -386,6 +396,9 @@ impl Config {
                  a Prometheus server's)",
             )
             .with_path("keys.prometheus"));
+        }
+        if let Some((path, problem)) = self.operator.problem() {
+            return Err(at(&path, problem.to_string()));
         }
         for (i, cluster) in self.clusters.iter().enumerate() {
             let node = root

@@ -3,6 +3,7 @@
 //! The webhook, the CLI and the tests all call [`Engine::rewrite`]; nothing here does I/O.
 
 pub mod federation;
+pub mod operator;
 pub mod rules;
 pub mod scrape;
 pub mod work;

@@ -176,7 +176,11 @@ fn check_federation_timeouts(
 /// Make `rules` the last rules of the list under `key`, exactly once: a list that already
 /// ends with them is left alone; copies earlier in the list (a `labelmap` was added after
 /// them) are moved to the end.
-fn ensure_last(job: &mut Node, key: &str, rules: &[serde_json::Value]) -> Result<bool, String> {
+pub(super) fn ensure_last(
+    job: &mut Node,
+    key: &str,
+    rules: &[serde_json::Value],
+) -> Result<bool, String> {
     match job.get(key) {
         None => job.insert(key, Node::from_json(&json!([]))),
         Some(n) if n.is_null() => job.insert(key, Node::from_json(&json!([]))),

@@ -109,7 +109,8 @@ const DUPLICATE_LINT: &[&str] = &[
     "mixins/cortex/alerts.yaml",
 ];
 
-fn corpus_rule_files() -> Vec<(String, String)> {
+/// Every corpus rule file and the TKG one, by name (the operator module uses them too).
+pub(crate) fn corpus_rule_files() -> Vec<(String, String)> {
     let root = support::data("rules");
     let mut files: Vec<(String, String)> = support::yaml_files(&root)
         .into_iter()

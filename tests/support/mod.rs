@@ -27,6 +27,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 pub mod kube;
+pub mod operator;
 
 /// The crate root (where Cargo.toml is).
 /// How long a test waits for something that should happen before it calls it a hang. Only a

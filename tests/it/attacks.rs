@@ -24,8 +24,11 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 
-use crate::faults::{Client, Files, NAME, Server, distinct_configmap, provider, request_head};
-use crate::webhook::{review, tkg_configmap};
+use crate::support::examples::tkg_configmap;
+use crate::support::load::distinct_configmap;
+use crate::support::review::review;
+use crate::support::serve::{Files, NAME, Server};
+use crate::support::tls::{Client, provider, request_head};
 
 /// The webhook's `timeoutSeconds` (deploy/base/mutatingwebhookconfiguration.yaml): the API
 /// server gives up on an answer after this long.
@@ -733,7 +736,7 @@ fn idle_connections_to_the_metrics_port_leave_the_probes_working() {
     }
     // Every connection over the cap is replaced or refused (some still in the accept queue).
     let gone = || closed(&server, "metrics", "evicted") + closed(&server, "metrics", "refused");
-    crate::faults::wait_until(
+    crate::support::wait_until(
         "the metrics connections closed",
         Duration::from_secs(60),
         || gone() >= (connected - 40) as f64,
@@ -986,7 +989,7 @@ async fn a_full_budget_answers_503_with_retry_after_and_fails_readiness() {
         }
     }
     let state = promfed::server::AppState::new(promfed::admission::Admission::new(
-        crate::webhook::engine(promfed::config::EXAMPLE),
+        crate::support::examples::engine(promfed::config::EXAMPLE),
         1,
     ));
     let post = |body: Body, length: usize| {
@@ -1096,7 +1099,7 @@ async fn chunk_framing_counts_against_the_body_limit() {
         }
     }
     let state = promfed::server::AppState::new(promfed::admission::Admission::new(
-        crate::webhook::engine(promfed::config::EXAMPLE),
+        crate::support::examples::engine(promfed::config::EXAMPLE),
         1,
     ));
     let review = well_behaved_body(0, 0);
@@ -1260,7 +1263,10 @@ fn worst_case_reviews_are_denials_within_the_work_budget() {
     use promfed::admission::{Admission, Step};
     use promfed::engine::work::{NODES, PROMQL_UNITS, Work, WorkLimits, YAML_BYTES};
 
-    let admission = Admission::new(crate::webhook::engine(promfed::config::EXAMPLE), 1);
+    let admission = Admission::new(
+        crate::support::examples::engine(promfed::config::EXAMPLE),
+        1,
+    );
     // The limits a case may meet first (any of them).
     let cases: [(&str, &[&str]); 5] = [
         ("many keys mentioning groups", &[]),
@@ -1456,7 +1462,7 @@ fn an_engine_run_stops_at_its_deadline_and_when_its_client_is_gone() {
             "promfed_engine_stopped_total{reason=\"cancelled\"}",
         )
     };
-    crate::faults::wait_until(
+    crate::support::wait_until(
         "the HTTP/1.1 review cancelled",
         Duration::from_secs(30),
         || cancelled() == 1.0,
@@ -1485,7 +1491,7 @@ fn an_engine_run_stops_at_its_deadline_and_when_its_client_is_gone() {
     })
     .join()
     .unwrap();
-    crate::faults::wait_until(
+    crate::support::wait_until(
         "the HTTP/2 review cancelled",
         Duration::from_secs(30),
         || cancelled() == 2.0,
@@ -1624,7 +1630,7 @@ fn looping_client_certificate_chains_are_refused_cheaply_and_the_client_ca_reloa
     // A new client CA through the kubelet's `..data` swap.
     let (new_ca_pem, new_good) = client_pki("kube-apiserver-2");
     mount.update(&[("client-ca.crt", &new_ca_pem)]);
-    crate::faults::wait_until("the client CA reload", Duration::from_secs(10), || {
+    crate::support::wait_until("the client CA reload", Duration::from_secs(10), || {
         metric(
             &server,
             "promfed_client_ca_reloads_total{result=\"success\"}",
@@ -1643,7 +1649,7 @@ fn looping_client_certificate_chains_are_refused_cheaply_and_the_client_ca_reloa
     assert!(post(&good).is_err(), "the old CA's client is refused");
     // A broken CA file keeps the current one.
     mount.update(&[("client-ca.crt", "not a certificate")]);
-    crate::faults::wait_until("the refused client CA", Duration::from_secs(10), || {
+    crate::support::wait_until("the refused client CA", Duration::from_secs(10), || {
         metric(
             &server,
             "promfed_client_ca_reloads_total{result=\"failure\"}",
@@ -1658,7 +1664,7 @@ fn looping_client_certificate_chains_are_refused_cheaply_and_the_client_ca_reloa
     );
 }
 
-fn judge_answer(answer: &crate::faults::Answer) {
+fn judge_answer(answer: &crate::support::tls::Answer) {
     judge(answer.status, &answer.body).unwrap();
 }
 

@@ -376,3 +376,135 @@ fn soak_at_a_steady_rate_has_no_errors_and_flat_memory() {
         "peak RSS {peak:.1} MiB is over the Deployment's 128 MiB limit"
     );
 }
+
+/// A setting of [`soak_for_scripts_soak_sh`] from the environment.
+fn soak_setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(text) if !text.is_empty() => text
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={text:?} is not a number")),
+        _ => default,
+    }
+}
+
+/// The long soak that `scripts/soak.sh` (`make soak`) runs against the release binary: a steady
+/// rate over kept connections for minutes, every `MISS_EVERY`-th request a ConfigMap never seen
+/// before (the engine runs, the cache evicts), the rest the TKG ConfigMap (the cache answers),
+/// every answer a 200 with a patch. A table every 10 s (requests, errors, rate and p99 of the
+/// interval, RSS, peak RSS) and a summary go to stdout. It fails on any failed request or when
+/// RSS grows more than `MAX_GROWTH_MIB` over the second half of the run (the response cache
+/// fills during the first). Settings: `PROMFED_SOAK_SECONDS` (600), `PROMFED_SOAK_RATE` (50
+/// requests/s in all), `PROMFED_SOAK_CONNECTIONS` (4), `PROMFED_SOAK_MISS_EVERY` (10),
+/// `PROMFED_SOAK_MAX_GROWTH_MIB` (16).
+#[test]
+#[ignore = "minutes long: scripts/soak.sh (make soak) runs it against the release binary"]
+fn soak_for_scripts_soak_sh() {
+    let seconds: u64 = soak_setting("PROMFED_SOAK_SECONDS", 600);
+    let rate: f64 = soak_setting("PROMFED_SOAK_RATE", 50.0);
+    let connections: usize = soak_setting("PROMFED_SOAK_CONNECTIONS", 4);
+    let miss_every: usize = soak_setting("PROMFED_SOAK_MISS_EVERY", 10);
+    let max_growth: f64 = soak_setting("PROMFED_SOAK_MAX_GROWTH_MIB", 16.0);
+    // The config the Deployment ships.
+    let config = support::root().join("deploy/base/promfed.yaml");
+    let files = Files::new(&std::fs::read_to_string(&config).expect("deploy/base/promfed.yaml"));
+    let server = Server::with(&files);
+    println!(
+        "soak: promfed pid {}: {seconds} s at {rate} requests/s, {connections} connections, \
+         every {miss_every}th request a new ConfigMap",
+        server.pid()
+    );
+    let load = Load::start(
+        &files.client(),
+        &[server.https],
+        mixed_workload(miss_every),
+        connections,
+        rate / connections as f64,
+        Mode::KeepAlive,
+        false,
+    );
+    let started = Instant::now();
+    println!(
+        "{:>6} {:>9} {:>6} {:>7} {:>7} {:>8} {:>8}",
+        "time", "requests", "errors", "req/s", "p99 ms", "RSS MiB", "HWM MiB"
+    );
+    let mut samples = Vec::new();
+    let mut last = (0, started);
+    let mut sample = |load: &Load| {
+        let (ok, failed) = load.counts();
+        let mut latencies = load.take_latencies();
+        latencies.sort();
+        let p99 = latencies
+            .get(((latencies.len() as f64 - 1.0) * 0.99).round() as usize)
+            .copied()
+            .unwrap_or_default();
+        let memory = server.memory();
+        let now = Instant::now();
+        let done = ok + failed;
+        let per_second = (done - last.0) as f64 / (now - last.1).as_secs_f64().max(1e-9);
+        last = (done, now);
+        println!(
+            "{:>6.0} {done:>9} {failed:>6} {per_second:>7.1} {:>7.1} {:>8.1} {:>8.1}",
+            (now - started).as_secs_f64(),
+            p99.as_secs_f64() * 1e3,
+            memory.rss_mib(),
+            memory.hwm_mib()
+        );
+        samples.push(memory);
+    };
+    sample(&load);
+    let mut interval = 0;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        interval += 1;
+        let next = Duration::from_secs(10 * interval).min(Duration::from_secs(seconds));
+        std::thread::sleep(next.saturating_sub(started.elapsed()));
+        sample(&load);
+    }
+    let totals = load.finish();
+    let elapsed = started.elapsed().as_secs_f64();
+
+    let (_, metrics) = server.get("/metrics");
+    let rss: Vec<f64> = samples.iter().map(|m| m.rss_mib()).collect();
+    let peak = samples.iter().map(|m| m.hwm_mib()).fold(0.0, f64::max);
+    // A leak shows as growth in the second half; the cache fills during the first.
+    let growth = rss[rss.len() - 1] - rss[rss.len() / 2];
+    let requests = totals.ok + totals.failed.len();
+    println!();
+    println!(
+        "requests    {requests} in {elapsed:.0} s ({:.1}/s), {} errors, {} retried",
+        requests as f64 / elapsed,
+        totals.failed.len(),
+        totals.retried
+    );
+    println!(
+        "latency     p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        totals.p50.as_secs_f64() * 1e3,
+        totals.p99.as_secs_f64() * 1e3,
+        totals.max.as_secs_f64() * 1e3
+    );
+    println!(
+        "RSS         start {:.1} MiB, end {:.1} MiB, max {:.1} MiB, peak (VmHWM) {peak:.1} MiB; \
+         second half {growth:+.1} MiB",
+        rss[0],
+        rss[rss.len() - 1],
+        rss.iter().copied().fold(0.0, f64::max)
+    );
+    let wanted = [
+        "promfed_reviews_total",
+        "promfed_review_cache_total",
+        "promfed_internal_errors_total",
+    ];
+    for line in metrics
+        .lines()
+        .filter(|l| wanted.iter().any(|w| l.starts_with(w)))
+    {
+        println!("metrics     {line}");
+    }
+    for error in totals.failed.iter().take(5) {
+        println!("error       {error}");
+    }
+    totals.assert_no_failures("soak");
+    assert!(
+        growth <= max_growth,
+        "RSS grew {growth:.1} MiB over the second half (more than {max_growth} MiB)"
+    );
+}

@@ -10,17 +10,17 @@
 //! 1.37; these tests use 1.33. It has none for CRDs, so cert-manager's Issuer and Certificate
 //! are checked field by field here instead.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{Read as _, Write as _};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+use crate::support::serve::Server;
 use crate::support::{self, describe, promfed_bin, require, root};
 
 /// The Kubernetes version whose schemas the manifests must satisfy.
@@ -835,103 +835,6 @@ fn generate_sh_usage_errors_exit_2() {
     assert!(!out_dir.exists(), "a usage error writes nothing");
 }
 
-/// A running `promfed serve`; killed when dropped.
-struct Serve {
-    child: Child,
-    https: SocketAddr,
-    metrics: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Serve {
-    fn start(config: &Path, cert: &Path, key: &Path) -> Serve {
-        let mut child = Command::new(promfed_bin())
-            .args([
-                "serve",
-                "--config",
-                p(config),
-                "--tls-cert-file",
-                p(cert),
-                "--tls-key-file",
-                p(key),
-            ])
-            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting promfed serve");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let deadline = Instant::now() + support::HANG_GUARD;
-        loop {
-            // The JSON log line "listening" names the bound addresses.
-            let addrs = log.lock().unwrap().iter().find_map(|line| {
-                let event: Value = serde_json::from_str(line).ok()?;
-                let addr = |f: &str| event[f].as_str()?.parse::<SocketAddr>().ok();
-                (event["message"] == "listening")
-                    .then(|| Some((addr("https_addr")?, addr("metrics_addr")?)))?
-            });
-            if let Some((https, metrics)) = addrs {
-                let serve = Serve {
-                    child,
-                    https,
-                    metrics,
-                    log,
-                };
-                serve.wait_ready(deadline);
-                return serve;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "promfed serve exited with {status}:\n{}",
-                    log.lock().unwrap().join("\n")
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "promfed serve did not listen within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Poll `/readyz` until it answers 200.
-    fn wait_ready(&self, deadline: Instant) {
-        loop {
-            let ready = TcpStream::connect(self.metrics).ok().and_then(|mut tcp| {
-                tcp.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    .ok()?;
-                let mut answer = String::new();
-                tcp.read_to_string(&mut answer).ok()?;
-                Some(answer.starts_with("HTTP/1.1 200"))
-            });
-            if ready == Some(true) {
-                return;
-            }
-            let log = self.log.lock().unwrap().join("\n");
-            assert!(
-                Instant::now() < deadline,
-                "promfed serve not ready within 30 s:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// An HTTPS client in Python's `ssl` (OpenSSL's verifier, not promfed's rustls): connects to
 /// 127.0.0.1:PORT, verifies the server as NAME against CA, presents CERT/KEY if given, sends
 /// one request and prints `{"status", "tls", "body"}` or `{"error"}` as JSON.
@@ -1000,7 +903,18 @@ fn promfed_serve_presents_the_generated_certificate_for_the_service_name() {
     let dir = tmp.path().join("certs");
     generate_ok(&[p(&dir)]);
     let config = root().join("deploy/base/promfed.yaml");
-    let serve = Serve::start(&config, &dir.join("tls.crt"), &dir.join("tls.key"));
+    let serve = Server::start(
+        &[
+            "--config",
+            p(&config),
+            "--tls-cert-file",
+            p(&dir.join("tls.crt")),
+            "--tls-key-file",
+            p(&dir.join("tls.key")),
+        ],
+        &[],
+    );
+    serve.wait_ready();
     let client = Https {
         python: &python,
         ca: &dir.join("ca.crt"),

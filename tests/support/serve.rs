@@ -201,6 +201,26 @@ impl Server {
         (status, String::from_utf8(body).unwrap())
     }
 
+    /// Poll `/readyz` until it answers 200; fails the test after [`HANG_GUARD`].
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + HANG_GUARD;
+        loop {
+            let ready = plain_http(
+                self.metrics,
+                "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            );
+            if matches!(ready, Ok((200, _))) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "promfed serve not ready within {HANG_GUARD:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The value of one sample line of /metrics, e.g. `promfed_config_generation`.
     pub fn metric(&self, series: &str) -> f64 {
         let (_, text) = self.get("/metrics");

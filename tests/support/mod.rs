@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
+pub mod attack;
 pub mod examples;
 pub mod kube;
 pub mod load;
@@ -35,6 +36,7 @@ pub mod review;
 pub mod serve;
 pub mod tls;
 mod tools;
+pub mod well_behaved;
 
 pub use tools::*;
 

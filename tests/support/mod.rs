@@ -30,6 +30,7 @@ pub mod attack;
 pub mod examples;
 pub mod kube;
 pub mod load;
+pub mod manifests;
 pub mod process;
 pub mod prometheus;
 pub mod review;

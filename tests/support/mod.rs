@@ -15,6 +15,20 @@
 //!
 //! Env: `PROMFED_PROMTOOL`, `PROMFED_PROMETHEUS`, `PROMFED_PYTHON` point at a tool
 //! explicitly; `PROMFED_UPDATE_GOLDEN=1` rewrites golden files instead of comparing.
+//!
+//! The files, one concern each:
+//!
+//! - this file: inputs, the skip convention, running a peer, golden files, ports, waiting
+//!   (`wait_until`, `wait_for`: hang guards only), mounted-Secret layouts; `tools`: finding the
+//!   real peers (`promtool`, `PrometheusRelease`, `python`), re-exported here;
+//! - `serve`: `promfed serve` as a process (`Files`, `Server`); `tls`: the verifying client;
+//!   `load`: steady request streams (`Load`, `Flood`) and their workloads;
+//! - `prometheus`: the Prometheus launcher (`Prometheus::start`, `wait_ready`, `api().query`);
+//!   `process`: a child process with its log collected, killed when dropped;
+//! - `review`: AdmissionReview fixtures, also included by `fuzz/src/lib.rs` (so it names no
+//!   crate item); `examples`: the example config, the TKG ConfigMap, the engine's rendering;
+//! - `attack`, `well_behaved`: the attack tests' neighbour and clients; `manifests`: the
+//!   install tools and manifest helpers of `deploy`; `kube`: a local Kubernetes API server.
 
 // Each test module uses only some of these helpers.
 #![allow(dead_code, unused_macros, unused_imports)]

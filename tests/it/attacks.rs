@@ -32,7 +32,8 @@ use crate::support::review::review;
 use crate::support::serve::{Files, NAME, Server};
 use crate::support::tls::{Client, request_head};
 use crate::support::well_behaved::{
-    H2Sender, Transport, WellBehaved, h2_connect, h2_post, h2_send, judge, well_behaved_body,
+    H2Sender, Transport, WellBehaved, h2_connect, h2_handshake, h2_post, h2_send, judge,
+    well_behaved_body,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -402,17 +403,7 @@ async fn h2_connect_from(
         .bind(SocketAddr::from((source, 0)))
         .map_err(|e| e.to_string())?;
     let tcp = socket.connect(addr).await.map_err(|e| e.to_string())?;
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(ServerName::try_from(NAME).unwrap(), tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (sender, connection) = h2::client::handshake(tls)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
+    h2_handshake(config, tcp).await
 }
 
 /// The budget can still be filled (bodies sent fast from several addresses, then held back):

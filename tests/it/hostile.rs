@@ -1075,18 +1075,11 @@ mod generated {
     use crate::support::examples::rendered;
     use crate::support::review::{applied, decoded_patch, review};
 
+    /// The matched ConfigMap of the fixtures, with an annotation that must be kept.
     fn configmap(data: Json) -> Json {
-        json!({
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": "prometheus-server",
-                "namespace": "monitoring",
-                "labels": {"app": "prometheus", "component": "server"},
-                "annotations": {"note": "kept"},
-            },
-            "data": data,
-        })
+        let mut object = crate::support::review::configmap(data);
+        object["metadata"]["annotations"] = json!({"note": "kept"});
+        object
     }
 
     proptest! {

@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::support::examples::{engine, example_config, rendered, tkg_configmap};
 use crate::support::load::Flood;
 use crate::support::review::{applied, decoded_patch, review};
-use crate::support::serve::{NAME, Server};
+use crate::support::serve::{Files, NAME, Server};
 use crate::support::tls::{Answer, Client, request_head};
 use crate::support::{self, Mount, wait_until};
 
@@ -88,34 +88,18 @@ json.dump(out, sys.stdout)
 #[test]
 fn corpus_configmaps_over_tls_patch_to_the_engine_output_in_python() {
     let python = support::require!(python);
-    let pki = Pki::generate(&[NAME]).unwrap();
     // Match on the name only, so the Helm 29 ConfigMap (app.kubernetes.io/* labels) counts too.
     let config = example_config("configmap:\n  labels: {}\n");
-    let dir = support::temp_files(&[
-        ("promfed.yaml", &config),
-        ("tls.crt", &pki.cert_pem),
-        ("tls.key", &pki.key_pem),
-        ("ca.crt", &pki.ca_pem),
-    ]);
-    let d = dir.path();
-    let server = Server::start(
-        &[
-            OsStr::new("--config"),
-            d.join("promfed.yaml").as_os_str(),
-            OsStr::new("--tls-cert-file"),
-            d.join("tls.crt").as_os_str(),
-            OsStr::new("--tls-key-file"),
-            d.join("tls.key").as_os_str(),
-        ],
-        &[],
-    );
+    let files = Files::new(&config);
+    std::fs::write(files.path("ca.crt"), &files.pki.ca_pem).unwrap();
+    let server = Server::with(&files);
     let corpus = [
         "tkg/prometheus-server-configmap.yaml",
         "helm/prometheus-server-configmap-chart-14.12.0.yaml",
         "helm/prometheus-server-configmap-chart-29.27.0.yaml",
     ];
     let port = server.https.port().to_string();
-    let ca = d.join("ca.crt");
+    let ca = files.path("ca.crt");
     let mut args: Vec<&OsStr> = vec![
         "-c".as_ref(),
         CORPUS_CLIENT.as_ref(),
@@ -160,24 +144,9 @@ fn corpus_configmaps_over_tls_patch_to_the_engine_output_in_python() {
 
 #[test]
 fn tls_1_2_and_1_3_both_verify_the_service_name() {
-    let pki = Pki::generate(&[NAME]).unwrap();
-    let dir = support::temp_files(&[
-        ("promfed.yaml", promfed::config::EXAMPLE),
-        ("tls.crt", &pki.cert_pem),
-        ("tls.key", &pki.key_pem),
-    ]);
-    let d = dir.path();
-    let server = Server::start(
-        &[
-            OsStr::new("--config"),
-            d.join("promfed.yaml").as_os_str(),
-            OsStr::new("--tls-cert-file"),
-            d.join("tls.crt").as_os_str(),
-            OsStr::new("--tls-key-file"),
-            d.join("tls.key").as_os_str(),
-        ],
-        &[],
-    );
+    let files = Files::new(promfed::config::EXAMPLE);
+    let pki = &files.pki;
+    let server = Server::with(&files);
     let object = tkg_configmap();
     for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
         let client = Client::build(&[&pki.ca_pem], NAME, &[version], None);
@@ -347,24 +316,9 @@ fn config_swapped_through_the_data_symlink_and_a_broken_one_keeps_the_last_good(
 
 #[test]
 fn sigterm_finishes_the_request_in_flight_and_exits_0() {
-    let pki = Pki::generate(&[NAME]).unwrap();
-    let dir = support::temp_files(&[
-        ("promfed.yaml", promfed::config::EXAMPLE),
-        ("tls.crt", &pki.cert_pem),
-        ("tls.key", &pki.key_pem),
-    ]);
-    let d = dir.path();
-    let mut server = Server::start(
-        &[
-            OsStr::new("--config"),
-            d.join("promfed.yaml").as_os_str(),
-            OsStr::new("--tls-cert-file"),
-            d.join("tls.crt").as_os_str(),
-            OsStr::new("--tls-key-file"),
-            d.join("tls.key").as_os_str(),
-        ],
-        &[],
-    );
+    let files = Files::new(promfed::config::EXAMPLE);
+    let pki = &files.pki;
+    let mut server = Server::with(&files);
     let client = Client::new(&[&pki.ca_pem]);
     let object = tkg_configmap();
     let body = serde_json::to_vec(&review("in-flight", "CREATE", "ConfigMap", &object)).unwrap();
@@ -397,7 +351,6 @@ fn sigterm_finishes_the_request_in_flight_and_exits_0() {
 
 #[test]
 fn client_ca_requires_a_client_certificate_it_signed() {
-    let pki = Pki::generate(&[NAME]).unwrap();
     let clients = Pki::generate(&["kube-apiserver"]).unwrap();
     // A client certificate signed by the client CA (rcgen directly, with clientAuth).
     let ca_key = rcgen::KeyPair::generate().unwrap();
@@ -415,26 +368,15 @@ fn client_ca_requires_a_client_certificate_it_signed() {
     let cert = params.signed_by(&key, &issuer).unwrap();
     let (client_cert, client_key) = (cert.pem(), key.serialize_pem());
 
-    let dir = support::temp_files(&[
-        ("promfed.yaml", promfed::config::EXAMPLE),
-        ("tls.crt", &pki.cert_pem),
-        ("tls.key", &pki.key_pem),
-        ("client-ca.crt", &ca_cert.pem()),
+    let files = Files::new(promfed::config::EXAMPLE);
+    let pki = &files.pki;
+    std::fs::write(files.path("client-ca.crt"), ca_cert.pem()).unwrap();
+    let mut args = files.args();
+    args.extend([
+        "--client-ca-file".into(),
+        files.path("client-ca.crt").into(),
     ]);
-    let d = dir.path();
-    let server = Server::start(
-        &[
-            OsStr::new("--config"),
-            d.join("promfed.yaml").as_os_str(),
-            OsStr::new("--tls-cert-file"),
-            d.join("tls.crt").as_os_str(),
-            OsStr::new("--tls-key-file"),
-            d.join("tls.key").as_os_str(),
-            OsStr::new("--client-ca-file"),
-            d.join("client-ca.crt").as_os_str(),
-        ],
-        &[],
-    );
+    let server = Server::start(&args, &[]);
     let versions = [&rustls::version::TLS13, &rustls::version::TLS12];
     let body = review("mtls", "DELETE", "ConfigMap", &tkg_configmap());
 

@@ -237,6 +237,15 @@ pub async fn h2_connect(
         .await
         .map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
+    h2_handshake(config, tcp).await
+}
+
+/// TLS (verifying [`NAME`]) and the HTTP/2 handshake on a connected `tcp`; the connection is
+/// driven by a task of its own.
+pub async fn h2_handshake(
+    config: Arc<rustls::ClientConfig>,
+    tcp: tokio::net::TcpStream,
+) -> Result<H2Sender, String> {
     let tls = tokio_rustls::TlsConnector::from(config)
         .connect(ServerName::try_from(NAME).unwrap(), tcp)
         .await

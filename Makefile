@@ -5,7 +5,7 @@
 CARGO ?= cargo
 VENV_PYTHON := $(CURDIR)/.venv/bin/python
 
-.PHONY: test lint bench fmt deps
+.PHONY: test lint bench fmt deps soak loadtest dashboards
 
 # The pinned Go tools (scripts/build-tools.sh: kubectl, helm, kapp, ...) come first on PATH, so
 # the tests use them and not whatever a machine has. PROMFED_REQUIRE_TOOLS=1 turns a test's "SKIPPED: needs <tool>" into a failure, so this target
@@ -28,6 +28,22 @@ bench: deps
 
 fmt:
 	$(CARGO) fmt
+
+# The scripts people run, under the project's names. `make soak` drives the release binary at a
+# steady rate with the tests' own client (SOAK_SECONDS, SOAK_RATE; 600 s at 50 requests/s);
+# `make loadtest` benchmarks it next to nginx with wrk; `make dashboards` regenerates
+# deploy/dashboards/configmaps.yaml from dashboards/ (a test fails while it is stale).
+SOAK_SECONDS ?= 600
+SOAK_RATE ?= 50
+
+soak:
+	scripts/soak.sh $(SOAK_SECONDS) $(SOAK_RATE)
+
+loadtest: deps
+	scripts/loadtest.sh
+
+dashboards:
+	scripts/dashboards-configmaps.sh
 
 deps:
 	scripts/test-deps.sh

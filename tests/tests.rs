@@ -10,8 +10,10 @@
 //! (Files under `tests/it/` are not test targets of their own: cargo only auto-discovers
 //! `tests/*.rs` and `tests/*/main.rs`, so never add a `tests/it/main.rs`.)
 //!
-//! Shared helpers live in `tests/support/mod.rs`: inputs (`data`), the real peers and the
-//! skip convention (`require!(promtool)`), golden files (`assert_golden`). Run one module with
+//! Shared helpers live in `tests/support/`, a file per concern (`mod.rs` says which): inputs
+//! (`data`), the real peers and the skip convention (`require!(promtool)`), golden files
+//! (`assert_golden`), `promfed serve` and its TLS client (`serve`, `tls`, `load`), the Prometheus
+//! launcher (`prometheus`), AdmissionReview fixtures (`review`). Run one module with
 //! `cargo test --test tests corpus_inputs`.
 
 mod support;

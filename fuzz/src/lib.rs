@@ -8,12 +8,19 @@
 
 use std::sync::OnceLock;
 
-use base64::Engine as _;
 use promfed::admission::{API_VERSION, Admission, Outcome};
 use promfed::promql::{Policy, ScopeOp, Scoper};
 use promfed::yaml::{self, Limits, Node, Value};
 use promfed::{Config, Engine};
 use serde_json::{Value as Json, json};
+
+// The AdmissionReview fixtures of the integration tests: one file, included by path here too.
+// (tests/it/hostile.rs includes this file, so the test binary loads it twice, on purpose.)
+#[allow(clippy::duplicate_mod)]
+#[path = "../../tests/support/review.rs"]
+mod fixtures;
+
+use fixtures::{applied, configmap, data_pairs, decoded_patch, review_bytes};
 
 /// Target names, as in `fuzz/Cargo.toml` and `fuzz/regressions/<target>/`.
 pub const TARGETS: [&str; 4] = ["admission", "promql_scope", "rewrite", "yaml_roundtrip"];
@@ -53,39 +60,6 @@ federationAlerts:
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| Engine::new(Config::from_yaml(CONFIG).expect("config")).expect("engine"))
-}
-
-/// A small matched ConfigMap; the fuzz input replaces one of its data values.
-fn configmap(data: Json) -> Json {
-    json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": "prometheus-server",
-            "namespace": "monitoring",
-            "labels": {"app": "prometheus", "component": "server"},
-        },
-        "data": data,
-    })
-}
-
-fn review(uid: &str, object: &Json) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "apiVersion": API_VERSION,
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
-            "resource": {"group": "", "version": "v1", "resource": "configmaps"},
-            "name": "prometheus-server",
-            "namespace": "monitoring",
-            "operation": "UPDATE",
-            "userInfo": {"username": "fuzz"},
-            "object": object,
-            "oldObject": object,
-        }
-    }))
-    .expect("a JSON value serialises")
 }
 
 const PROMETHEUS_YML: &str = "\
@@ -145,7 +119,7 @@ pub fn admission(data: &[u8]) {
     });
     data[key] = Json::String(text);
     let object = configmap(data);
-    let reply = admission.review(&review("fuzz-1", &object));
+    let reply = admission.review(&review_bytes("fuzz-1", "UPDATE", "ConfigMap", &object));
     assert_eq!(
         reply.status,
         200,
@@ -170,13 +144,9 @@ pub fn admission(data: &[u8]) {
         Outcome::Mutated => {
             assert_eq!(response["allowed"], true);
             assert_eq!(response["patchType"], "JSONPatch");
-            let patch = base64::engine::general_purpose::STANDARD
-                .decode(response["patch"].as_str().expect("patch is a string"))
-                .expect("patch is base64");
-            let patch: json_patch::Patch =
-                serde_json::from_slice(&patch).expect("patch is a JSON patch");
-            let mut patched = object.clone();
-            json_patch::patch(&mut patched, &patch).expect("the patch applies");
+            // A base64 string holding a JSON patch that applies to the object.
+            let patch = decoded_patch(response).expect("a mutated answer has a patch");
+            let patched = applied(&object, &patch);
             let pairs = data_pairs(&object);
             let rendered = engine().rewrite(&pairs).expect("the engine agrees");
             assert_eq!(
@@ -184,7 +154,7 @@ pub fn admission(data: &[u8]) {
                 rendered.data,
                 "patched object = rendered"
             );
-            let again = admission.review(&review("fuzz-2", &patched));
+            let again = admission.review(&review_bytes("fuzz-2", "UPDATE", "ConfigMap", &patched));
             assert_eq!(
                 again.outcome,
                 Outcome::Unchanged,
@@ -194,15 +164,6 @@ pub fn admission(data: &[u8]) {
         }
         other => panic!("unexpected outcome {other:?} for a matched ConfigMap"),
     }
-}
-
-fn data_pairs(object: &Json) -> Vec<(String, String)> {
-    object["data"]
-        .as_object()
-        .expect("data")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().expect("string").to_string()))
-        .collect()
 }
 
 /// PromQL in: scoping never panics, a scoped expression parses, and scoping it again changes

@@ -13,570 +13,28 @@
 //!
 //! `scripts/attack-probe.sh` runs the same attacks at full size against the release binary.
 
-use std::ffi::OsString;
-use std::io::{Read as _, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::io::Write as _;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde_json::Value;
 
-use crate::faults::{Client, Files, NAME, Server, distinct_configmap, provider, request_head};
-use crate::webhook::{review, tkg_configmap};
-
-/// The webhook's `timeoutSeconds` (deploy/base/mutatingwebhookconfiguration.yaml): the API
-/// server gives up on an answer after this long.
-const TIMEOUT_SECONDS: Duration = Duration::from_secs(5);
-/// The Deployment's memory limit.
-const POD_LIMIT_MIB: f64 = 128.0;
-
-/// Whether the attacks run at the full size against promfed's own limits, as
-/// `scripts/attack-probe.sh` runs them (`PROMFED_ATTACKS_FULL=1`, release binary), instead of
-/// scaled to the suite.
-pub(crate) fn full_size() -> bool {
-    std::env::var_os("PROMFED_ATTACKS_FULL").is_some_and(|v| v == "1")
-}
-
-/// `scaled` in the suite, `full` for the probe.
-pub(crate) fn size(scaled: usize, full: usize) -> usize {
-    if full_size() { full } else { scaled }
-}
-
-/// Flags that scale promfed's limits down for the suite; none at full size (the defaults, as
-/// deployed).
-fn scaled<'a>(flags: &[&'a str]) -> Vec<&'a str> {
-    if full_size() {
-        Vec::new()
-    } else {
-        flags.to_vec()
-    }
-}
-
-/// How often each well-behaved client sends a review: 4 a second in the suite, 10 for the
-/// probe (the rate).
-fn pace() -> Duration {
-    Duration::from_millis(size(250, 100) as u64)
-}
-
-/// One line of the probe's report (`scripts/attack-probe.sh` collects them).
-fn report(line: String) {
-    eprintln!("PROBE {line}");
-}
-
-// ---------------------------------------------------------------------------------------
-// Addresses and raw connections
-
-/// The `n`th attacker address: 127.0.0.2, 127.0.0.3, ...
-pub(crate) fn attacker(n: usize) -> Ipv4Addr {
-    assert!(n < 250, "attacker address {n}");
-    Ipv4Addr::new(127, 0, 0, 2 + n as u8)
-}
-
-/// Whether the server has closed `tcp` (checked without blocking or consuming anything).
-fn closed_by_peer(tcp: &TcpStream) -> bool {
-    let _ = tcp.set_nonblocking(true);
-    let peeked = tcp.peek(&mut [0u8; 1]);
-    let _ = tcp.set_nonblocking(false);
-    match peeked {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
-    }
-}
-
-/// A TCP connection to `addr` from `source`.
-pub(crate) fn connect_from(source: Ipv4Addr, addr: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-    socket.bind(&SocketAddrV4::new(source, 0).into())?;
-    socket.connect_timeout(&addr.into(), Duration::from_secs(10))?;
-    let tcp: TcpStream = socket.into();
-    tcp.set_nodelay(true)?;
-    tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
-    tcp.set_write_timeout(Some(Duration::from_secs(20)))?;
-    Ok(tcp)
-}
-
-/// A client certificate chain (the client's own first) and its key, PEM.
-#[derive(Clone)]
-pub(crate) struct Identity {
-    pub chain_pem: String,
-    pub key_pem: String,
-}
-
-/// A client config trusting `ca_pem`, offering `alpn`.
-fn tls_config(ca_pem: &str, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
-    tls_config_as(ca_pem, alpn, None)
-}
-
-/// [`tls_config`], presenting `identity`.
-fn tls_config_as(
-    ca_pem: &str,
-    alpn: &[&[u8]],
-    identity: Option<&Identity>,
-) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .unwrap()
-        .with_root_certificates(roots);
-    let mut config = match identity {
-        None => builder.with_no_client_auth(),
-        Some(identity) => builder
-            .with_client_auth_cert(
-                CertificateDer::pem_slice_iter(identity.chain_pem.as_bytes())
-                    .collect::<Result<_, _>>()
-                    .unwrap(),
-                rustls::pki_types::PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes())
-                    .unwrap(),
-            )
-            .unwrap(),
-    };
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    config.resumption = rustls::client::Resumption::disabled();
-    Arc::new(config)
-}
-
-/// A finished TLS handshake from `source`, left as it is.
-pub(crate) fn tls_from(
-    config: &Arc<rustls::ClientConfig>,
-    source: Ipv4Addr,
-    addr: SocketAddr,
-) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
-    let mut tcp = connect_from(source, addr)?;
-    let mut tls =
-        rustls::ClientConnection::new(config.clone(), ServerName::try_from(NAME).unwrap())
-            .map_err(std::io::Error::other)?;
-    while tls.is_handshaking() {
-        tls.complete_io(&mut tcp)?;
-    }
-    Ok(rustls::StreamOwned::new(tls, tcp))
-}
-
-// ---------------------------------------------------------------------------------------
-// Well-behaved clients
-
-/// How a well-behaved client talks to promfed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Transport {
-    /// One HTTP/1.1 connection, kept alive (re-opened when the server closes it).
-    KeepAlive,
-    /// A new TLS connection for every review.
-    NewConnection,
-    /// One HTTP/2 connection, as the API server does (re-opened after a GOAWAY).
-    Http2,
-}
-
-/// Reviews sent at a low, steady rate until stopped; every 5th a ConfigMap never seen before
-/// (so the engine runs), the rest the TKG ConfigMap (answered from the cache).
-pub(crate) struct WellBehaved {
-    stop: Arc<AtomicBool>,
-    threads: Vec<(Transport, std::thread::JoinHandle<Results>)>,
-}
-
-/// Each review's time to a correct answer, or what went wrong.
-type Results = Vec<Result<Duration, String>>;
-
-/// Every 5th review is a ConfigMap never seen before.
-const MISS_EVERY: usize = 5;
-
-/// The body of review `i` of client `t` (distinct ConfigMaps never repeat within a run).
-fn well_behaved_body(t: usize, i: usize) -> Vec<u8> {
-    static RUN: AtomicUsize = AtomicUsize::new(0);
-    if i % MISS_EVERY == MISS_EVERY - 1 {
-        let n = RUN.fetch_add(1, Ordering::Relaxed)
-            + 10_000 * t
-            + 1_000_000 * std::process::id() as usize;
-        serde_json::to_vec(&review(
-            &format!("miss-{n}"),
-            "UPDATE",
-            "ConfigMap",
-            &distinct_configmap(n),
-        ))
-        .unwrap()
-    } else {
-        serde_json::to_vec(&review(
-            "well-behaved",
-            "UPDATE",
-            "ConfigMap",
-            &tkg_configmap(),
-        ))
-        .unwrap()
-    }
-}
-
-/// Whether an answer is what the API server wants: 200, allowed, a patch.
-fn judge(status: u16, body: &[u8]) -> Result<(), String> {
-    if status != 200 {
-        return Err(format!("HTTP {status}: {}", String::from_utf8_lossy(body)));
-    }
-    let answer: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let response = &answer["response"];
-    if response["allowed"] != true || response.get("patch").is_none() {
-        return Err(format!("not a patch: {response}"));
-    }
-    Ok(())
-}
-
-impl WellBehaved {
-    /// One client per transport, each sending a review every `every`.
-    /// Well-behaved clients of every transport the API server uses: a new TLS connection per
-    /// review, a kept HTTP/1.1 connection and one HTTP/2 connection, at the usual pace.
-    pub(crate) fn every_transport(files: &Files, https: SocketAddr) -> WellBehaved {
-        WellBehaved::start(
-            files,
-            https,
-            &[
-                Transport::NewConnection,
-                Transport::KeepAlive,
-                Transport::Http2,
-            ],
-            pace(),
-        )
-    }
-
-    pub(crate) fn start(
-        files: &Files,
-        addr: SocketAddr,
-        transports: &[Transport],
-        every: Duration,
-    ) -> WellBehaved {
-        WellBehaved::start_as(files, addr, transports, every, None)
-    }
-
-    /// [`WellBehaved::start`], the clients presenting `identity`.
-    pub(crate) fn start_as(
-        files: &Files,
-        addr: SocketAddr,
-        transports: &[Transport],
-        every: Duration,
-        identity: Option<Identity>,
-    ) -> WellBehaved {
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads = transports
-            .iter()
-            .enumerate()
-            .map(|(t, &transport)| {
-                let stop = stop.clone();
-                let ca = files.pki.ca_pem.clone();
-                let h1 = Client::from_config(tls_config_as(&ca, &[b"http/1.1"], identity.as_ref()));
-                let h2 = tls_config_as(&ca, &[b"h2"], identity.as_ref());
-                let thread = std::thread::spawn(move || match transport {
-                    Transport::Http2 => h2_client(h2, addr, t, every, &stop),
-                    _ => h1_client(&h1, addr, transport, t, every, &stop),
-                });
-                (transport, thread)
-            })
-            .collect();
-        WellBehaved { stop, threads }
-    }
-
-    /// Stop and check: every review answered correctly within [`TIMEOUT_SECONDS`]. Returns
-    /// a summary line.
-    pub(crate) fn finish(self, what: &str) -> String {
-        self.stop.store(true, Ordering::SeqCst);
-        let mut failures = Vec::new();
-        let mut summary = Vec::new();
-        for (transport, thread) in self.threads {
-            let results = thread.join().unwrap();
-            let answered = results.iter().filter(|r| r.is_ok()).count();
-            let slowest = results
-                .iter()
-                .filter_map(|r| r.as_ref().ok())
-                .max()
-                .copied()
-                .unwrap_or_default();
-            summary.push(format!(
-                "{transport:?} {answered}/{} (slowest {:.2} s)",
-                results.len(),
-                slowest.as_secs_f64()
-            ));
-            assert!(!results.is_empty(), "{what}: {transport:?} sent nothing");
-            for (i, result) in results.iter().enumerate() {
-                match result {
-                    Err(why) => failures.push(format!("{transport:?} #{i}: {why}")),
-                    Ok(took) if *took > TIMEOUT_SECONDS => {
-                        failures.push(format!("{transport:?} #{i}: answered after {took:?}"))
-                    }
-                    Ok(_) => {}
-                }
-            }
-        }
-        let summary = summary.join(", ");
-        assert!(
-            failures.is_empty(),
-            "{what}: {} reviews not answered correctly within {TIMEOUT_SECONDS:?} ({summary}):\n{}",
-            failures.len(),
-            failures[..failures.len().min(10)].join("\n")
-        );
-        summary
-    }
-}
-
-fn h1_client(
-    client: &Client,
-    addr: SocketAddr,
-    transport: Transport,
-    t: usize,
-    every: Duration,
-    stop: &AtomicBool,
-) -> Vec<Result<Duration, String>> {
-    let mut results = Vec::new();
-    let mut kept = None;
-    let mut i = 0;
-    while !stop.load(Ordering::SeqCst) {
-        let body = well_behaved_body(t, i);
-        i += 1;
-        let started = Instant::now();
-        let result = match transport {
-            Transport::NewConnection => client.post(addr, &body),
-            _ => {
-                // A kept connection the server closed while idle is re-opened, as any
-                // HTTP client does; a request that fails on it counts.
-                let mut conn = match kept.take() {
-                    Some(conn) => conn,
-                    None => match client.connect(addr) {
-                        Ok(conn) => conn,
-                        Err(e) => {
-                            results.push(Err(format!("connect: {e}")));
-                            continue;
-                        }
-                    },
-                };
-                let answer = conn.request(&body, false);
-                if answer.is_ok() {
-                    kept = Some(conn);
-                }
-                answer
-            }
-        };
-        results.push(
-            result
-                .map_err(|e| e.to_string())
-                .and_then(|a| judge(a.status, &a.body))
-                .map(|()| started.elapsed()),
-        );
-        let left = every.saturating_sub(started.elapsed());
-        std::thread::sleep(left);
-    }
-    results
-}
-
-type H2Sender = h2::client::SendRequest<axum::body::Bytes>;
-
-async fn h2_connect(
-    config: Arc<rustls::ClientConfig>,
-    addr: SocketAddr,
-) -> Result<H2Sender, String> {
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let _ = tcp.set_nodelay(true);
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(ServerName::try_from(NAME).unwrap(), tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (sender, connection) = h2::client::handshake(tls)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
-}
-
-/// POST `body` on an HTTP/2 connection: (status, answer).
-pub(crate) async fn h2_post(sender: &mut H2Sender, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
-    let request = axum::http::Request::post(format!("https://{NAME}/mutate"))
-        .header("content-type", "application/json")
-        .header("content-length", body.len())
-        .body(())
-        .unwrap();
-    let (answer, mut send) = sender
-        .send_request(request, body.is_empty())
-        .map_err(|e| e.to_string())?;
-    h2_send(&mut send, body).await?;
-    let answer = answer.await.map_err(|e| e.to_string())?;
-    let status = answer.status().as_u16();
-    let mut stream = answer.into_body();
-    let mut out = Vec::new();
-    while let Some(chunk) = stream.data().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
-        let _ = stream.flow_control().release_capacity(chunk.len());
-        out.extend_from_slice(&chunk);
-    }
-    Ok((status, out))
-}
-
-/// Send `body` on a stream as the flow-control window allows, ending the stream.
-pub(crate) async fn h2_send(
-    send: &mut h2::SendStream<axum::body::Bytes>,
-    body: &[u8],
-) -> Result<(), String> {
-    let mut rest = axum::body::Bytes::copy_from_slice(body);
-    while !rest.is_empty() {
-        send.reserve_capacity(rest.len());
-        let granted = std::future::poll_fn(|cx| send.poll_capacity(cx))
-            .await
-            .ok_or("stream closed")?
-            .map_err(|e| e.to_string())?;
-        let piece = rest.split_to(granted.min(rest.len()));
-        send.send_data(piece, rest.is_empty())
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}
-
-fn h2_client(
-    config: Arc<rustls::ClientConfig>,
-    addr: SocketAddr,
-    t: usize,
-    every: Duration,
-    stop: &AtomicBool,
-) -> Vec<Result<Duration, String>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let mut results = Vec::new();
-        let mut sender: Option<H2Sender> = None;
-        let mut i = 0;
-        while !stop.load(Ordering::SeqCst) {
-            let body = well_behaved_body(t, i);
-            i += 1;
-            let started = Instant::now();
-            // A connection the server asked to close (GOAWAY) is replaced, as Go's client does.
-            let ready = match sender.take() {
-                Some(s) => s.ready().await.ok(),
-                None => None,
-            };
-            let mut s = match ready {
-                Some(s) => s,
-                None => match h2_connect(config.clone(), addr).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        results.push(Err(format!("connect: {e}")));
-                        continue;
-                    }
-                },
-            };
-            let result =
-                match tokio::time::timeout(TIMEOUT_SECONDS * 4, h2_post(&mut s, &body)).await {
-                    Ok(Ok((status, answer))) => judge(status, &answer).map(|()| started.elapsed()),
-                    Ok(Err(e)) => Err(e),
-                    Err(_) => Err("no answer".into()),
-                };
-            if result.is_ok() {
-                sender = Some(s);
-            }
-            results.push(result);
-            tokio::time::sleep(every.saturating_sub(started.elapsed())).await;
-        }
-        results
-    })
-}
-
-// ---------------------------------------------------------------------------------------
-// The server under attack
-
-/// `promfed serve` with the test files and `extra` flags.
-pub(crate) fn server(files: &Files, extra: &[&str]) -> Server {
-    let args: Vec<OsString> = files
-        .args()
-        .into_iter()
-        .chain(extra.iter().map(OsString::from))
-        .collect();
-    Server::start(&args, &[])
-}
-
-/// A sample of /metrics with its labels, e.g. `promfed_connections{listener="https"}`.
-pub(crate) fn metric(server: &Server, series: &str) -> f64 {
-    server.metric(series)
-}
-
-fn closed(server: &Server, listener: &str, reason: &str) -> f64 {
-    metric(
-        server,
-        &format!("promfed_connections_closed_total{{listener=\"{listener}\",reason=\"{reason}\"}}"),
-    )
-}
-
-/// After an attack: memory under the limit, and a fresh review answered correctly.
-pub(crate) fn assert_restored(server: &Server, files: &Files, what: &str) {
-    let memory = server.memory();
-    report(format!("{what}: peak RSS {:.1} MiB", memory.hwm_mib()));
-    assert!(
-        memory.hwm_mib() < POD_LIMIT_MIB,
-        "{what}: peak RSS {:.1} MiB",
-        memory.hwm_mib()
-    );
-    let answer = files
-        .client()
-        .post(server.https, &well_behaved_body(99, 0))
-        .expect("answered after the attack");
-    judge(answer.status, &answer.body).unwrap_or_else(|e| panic!("{what}: after the attack: {e}"));
-    assert_eq!(
-        server.metric("promfed_internal_errors_total"),
-        0.0,
-        "{what}"
-    );
-}
-
-/// Keep opening connections with `open` from the attacker addresses `addresses`, holding
-/// every one still open (checked with `tcp`), until `count` were opened; returns how many
-/// were opened and those still held.
-fn hold<T: Send + 'static>(
-    count: usize,
-    addresses: std::ops::Range<usize>,
-    open: impl Fn(Ipv4Addr) -> std::io::Result<T> + Send + Sync + 'static,
-    closed: fn(&mut T) -> bool,
-) -> std::thread::JoinHandle<(usize, Vec<T>)> {
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        let mut opened = 0;
-        for n in 0..count {
-            if let Ok(conn) = open(attacker(addresses.start + n % addresses.len())) {
-                held.push(conn);
-                opened += 1;
-            }
-            // The client's own descriptors are bounded too.
-            if n % 512 == 511 {
-                held.retain_mut(|c| !closed(c));
-            }
-        }
-        (opened, held)
-    })
-}
-
-/// Whether the server has closed a TLS connection (its close_notify or FIN arrived),
-/// checked without blocking.
-fn tls_closed(tls: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>) -> bool {
-    let _ = tls.sock.set_nonblocking(true);
-    let closed = loop {
-        match tls.conn.read_tls(&mut tls.sock) {
-            Ok(0) => break true,
-            Ok(_) => {
-                if tls.conn.process_new_packets().is_err() {
-                    break true;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
-            Err(_) => break true,
-        }
-    };
-    let _ = tls.sock.set_nonblocking(false);
-    closed || matches!(tls.conn.reader().read(&mut [0u8; 1]), Ok(0))
-}
-
-fn tcp_closed(tcp: &mut TcpStream) -> bool {
-    closed_by_peer(tcp)
-}
+use crate::support::attack::{
+    Identity, POD_LIMIT_MIB, TIMEOUT_SECONDS, assert_restored, attacker, closed, closed_by_peer,
+    connect_from, hold, metric, pace, report, scaled, server, size, tcp_closed, tls_closed,
+    tls_config, tls_config_as, tls_from,
+};
+use crate::support::examples::tkg_configmap;
+use crate::support::review::review;
+use crate::support::serve::{Files, NAME, Server};
+use crate::support::tls::{Client, request_head};
+use crate::support::well_behaved::{
+    H2Sender, Transport, WellBehaved, h2_connect, h2_handshake, h2_post, h2_send, judge,
+    well_behaved_body,
+};
 
 // ---------------------------------------------------------------------------------------
 // Connections
@@ -733,7 +191,7 @@ fn idle_connections_to_the_metrics_port_leave_the_probes_working() {
     }
     // Every connection over the cap is replaced or refused (some still in the accept queue).
     let gone = || closed(&server, "metrics", "evicted") + closed(&server, "metrics", "refused");
-    crate::faults::wait_until(
+    crate::support::wait_until(
         "the metrics connections closed",
         Duration::from_secs(60),
         || gone() >= (connected - 40) as f64,
@@ -945,17 +403,7 @@ async fn h2_connect_from(
         .bind(SocketAddr::from((source, 0)))
         .map_err(|e| e.to_string())?;
     let tcp = socket.connect(addr).await.map_err(|e| e.to_string())?;
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(ServerName::try_from(NAME).unwrap(), tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (sender, connection) = h2::client::handshake(tls)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
+    h2_handshake(config, tcp).await
 }
 
 /// The budget can still be filled (bodies sent fast from several addresses, then held back):
@@ -986,7 +434,7 @@ async fn a_full_budget_answers_503_with_retry_after_and_fails_readiness() {
         }
     }
     let state = promfed::server::AppState::new(promfed::admission::Admission::new(
-        crate::webhook::engine(promfed::config::EXAMPLE),
+        crate::support::examples::engine(promfed::config::EXAMPLE),
         1,
     ));
     let post = |body: Body, length: usize| {
@@ -1096,7 +544,7 @@ async fn chunk_framing_counts_against_the_body_limit() {
         }
     }
     let state = promfed::server::AppState::new(promfed::admission::Admission::new(
-        crate::webhook::engine(promfed::config::EXAMPLE),
+        crate::support::examples::engine(promfed::config::EXAMPLE),
         1,
     ));
     let review = well_behaved_body(0, 0);
@@ -1260,7 +708,10 @@ fn worst_case_reviews_are_denials_within_the_work_budget() {
     use promfed::admission::{Admission, Step};
     use promfed::engine::work::{NODES, PROMQL_UNITS, Work, WorkLimits, YAML_BYTES};
 
-    let admission = Admission::new(crate::webhook::engine(promfed::config::EXAMPLE), 1);
+    let admission = Admission::new(
+        crate::support::examples::engine(promfed::config::EXAMPLE),
+        1,
+    );
     // The limits a case may meet first (any of them).
     let cases: [(&str, &[&str]); 5] = [
         ("many keys mentioning groups", &[]),
@@ -1350,7 +801,7 @@ fn worst_case_reviews_are_denials_within_the_work_budget() {
         }
     }
     for line in report {
-        self::report(line);
+        crate::support::attack::report(line);
     }
 }
 
@@ -1456,7 +907,7 @@ fn an_engine_run_stops_at_its_deadline_and_when_its_client_is_gone() {
             "promfed_engine_stopped_total{reason=\"cancelled\"}",
         )
     };
-    crate::faults::wait_until(
+    crate::support::wait_until(
         "the HTTP/1.1 review cancelled",
         Duration::from_secs(30),
         || cancelled() == 1.0,
@@ -1485,7 +936,7 @@ fn an_engine_run_stops_at_its_deadline_and_when_its_client_is_gone() {
     })
     .join()
     .unwrap();
-    crate::faults::wait_until(
+    crate::support::wait_until(
         "the HTTP/2 review cancelled",
         Duration::from_secs(30),
         || cancelled() == 2.0,
@@ -1624,7 +1075,7 @@ fn looping_client_certificate_chains_are_refused_cheaply_and_the_client_ca_reloa
     // A new client CA through the kubelet's `..data` swap.
     let (new_ca_pem, new_good) = client_pki("kube-apiserver-2");
     mount.update(&[("client-ca.crt", &new_ca_pem)]);
-    crate::faults::wait_until("the client CA reload", Duration::from_secs(10), || {
+    crate::support::wait_until("the client CA reload", Duration::from_secs(10), || {
         metric(
             &server,
             "promfed_client_ca_reloads_total{result=\"success\"}",
@@ -1643,7 +1094,7 @@ fn looping_client_certificate_chains_are_refused_cheaply_and_the_client_ca_reloa
     assert!(post(&good).is_err(), "the old CA's client is refused");
     // A broken CA file keeps the current one.
     mount.update(&[("client-ca.crt", "not a certificate")]);
-    crate::faults::wait_until("the refused client CA", Duration::from_secs(10), || {
+    crate::support::wait_until("the refused client CA", Duration::from_secs(10), || {
         metric(
             &server,
             "promfed_client_ca_reloads_total{result=\"failure\"}",
@@ -1658,7 +1109,7 @@ fn looping_client_certificate_chains_are_refused_cheaply_and_the_client_ca_reloa
     );
 }
 
-fn judge_answer(answer: &crate::faults::Answer) {
+fn judge_answer(answer: &crate::support::tls::Answer) {
     judge(answer.status, &answer.body).unwrap();
 }
 

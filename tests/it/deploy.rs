@@ -10,293 +10,27 @@
 //! 1.37; these tests use 1.33. It has none for CRDs, so cert-manager's Issuer and Certificate
 //! are checked field by field here instead.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read as _;
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 
+use crate::support::manifests::{
+    assert_valid, base64_decode, copy_dir, deploy_copy, find, generate_ok, item, kustomize,
+    kustomize_build, need, p, parse_file, parse_one, parse_stream, run, run_ok, script, stderr,
+    stdout, strings, unhashed,
+};
+use crate::support::serve::Server;
 use crate::support::{self, describe, promfed_bin, require, root};
 
-/// The Kubernetes version whose schemas the manifests must satisfy.
-const K8S_VERSION: &str = "1.33.0";
 /// The webhook's in-cluster name, as the API server verifies it.
 const SERVICE_NAME: &str = "promfed.promfed-system.svc";
 /// The image the manifests name (tagged with the crate version).
 const IMAGE: &str = "ghcr.io/promfed/promfed";
-
-// ---------------------------------------------------------------------------------------
-// Tools and processes
-
-/// `need!(kubectl)`: a tool from the function of that name in this module, or a skip (a
-/// failure with PROMFED_REQUIRE_TOOLS), as `require!` does for the shared tools.
-macro_rules! need {
-    ($tool:ident) => {
-        match $tool() {
-            Some(path) => path,
-            None => {
-                support::skip::<()>(&support::current_test(), stringify!($tool));
-                return;
-            }
-        }
-    };
-}
-
-/// `$env_var`, else `name` on PATH; only if `name args` succeeds.
-fn tool(env_var: &str, name: &str, args: &[&str]) -> Option<PathBuf> {
-    let path = match std::env::var_os(env_var) {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => std::env::split_paths(&std::env::var_os("PATH")?)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())?,
-    };
-    let runs = Command::new(&path)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .is_ok_and(|o| o.status.success());
-    runs.then_some(path)
-}
-
-/// kubectl with its built-in kustomize (`PROMFED_KUBECTL` or PATH).
-fn kubectl() -> Option<PathBuf> {
-    tool("PROMFED_KUBECTL", "kubectl", &["version", "--client"])
-}
-
-/// openssl (`PROMFED_OPENSSL` or PATH).
-fn openssl() -> Option<PathBuf> {
-    tool("PROMFED_OPENSSL", "openssl", &["version"])
-}
-
-/// kpt, which runs KRM exec functions (`PROMFED_KPT` or PATH).
-fn kpt() -> Option<PathBuf> {
-    tool("PROMFED_KPT", "kpt", &["version"])
-}
-
-/// The standalone kustomize (`PROMFED_KUSTOMIZE` or PATH): `kubectl kustomize` cannot run exec
-/// functions (it has no --enable-exec and skips them without a word).
-fn kustomize() -> Option<PathBuf> {
-    tool("PROMFED_KUSTOMIZE", "kustomize", &["version"])
-}
-
-/// A path as a command-line argument (test paths are UTF-8).
-fn p(path: &Path) -> &str {
-    path.to_str().expect("UTF-8 path")
-}
-
-/// Run `program args` to completion, with `input` on stdin and `envs` added.
-fn run(program: &Path, args: &[&str], input: Option<&str>, envs: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .envs(envs.iter().copied())
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
-    if let Some(text) = input {
-        let mut pipe = child.stdin.take().unwrap();
-        let text = text.to_owned();
-        std::thread::spawn(move || {
-            let _ = pipe.write_all(text.as_bytes());
-        });
-    }
-    child.wait_with_output().unwrap()
-}
-
-/// [`run`], which must succeed; its stdout.
-fn run_ok(program: &Path, args: &[&str], input: Option<&str>, envs: &[(&str, &str)]) -> String {
-    let out = run(program, args, input, envs);
-    assert!(
-        out.status.success(),
-        "{} {args:?}: {}",
-        program.display(),
-        describe(&out)
-    );
-    stdout(&out)
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8(out.stdout.clone()).expect("UTF-8 output")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A repository script, run with bash (so the executable bit does not matter).
-fn script(name: &str, args: &[&str]) -> Output {
-    let path = root().join(name);
-    let all: Vec<&str> = [p(&path)].into_iter().chain(args.iter().copied()).collect();
-    run(Path::new("bash"), &all, None, &[])
-}
-
-/// `certs/generate.sh ARGS`, which must succeed.
-fn generate_ok(args: &[&str]) {
-    let out = script("certs/generate.sh", args);
-    assert!(
-        out.status.success(),
-        "certs/generate.sh {args:?}: {}",
-        describe(&out)
-    );
-}
-
-// ---------------------------------------------------------------------------------------
-// Manifests
-
-/// The documents of a YAML stream as JSON, parsed with promfed's YAML reader.
-fn parse_stream(text: &str) -> Vec<Value> {
-    let mut docs = vec![String::new()];
-    for line in text.split_inclusive('\n') {
-        if line.trim_end() == "---" {
-            docs.push(String::new());
-        } else {
-            docs.last_mut().unwrap().push_str(line);
-        }
-    }
-    docs.iter()
-        .filter_map(|doc| {
-            promfed::yaml::parse(doc, promfed::yaml::Limits::default())
-                .unwrap_or_else(|e| panic!("does not parse: {e:?}\n{doc}"))
-        })
-        .map(|node| node.to_json())
-        .collect()
-}
-
-/// A file of the repository, parsed.
-fn parse_file(path: &str) -> Vec<Value> {
-    parse_stream(&std::fs::read_to_string(root().join(path)).unwrap())
-}
-
-/// The one document of a file.
-fn parse_one(path: &Path) -> Value {
-    let mut docs = parse_stream(&std::fs::read_to_string(path).unwrap());
-    assert_eq!(docs.len(), 1, "{}", path.display());
-    docs.remove(0)
-}
-
-/// `kubectl kustomize DIR`, parsed.
-fn kustomize_build(kubectl: &Path, dir: &Path) -> Vec<Value> {
-    parse_stream(&run_ok(kubectl, &["kustomize", p(dir)], None, &[]))
-}
-
-/// The one object of `kind` named `name` (compared without kustomize's hash suffix).
-fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
-    let found: Vec<&Value> = objects
-        .iter()
-        .filter(|o| o["kind"] == kind && unhashed(o["metadata"]["name"].as_str().unwrap()) == name)
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "expected one {kind} {name}, found {}",
-        found.len()
-    );
-    found[0]
-}
-
-/// A generated name without kustomize's `-<10 characters>` content hash (`promfed-selfsigned`
-/// keeps its last part: `selfsigned` has vowels).
-fn unhashed(name: &str) -> &str {
-    match name.rsplit_once('-') {
-        // kustomize writes the hash's hex digits without vowels (0-9a-f to this alphabet).
-        Some((base, hash))
-            if hash.len() == 10 && hash.bytes().all(|b| b"bcdfghkmt2456789".contains(&b)) =>
-        {
-            base
-        }
-        _ => name,
-    }
-}
-
-/// Whether an object is of a Kubernetes built-in kind (kubernetes-validate has its schema).
-fn is_builtin(object: &Value) -> bool {
-    let api = object["apiVersion"].as_str().unwrap_or("");
-    let group = api.split_once('/').map_or("", |(g, _)| g);
-    !group.contains('.') || group.ends_with(".k8s.io")
-}
-
-/// Validate every built-in object strictly (unknown fields are errors) against the Kubernetes
-/// 1.33 schemas, and check that kubernetes-validate reports each one as passed, so none was
-/// skipped as unknown. CRD objects (cert-manager's) are left out: it has no schema for them.
-fn assert_valid(objects: &[Value]) {
-    let builtin: Vec<&Value> = objects.iter().filter(|o| is_builtin(o)).collect();
-    let text: Vec<String> = builtin.iter().map(|o| o.to_string()).collect();
-    let out = support::run_kubernetes_validate(&text.join("\n---\n"), K8S_VERSION);
-    assert!(
-        out.status.success(),
-        "kubernetes-validate {K8S_VERSION}: {}",
-        describe(&out)
-    );
-    let report = format!("{}{}", stdout(&out), stderr(&out));
-    for object in builtin {
-        let kind = object["kind"].as_str().unwrap().to_lowercase();
-        let id = format!(
-            "passed for resource {kind}/{}",
-            object["metadata"]["name"].as_str().unwrap()
-        );
-        assert!(
-            report.contains(&id),
-            "kubernetes-validate did not check {id}:\n{report}"
-        );
-    }
-}
-
-/// A copy of `deploy/` in a temporary directory, so certificates can be written into it.
-fn deploy_copy() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&root().join("deploy"), &dir.path().join("deploy"));
-    dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(compact)
-        .expect("base64")
-}
-
-fn strings(value: &Value) -> Vec<&str> {
-    let items = value
-        .as_array()
-        .unwrap_or_else(|| panic!("not a list: {value}"));
-    items.iter().map(|v| v.as_str().unwrap()).collect()
-}
-
-/// The item of a list whose `field` is `value`.
-fn item<'a>(list: &'a Value, field: &str, value: impl Into<Value>) -> &'a Value {
-    let value = value.into();
-    let items = list
-        .as_array()
-        .unwrap_or_else(|| panic!("not a list: {list}"));
-    items
-        .iter()
-        .find(|i| i[field] == value)
-        .unwrap_or_else(|| panic!("no item with {field} = {value} in {list}"))
-}
 
 // ---------------------------------------------------------------------------------------
 // The base
@@ -835,103 +569,6 @@ fn generate_sh_usage_errors_exit_2() {
     assert!(!out_dir.exists(), "a usage error writes nothing");
 }
 
-/// A running `promfed serve`; killed when dropped.
-struct Serve {
-    child: Child,
-    https: SocketAddr,
-    metrics: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Serve {
-    fn start(config: &Path, cert: &Path, key: &Path) -> Serve {
-        let mut child = Command::new(promfed_bin())
-            .args([
-                "serve",
-                "--config",
-                p(config),
-                "--tls-cert-file",
-                p(cert),
-                "--tls-key-file",
-                p(key),
-            ])
-            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting promfed serve");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let deadline = Instant::now() + support::HANG_GUARD;
-        loop {
-            // The JSON log line "listening" names the bound addresses.
-            let addrs = log.lock().unwrap().iter().find_map(|line| {
-                let event: Value = serde_json::from_str(line).ok()?;
-                let addr = |f: &str| event[f].as_str()?.parse::<SocketAddr>().ok();
-                (event["message"] == "listening")
-                    .then(|| Some((addr("https_addr")?, addr("metrics_addr")?)))?
-            });
-            if let Some((https, metrics)) = addrs {
-                let serve = Serve {
-                    child,
-                    https,
-                    metrics,
-                    log,
-                };
-                serve.wait_ready(deadline);
-                return serve;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "promfed serve exited with {status}:\n{}",
-                    log.lock().unwrap().join("\n")
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "promfed serve did not listen within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Poll `/readyz` until it answers 200.
-    fn wait_ready(&self, deadline: Instant) {
-        loop {
-            let ready = TcpStream::connect(self.metrics).ok().and_then(|mut tcp| {
-                tcp.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    .ok()?;
-                let mut answer = String::new();
-                tcp.read_to_string(&mut answer).ok()?;
-                Some(answer.starts_with("HTTP/1.1 200"))
-            });
-            if ready == Some(true) {
-                return;
-            }
-            let log = self.log.lock().unwrap().join("\n");
-            assert!(
-                Instant::now() < deadline,
-                "promfed serve not ready within 30 s:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// An HTTPS client in Python's `ssl` (OpenSSL's verifier, not promfed's rustls): connects to
 /// 127.0.0.1:PORT, verifies the server as NAME against CA, presents CERT/KEY if given, sends
 /// one request and prints `{"status", "tls", "body"}` or `{"error"}` as JSON.
@@ -1000,7 +637,18 @@ fn promfed_serve_presents_the_generated_certificate_for_the_service_name() {
     let dir = tmp.path().join("certs");
     generate_ok(&[p(&dir)]);
     let config = root().join("deploy/base/promfed.yaml");
-    let serve = Serve::start(&config, &dir.join("tls.crt"), &dir.join("tls.key"));
+    let serve = Server::start(
+        &[
+            "--config",
+            p(&config),
+            "--tls-cert-file",
+            p(&dir.join("tls.crt")),
+            "--tls-key-file",
+            p(&dir.join("tls.key")),
+        ],
+        &[],
+    );
+    serve.wait_ready();
     let client = Https {
         python: &python,
         ca: &dir.join("ca.crt"),

@@ -4,779 +4,23 @@
 //! `scripts/soak.sh`). Every test drives a steady, concurrent request stream and counts failed
 //! requests, which must be zero.
 //!
-//! The harness here (server process, verifying rustls client with keep-alive, steady load,
-//! mounted files) is shared with `hostile.rs` and `security.rs`.
+//! The harness (server process, verifying rustls client with keep-alive, steady load, mounted
+//! files) is `tests/support/`: `serve`, `tls`, `load`.
 
 use std::ffi::OsString;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use promfed::server::dev::Pki;
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName};
-use serde_json::{Value, json};
 
-use crate::support::{self, Mount};
-use crate::webhook::{
-    applied, decoded_patch, engine, example_config, rendered, review, tkg_configmap,
-};
-
-/// The in-cluster name the certificates are made for and the client checks.
-pub(crate) const NAME: &str = "promfed.promfed-system.svc";
-
-// ---------------------------------------------------------------------------------------
-// The server process
-
-/// A config, a certificate for [`NAME`] and its key in a temp dir: what `serve` needs.
-pub(crate) struct Files {
-    pub dir: tempfile::TempDir,
-    pub pki: Pki,
-}
-
-impl Files {
-    pub(crate) fn new(config: &str) -> Files {
-        let pki = Pki::generate(&[NAME]).expect("test certificate");
-        let dir = support::temp_files(&[
-            ("promfed.yaml", config),
-            ("tls.crt", &pki.cert_pem),
-            ("tls.key", &pki.key_pem),
-        ]);
-        Files { dir, pki }
-    }
-
-    pub(crate) fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// `--config … --tls-cert-file … --tls-key-file …`
-    pub(crate) fn args(&self) -> Vec<OsString> {
-        let mut args = Vec::new();
-        for (flag, file) in [
-            ("--config", "promfed.yaml"),
-            ("--tls-cert-file", "tls.crt"),
-            ("--tls-key-file", "tls.key"),
-        ] {
-            args.push(flag.into());
-            args.push(self.path(file).into());
-        }
-        args
-    }
-
-    pub(crate) fn client(&self) -> Client {
-        Client::new(&[&self.pki.ca_pem])
-    }
-}
-
-/// A running `promfed serve`; killed when dropped.
-pub(crate) struct Server {
-    child: Child,
-    pub https: SocketAddr,
-    pub metrics: SocketAddr,
-    stderr: Arc<Mutex<Vec<String>>>,
-    stdout: Arc<Mutex<Vec<String>>>,
-}
-
-fn collect(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            sink.lock().unwrap().push(line);
-        }
-    });
-    lines
-}
-
-/// A log line without terminal colour codes.
-pub(crate) fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            // CSI: ESC [ params final-byte
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// The addresses of the "listening" line, in either log format.
-fn listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
-    if let Ok(log) = serde_json::from_str::<Value>(line) {
-        if log["message"] != "listening" {
-            return None;
-        }
-        let addr = |f: &str| log[f].as_str()?.parse::<SocketAddr>().ok();
-        return Some((addr("https_addr")?, addr("metrics_addr")?));
-    }
-    let line = strip_ansi(line);
-    if !line.contains("listening") {
-        return None;
-    }
-    let addr = |f: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(f)?.strip_prefix('=')?.parse().ok())
-    };
-    Some((addr("https_addr")?, addr("metrics_addr")?))
-}
-
-impl Server {
-    /// `promfed serve ARGS` on ephemeral loopback ports with a 100 ms reload interval and
-    /// `RUST_LOG=info` unless `env` says otherwise; returns once it logs "listening".
-    pub(crate) fn start(args: &[OsString], env: &[(&str, &str)]) -> Server {
-        let mut command = Command::new(support::promfed_bin());
-        command
-            .arg("serve")
-            .args(args)
-            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-            .args(["--reload-interval-ms", "100"])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().expect("starting promfed serve");
-        let stderr = collect(child.stderr.take().unwrap());
-        let stdout = collect(child.stdout.take().unwrap());
-        let deadline = Instant::now() + support::HANG_GUARD;
-        loop {
-            let found = stderr.lock().unwrap().iter().find_map(|l| listening(l));
-            if let Some((https, metrics)) = found {
-                return Server {
-                    child,
-                    https,
-                    metrics,
-                    stderr,
-                    stdout,
-                };
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "promfed serve exited with {status} before listening:\n{}",
-                    stderr.lock().unwrap().join("\n")
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "promfed serve did not start in 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Start with `files` and the default log settings.
-    pub(crate) fn with(files: &Files) -> Server {
-        Server::start(&files.args(), &[])
-    }
-
-    pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Every line written to stderr so far.
-    pub(crate) fn log(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-
-    /// Every line written to stdout so far.
-    pub(crate) fn stdout(&self) -> String {
-        self.stdout.lock().unwrap().join("\n")
-    }
-
-    /// GET a path of the plain-HTTP listener: (status, body).
-    pub(crate) fn get(&self, path: &str) -> (u16, String) {
-        let (status, body) = plain_http(
-            self.metrics,
-            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
-        )
-        .expect("metrics listener answers");
-        (status, String::from_utf8(body).unwrap())
-    }
-
-    /// The value of one sample line of /metrics, e.g. `promfed_config_generation`.
-    pub(crate) fn metric(&self, series: &str) -> f64 {
-        let (_, text) = self.get("/metrics");
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("{series} not in\n{text}"))
-    }
-
-    /// Resident memory now and at its peak, from /proc/PID/status.
-    pub(crate) fn memory(&self) -> Memory {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("/proc/PID/status");
-        let kib = |field: &str| -> u64 {
-            status
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix(field)?
-                        .trim()
-                        .strip_suffix("kB")?
-                        .trim()
-                        .parse()
-                        .ok()
-                })
-                .unwrap_or_else(|| panic!("{field} not in /proc/PID/status"))
-        };
-        Memory {
-            rss_kib: kib("VmRSS:"),
-            hwm_kib: kib("VmHWM:"),
-        }
-    }
-
-    pub(crate) fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    pub(crate) fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "promfed serve still running after {within:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Resident set size of the server process, KiB.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Memory {
-    pub rss_kib: u64,
-    pub hwm_kib: u64,
-}
-
-impl Memory {
-    pub(crate) fn rss_mib(&self) -> f64 {
-        self.rss_kib as f64 / 1024.0
-    }
-
-    pub(crate) fn hwm_mib(&self) -> f64 {
-        self.hwm_kib as f64 / 1024.0
-    }
-}
-
-/// One plain-HTTP request (`raw` is the whole request): (status, body).
-pub(crate) fn plain_http(addr: SocketAddr, raw: &str) -> std::io::Result<(u16, Vec<u8>)> {
-    let mut tcp = TcpStream::connect(addr)?;
-    tcp.set_read_timeout(Some(Duration::from_secs(60)))?;
-    tcp.write_all(raw.as_bytes())?;
-    let mut response = Vec::new();
-    tcp.read_to_end(&mut response)?;
-    parse_response(&response)
-        .map(|(status, body, _)| (status, body))
-        .ok_or_else(|| std::io::Error::other("incomplete HTTP response"))
-}
-
-// ---------------------------------------------------------------------------------------
-// A verifying TLS client (rustls, ring) with keep-alive
-
-#[derive(Clone)]
-pub(crate) struct Client {
-    config: Arc<rustls::ClientConfig>,
-    name: ServerName<'static>,
-}
-
-/// What one request got.
-#[derive(Debug)]
-pub(crate) struct Answer {
-    pub status: u16,
-    pub body: Vec<u8>,
-    /// The leaf certificate the server presented.
-    pub leaf: CertificateDer<'static>,
-}
-
-impl Answer {
-    /// The `response` of a 200 answer.
-    pub(crate) fn response(&self) -> Value {
-        assert_eq!(self.status, 200, "{}", self.text());
-        let review: Value = serde_json::from_slice(&self.body).expect("a 200 answer is JSON");
-        review["response"].clone()
-    }
-
-    pub(crate) fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-impl Client {
-    /// Trusts the CAs in `ca_pems`, expects [`NAME`], TLS 1.2 or 1.3, no session resumption
-    /// (every connection shows the certificate a new client gets).
-    pub(crate) fn new(ca_pems: &[&str]) -> Client {
-        let mut roots = rustls::RootCertStore::empty();
-        for pem in ca_pems {
-            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                roots.add(cert.unwrap()).unwrap();
-            }
-        }
-        let mut config = rustls::ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.resumption = rustls::client::Resumption::disabled();
-        Client {
-            config: Arc::new(config),
-            name: ServerName::try_from(NAME).unwrap(),
-        }
-    }
-
-    /// A client with its own rustls config (client certificates, ALPN), expecting [`NAME`].
-    pub(crate) fn from_config(config: Arc<rustls::ClientConfig>) -> Client {
-        Client {
-            config,
-            name: ServerName::try_from(NAME).unwrap(),
-        }
-    }
-
-    pub(crate) fn connect(&self, addr: SocketAddr) -> std::io::Result<Conn> {
-        let tcp = TcpStream::connect(addr)?;
-        tcp.set_read_timeout(Some(Duration::from_secs(60)))?;
-        tcp.set_write_timeout(Some(Duration::from_secs(60)))?;
-        tcp.set_nodelay(true)?;
-        let tls = rustls::ClientConnection::new(self.config.clone(), self.name.clone())
-            .map_err(std::io::Error::other)?;
-        Ok(Conn {
-            tls: rustls::StreamOwned::new(tls, tcp),
-            buf: Vec::new(),
-        })
-    }
-
-    /// POST `body` to /mutate on a connection of its own.
-    pub(crate) fn post(&self, addr: SocketAddr, body: &[u8]) -> std::io::Result<Answer> {
-        self.connect(addr)?.request(body, true)
-    }
-
-    pub(crate) fn post_json(&self, addr: SocketAddr, review: &Value) -> std::io::Result<Answer> {
-        self.post(addr, &serde_json::to_vec(review).unwrap())
-    }
-}
-
-/// A TLS connection that can carry several requests (HTTP/1.1 keep-alive).
-pub(crate) struct Conn {
-    tls: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    /// Send raw bytes.
-    pub(crate) fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.tls.write_all(bytes)?;
-        self.tls.flush()
-    }
-
-    /// POST `body` to /mutate and read the answer. The body goes in 64 KiB pieces; if the
-    /// server stops reading (a 413 answered early), the answer is still read.
-    pub(crate) fn request(&mut self, body: &[u8], close: bool) -> std::io::Result<Answer> {
-        self.send(&request_head(body.len(), close))?;
-        let mut write_error = None;
-        for piece in body.chunks(64 * 1024) {
-            if let Err(e) = self.send(piece) {
-                write_error = Some(e);
-                break;
-            }
-        }
-        match self.answer() {
-            Ok(answer) => Ok(answer),
-            Err(e) => Err(write_error.unwrap_or(e)),
-        }
-    }
-
-    /// Read one response.
-    pub(crate) fn answer(&mut self) -> std::io::Result<Answer> {
-        let mut chunk = vec![0u8; 64 * 1024];
-        let mut eof = false;
-        loop {
-            if let Some((status, body, used)) = parse_response_at_eof(&self.buf, eof) {
-                self.buf.drain(..used);
-                let leaf = self
-                    .tls
-                    .conn
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .expect("server certificate")
-                    .clone()
-                    .into_owned();
-                return Ok(Answer { status, body, leaf });
-            }
-            if eof {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "connection closed after {} bytes of response",
-                        self.buf.len()
-                    ),
-                ));
-            }
-            match self.read_some(&mut chunk) {
-                Ok(0) => eof = true,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                // A peer that closes without close_notify.
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => eof = true,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Read decrypted bytes without writing anything first. (`StreamOwned::read` flushes
-    /// pending TLS writes before reading; after a server answered early and stopped reading,
-    /// that write fails and the answer, already received, would be lost.)
-    fn read_some(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let mut closed = false;
-        loop {
-            match self.tls.conn.reader().read(out) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && closed => return Ok(0),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-            if self.tls.conn.read_tls(&mut self.tls.sock)? == 0 {
-                closed = true;
-            }
-            self.tls
-                .conn
-                .process_new_packets()
-                .map_err(std::io::Error::other)?;
-        }
-    }
-}
-
-pub(crate) fn request_head(length: usize, close: bool) -> Vec<u8> {
-    let connection = if close { "close" } else { "keep-alive" };
-    format!(
-        "POST /mutate HTTP/1.1\r\nHost: {NAME}\r\nContent-Type: application/json\r\n\
-         Content-Length: {length}\r\nConnection: {connection}\r\n\r\n"
-    )
-    .into_bytes()
-}
-
-/// (status, body, bytes used) of the first complete response in `raw`; a response without
-/// Content-Length ends at EOF.
-fn parse_response_at_eof(raw: &[u8], eof: bool) -> Option<(u16, Vec<u8>, usize)> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..end]).ok()?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    let length = head.lines().find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.eq_ignore_ascii_case("content-length")
-            .then(|| value.trim().parse::<usize>().ok())?
-    });
-    let length = match length {
-        Some(length) => length,
-        None if eof => raw.len() - end - 4,
-        None => return None,
-    };
-    let body = raw.get(end + 4..end + 4 + length)?.to_vec();
-    Some((status, body, end + 4 + length))
-}
-
-fn parse_response(raw: &[u8]) -> Option<(u16, Vec<u8>, usize)> {
-    parse_response_at_eof(raw, true)
-}
-
-// ---------------------------------------------------------------------------------------
-// Files laid out like a mounted Secret or ConfigMap
-
-// ---------------------------------------------------------------------------------------
-// Steady load
-
-/// How a load thread talks to the servers.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Mode {
-    /// One connection per thread, reused; re-opened when the server closes it.
-    KeepAlive,
-    /// A new connection (full handshake) per request.
-    NewConnection,
-}
-
-/// Judges an answer: `Err(why)` for a wrong one.
-pub(crate) type Check = Box<dyn Fn(&Answer) -> Result<(), String> + Send + Sync>;
-
-/// What the request stream sends and how each answer is judged.
-pub(crate) struct Workload {
-    /// Request body for thread `t`, request `i`.
-    pub body: Box<dyn Fn(usize, usize) -> Vec<u8> + Send + Sync>,
-    pub check: Check,
-}
-
-/// One thread's results.
-#[derive(Debug, Default)]
-pub(crate) struct Tally {
-    pub ok: usize,
-    /// Requests that got no correct answer (after retries, if any).
-    pub failed: Vec<String>,
-    /// Attempts that failed and were retried on the next server.
-    pub retried: usize,
-    pub latencies: Vec<Duration>,
-    /// (when it was sent, leaf certificate) of every answered request.
-    pub leaves: Vec<(Instant, CertificateDer<'static>)>,
-}
-
-/// Requests at a fixed rate from a few threads until stopped.
-pub(crate) struct Load {
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<Tally>>,
-}
-
-/// The outcome of a load run.
-#[derive(Debug, Default)]
-pub(crate) struct Totals {
-    pub ok: usize,
-    pub failed: Vec<String>,
-    pub retried: usize,
-    pub p50: Duration,
-    pub p99: Duration,
-    pub max: Duration,
-    pub threads: Vec<Tally>,
-}
-
-impl Load {
-    /// `threads` threads, each sending `rate` requests per second (no catch-up bursts) to
-    /// `servers[0]`; with `retry`, a request whose attempt fails (connection refused, closed,
-    /// reset) goes to the next server, up to 4 attempts.
-    pub(crate) fn start(
-        client: &Client,
-        servers: &[SocketAddr],
-        workload: Arc<Workload>,
-        threads: usize,
-        rate: f64,
-        mode: Mode,
-        retry: bool,
-    ) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let every = Duration::from_secs_f64(1.0 / rate);
-        let threads = (0..threads)
-            .map(|t| {
-                let (client, stop) = (client.clone(), stop.clone());
-                let servers = servers.to_vec();
-                let workload = workload.clone();
-                std::thread::spawn(move || {
-                    let mut tally = Tally::default();
-                    let mut conn: Option<Conn> = None;
-                    let mut next = Instant::now();
-                    let mut i = 0;
-                    while !stop.load(Ordering::SeqCst) {
-                        let now = Instant::now();
-                        if next > now {
-                            std::thread::sleep(next - now);
-                        }
-                        next = next.max(Instant::now() - every) + every;
-                        let body = (workload.body)(t, i);
-                        i += 1;
-                        let started = Instant::now();
-                        let mut last_error = String::new();
-                        let attempts = if retry { 4 } else { 1 };
-                        let mut answered = None;
-                        for attempt in 0..attempts {
-                            let server = servers[attempt % servers.len()];
-                            let result = match mode {
-                                Mode::NewConnection => client.post(server, &body),
-                                Mode::KeepAlive => {
-                                    // A kept connection goes to servers[0]; retries use their
-                                    // own connection.
-                                    if attempt == 0 {
-                                        let c = match conn.take() {
-                                            Some(c) => Ok(c),
-                                            None => client.connect(server),
-                                        };
-                                        c.and_then(|mut c| {
-                                            let r = c.request(&body, false);
-                                            if r.is_ok() {
-                                                conn = Some(c);
-                                            }
-                                            r
-                                        })
-                                    } else {
-                                        client.post(server, &body)
-                                    }
-                                }
-                            };
-                            match result {
-                                Ok(answer) => {
-                                    answered = Some(answer);
-                                    break;
-                                }
-                                Err(e) => {
-                                    last_error = format!("{server}: {e}");
-                                    if attempt + 1 < attempts {
-                                        tally.retried += 1;
-                                    }
-                                }
-                            }
-                        }
-                        match answered {
-                            Some(answer) => {
-                                tally.latencies.push(started.elapsed());
-                                match (workload.check)(&answer) {
-                                    Ok(()) => tally.ok += 1,
-                                    Err(why) => tally.failed.push(format!("t{t} #{i}: {why}")),
-                                }
-                                tally.leaves.push((started, answer.leaf));
-                            }
-                            None => tally.failed.push(format!("t{t} #{i}: {last_error}")),
-                        }
-                    }
-                    tally
-                })
-            })
-            .collect();
-        Load { stop, threads }
-    }
-
-    pub(crate) fn finish(self) -> Totals {
-        self.stop.store(true, Ordering::SeqCst);
-        let threads: Vec<Tally> = self
-            .threads
-            .into_iter()
-            .map(|t| t.join().unwrap())
-            .collect();
-        let mut latencies: Vec<Duration> = threads
-            .iter()
-            .flat_map(|t| t.latencies.iter().copied())
-            .collect();
-        latencies.sort();
-        let at = |q: f64| {
-            latencies
-                .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
-                .copied()
-                .unwrap_or_default()
-        };
-        Totals {
-            ok: threads.iter().map(|t| t.ok).sum(),
-            failed: threads
-                .iter()
-                .flat_map(|t| t.failed.iter().cloned())
-                .collect(),
-            retried: threads.iter().map(|t| t.retried).sum(),
-            p50: at(0.5),
-            p99: at(0.99),
-            max: latencies.last().copied().unwrap_or_default(),
-            threads,
-        }
-    }
-}
-
-impl Totals {
-    pub(crate) fn assert_no_failures(&self, what: &str) {
-        assert!(
-            self.failed.is_empty(),
-            "{what}: {} of {} requests failed, first: {:?}",
-            self.failed.len(),
-            self.ok + self.failed.len(),
-            &self.failed[..self.failed.len().min(5)]
-        );
-    }
-
-    pub(crate) fn summary(&self) -> String {
-        format!(
-            "{} ok, {} failed, {} retried, latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            self.ok,
-            self.failed.len(),
-            self.retried,
-            self.p50.as_secs_f64() * 1e3,
-            self.p99.as_secs_f64() * 1e3,
-            self.max.as_secs_f64() * 1e3
-        )
-    }
-}
-
-pub(crate) fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < within, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    started.elapsed()
-}
-
-// ---------------------------------------------------------------------------------------
-// Workloads
-
-/// The TKG ConfigMap with one recording rule's label value changed by `n`: every `n` is a
-/// ConfigMap never seen before, so the engine runs (a cache miss).
-pub(crate) fn distinct_configmap(n: usize) -> Value {
-    let mut object = tkg_configmap();
-    let rules = object["data"]["recording_rules.yml"].as_str().unwrap();
-    let extra = format!(
-        "{rules}  - name: soak-{n}\n    rules:\n    - record: soak:up:sum\n      expr: sum(up{{soak=\"{n}\"}})\n"
-    );
-    // The TKG file is one `groups:` list (items indented by 2): a new group continues it.
-    object["data"]["recording_rules.yml"] = json!(extra);
-    object
-}
-
-/// Checks that an answer is a review response for a matched ConfigMap that carries a patch.
-fn patched_answer(answer: &Answer) -> Result<(), String> {
-    if answer.status != 200 {
-        return Err(format!("HTTP {}: {}", answer.status, answer.text()));
-    }
-    let response: Value = serde_json::from_slice::<Value>(&answer.body)
-        .map_err(|e| e.to_string())?["response"]
-        .clone();
-    if response["allowed"] != true || response.get("patch").is_none() {
-        return Err(format!("not a patch: {response}"));
-    }
-    Ok(())
-}
-
-/// Every 8th request a new ConfigMap (the engine runs), the rest the TKG ConfigMap (the cache
-/// answers); every answer must carry a patch.
-pub(crate) fn mixed_workload(miss_every: usize) -> Arc<Workload> {
-    let same =
-        serde_json::to_vec(&review("same", "UPDATE", "ConfigMap", &tkg_configmap())).unwrap();
-    let counter = AtomicUsize::new(0);
-    Arc::new(Workload {
-        body: Box::new(move |_, i| {
-            if miss_every > 0 && i % miss_every == miss_every - 1 {
-                let n = counter.fetch_add(1, Ordering::Relaxed);
-                serde_json::to_vec(&review(
-                    &format!("miss-{n}"),
-                    "UPDATE",
-                    "ConfigMap",
-                    &distinct_configmap(n + 1_000_000 * std::process::id() as usize),
-                ))
-                .unwrap()
-            } else {
-                same.clone()
-            }
-        }),
-        check: Box::new(patched_answer),
-    })
-}
+use crate::support::examples::{engine, example_config, rendered, tkg_configmap};
+use crate::support::load::{Load, Mode, Workload, distinct_configmap, mixed_workload};
+use crate::support::review::{applied, decoded_patch, review};
+use crate::support::serve::{Files, NAME, Server};
+use crate::support::tls::{Answer, Client, request_head};
+use crate::support::{self, Mount, wait_until};
 
 // ---------------------------------------------------------------------------------------
 // Tests
@@ -1130,5 +374,137 @@ fn soak_at_a_steady_rate_has_no_errors_and_flat_memory() {
     assert!(
         peak < 128.0,
         "peak RSS {peak:.1} MiB is over the Deployment's 128 MiB limit"
+    );
+}
+
+/// A setting of [`soak_for_scripts_soak_sh`] from the environment.
+fn soak_setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(text) if !text.is_empty() => text
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={text:?} is not a number")),
+        _ => default,
+    }
+}
+
+/// The long soak that `scripts/soak.sh` (`make soak`) runs against the release binary: a steady
+/// rate over kept connections for minutes, every `MISS_EVERY`-th request a ConfigMap never seen
+/// before (the engine runs, the cache evicts), the rest the TKG ConfigMap (the cache answers),
+/// every answer a 200 with a patch. A table every 10 s (requests, errors, rate and p99 of the
+/// interval, RSS, peak RSS) and a summary go to stdout. It fails on any failed request or when
+/// RSS grows more than `MAX_GROWTH_MIB` over the second half of the run (the response cache
+/// fills during the first). Settings: `PROMFED_SOAK_SECONDS` (600), `PROMFED_SOAK_RATE` (50
+/// requests/s in all), `PROMFED_SOAK_CONNECTIONS` (4), `PROMFED_SOAK_MISS_EVERY` (10),
+/// `PROMFED_SOAK_MAX_GROWTH_MIB` (16).
+#[test]
+#[ignore = "minutes long: scripts/soak.sh (make soak) runs it against the release binary"]
+fn soak_for_scripts_soak_sh() {
+    let seconds: u64 = soak_setting("PROMFED_SOAK_SECONDS", 600);
+    let rate: f64 = soak_setting("PROMFED_SOAK_RATE", 50.0);
+    let connections: usize = soak_setting("PROMFED_SOAK_CONNECTIONS", 4);
+    let miss_every: usize = soak_setting("PROMFED_SOAK_MISS_EVERY", 10);
+    let max_growth: f64 = soak_setting("PROMFED_SOAK_MAX_GROWTH_MIB", 16.0);
+    // The config the Deployment ships.
+    let config = support::root().join("deploy/base/promfed.yaml");
+    let files = Files::new(&std::fs::read_to_string(&config).expect("deploy/base/promfed.yaml"));
+    let server = Server::with(&files);
+    println!(
+        "soak: promfed pid {}: {seconds} s at {rate} requests/s, {connections} connections, \
+         every {miss_every}th request a new ConfigMap",
+        server.pid()
+    );
+    let load = Load::start(
+        &files.client(),
+        &[server.https],
+        mixed_workload(miss_every),
+        connections,
+        rate / connections as f64,
+        Mode::KeepAlive,
+        false,
+    );
+    let started = Instant::now();
+    println!(
+        "{:>6} {:>9} {:>6} {:>7} {:>7} {:>8} {:>8}",
+        "time", "requests", "errors", "req/s", "p99 ms", "RSS MiB", "HWM MiB"
+    );
+    let mut samples = Vec::new();
+    let mut last = (0, started);
+    let mut sample = |load: &Load| {
+        let (ok, failed) = load.counts();
+        let mut latencies = load.take_latencies();
+        latencies.sort();
+        let p99 = latencies
+            .get(((latencies.len() as f64 - 1.0) * 0.99).round() as usize)
+            .copied()
+            .unwrap_or_default();
+        let memory = server.memory();
+        let now = Instant::now();
+        let done = ok + failed;
+        let per_second = (done - last.0) as f64 / (now - last.1).as_secs_f64().max(1e-9);
+        last = (done, now);
+        println!(
+            "{:>6.0} {done:>9} {failed:>6} {per_second:>7.1} {:>7.1} {:>8.1} {:>8.1}",
+            (now - started).as_secs_f64(),
+            p99.as_secs_f64() * 1e3,
+            memory.rss_mib(),
+            memory.hwm_mib()
+        );
+        samples.push(memory);
+    };
+    sample(&load);
+    let mut interval = 0;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        interval += 1;
+        let next = Duration::from_secs(10 * interval).min(Duration::from_secs(seconds));
+        std::thread::sleep(next.saturating_sub(started.elapsed()));
+        sample(&load);
+    }
+    let totals = load.finish();
+    let elapsed = started.elapsed().as_secs_f64();
+
+    let (_, metrics) = server.get("/metrics");
+    let rss: Vec<f64> = samples.iter().map(|m| m.rss_mib()).collect();
+    let peak = samples.iter().map(|m| m.hwm_mib()).fold(0.0, f64::max);
+    // A leak shows as growth in the second half; the cache fills during the first.
+    let growth = rss[rss.len() - 1] - rss[rss.len() / 2];
+    let requests = totals.ok + totals.failed.len();
+    println!();
+    println!(
+        "requests    {requests} in {elapsed:.0} s ({:.1}/s), {} errors, {} retried",
+        requests as f64 / elapsed,
+        totals.failed.len(),
+        totals.retried
+    );
+    println!(
+        "latency     p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        totals.p50.as_secs_f64() * 1e3,
+        totals.p99.as_secs_f64() * 1e3,
+        totals.max.as_secs_f64() * 1e3
+    );
+    println!(
+        "RSS         start {:.1} MiB, end {:.1} MiB, max {:.1} MiB, peak (VmHWM) {peak:.1} MiB; \
+         second half {growth:+.1} MiB",
+        rss[0],
+        rss[rss.len() - 1],
+        rss.iter().copied().fold(0.0, f64::max)
+    );
+    let wanted = [
+        "promfed_reviews_total",
+        "promfed_review_cache_total",
+        "promfed_internal_errors_total",
+    ];
+    for line in metrics
+        .lines()
+        .filter(|l| wanted.iter().any(|w| l.starts_with(w)))
+    {
+        println!("metrics     {line}");
+    }
+    for error in totals.failed.iter().take(5) {
+        println!("error       {error}");
+    }
+    totals.assert_no_failures("soak");
+    assert!(
+        growth <= max_growth,
+        "RSS grew {growth:.1} MiB over the second half (more than {max_growth} MiB)"
     );
 }

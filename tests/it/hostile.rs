@@ -17,9 +17,10 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
-use crate::faults::{Files, Server, wait_until};
-use crate::support::{self, Mount, require};
-use crate::webhook::{applied, decoded_patch, engine, rendered, review, tkg_configmap};
+use crate::support::examples::{engine, rendered, tkg_configmap};
+use crate::support::review::{applied, decoded_patch, review};
+use crate::support::serve::{Files, Server};
+use crate::support::{self, Mount, require, wait_until};
 
 /// The fuzz targets' bodies and oracles (`fuzz/src/lib.rs`), shared with `cargo fuzz`.
 #[allow(dead_code)]
@@ -655,7 +656,7 @@ const POD_LIMIT_MIB: f64 = 128.0;
 
 /// Send `bodies` at once, each on its own connection: (status, seconds) of each.
 fn post_all_at_once(
-    client: &crate::faults::Client,
+    client: &crate::support::tls::Client,
     addr: std::net::SocketAddr,
     bodies: Vec<Vec<u8>>,
 ) -> Vec<(u16, f64)> {
@@ -772,7 +773,7 @@ fn a_trickled_body_gets_408_and_does_not_hold_up_anyone() {
             let (client, addr, body) = (client.clone(), server.https, body.clone());
             std::thread::spawn(move || {
                 let mut conn = client.connect(addr).unwrap();
-                conn.send(&crate::faults::request_head(body.len(), true))
+                conn.send(&crate::support::tls::request_head(body.len(), true))
                     .unwrap();
                 // 64 bytes every 200 ms, then nothing: the body never completes.
                 for piece in body.chunks(64).take(8) {
@@ -1071,20 +1072,14 @@ mod generated {
     use promfed::yaml::{self, Node};
 
     use crate::properties::{engine, prometheus_yml, rule_file, tricky_string};
-    use crate::webhook::{applied, decoded_patch, rendered, review};
+    use crate::support::examples::rendered;
+    use crate::support::review::{applied, decoded_patch, review};
 
+    /// The matched ConfigMap of the fixtures, with an annotation that must be kept.
     fn configmap(data: Json) -> Json {
-        json!({
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": "prometheus-server",
-                "namespace": "monitoring",
-                "labels": {"app": "prometheus", "component": "server"},
-                "annotations": {"note": "kept"},
-            },
-            "data": data,
-        })
+        let mut object = crate::support::review::configmap(data);
+        object["metadata"]["annotations"] = json!({"note": "kept"});
+        object
     }
 
     proptest! {

@@ -19,9 +19,11 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::faults::{Files, Server, plain_http, wait_until};
+use crate::support::examples::tkg_configmap;
+use crate::support::review::{applied, decoded_patch, review};
+use crate::support::serve::{Files, Server, plain_http, strip_ansi};
+use crate::support::wait_until;
 use crate::support::{self, Mount};
-use crate::webhook::{applied, decoded_patch, review, tkg_configmap};
 
 // ---------------------------------------------------------------------------------------
 // TLS and plain HTTP
@@ -347,7 +349,7 @@ fn assert_no_secret(format: &str) {
     // The log really was at trace level and saw every path.
     let text = lines
         .iter()
-        .map(|l| crate::faults::strip_ansi(l))
+        .map(|l| strip_ansi(l))
         .collect::<Vec<_>>()
         .join("\n");
     for seen in [
@@ -399,7 +401,7 @@ fn review_fields_cannot_forge_log_lines() {
     server.sigterm();
     server.wait_exit(support::HANG_GUARD);
     let log = server.log();
-    for line in log.lines().map(crate::faults::strip_ansi) {
+    for line in log.lines().map(strip_ansi) {
         assert!(!line.starts_with("2026-01-01"), "a forged line:\n{log}");
     }
     assert!(log.contains("FORGED"), "the review was logged:\n{log}");

@@ -21,16 +21,15 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use promfed::yaml::{self, Limits};
 use promfed::{Config, Engine};
 use serde_json::Value;
 
+use crate::support::prometheus::{self, Prometheus};
 use crate::support::{self, describe, read_data, require};
 
 /// One expression: a name (the record is `semantic:<name>`), the PromQL, and for an expression
@@ -654,22 +653,12 @@ fn openmetrics(clusters: &[(&str, f64)], start: i64) -> String {
 // ---------------------------------------------------------------------------------------
 // A Prometheus server for the test
 
-/// A `prometheus` process serving a TSDB on a loopback port; killed when dropped, also when the
-/// test panics.
+/// A `prometheus` process serving a TSDB on a loopback port (`support::prometheus`); stopped
+/// when dropped, also when the test panics, before its directory goes.
 struct Server {
     name: &'static str,
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    // Removed after the process is gone (fields drop after `Drop::drop`).
+    prometheus: Prometheus,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {
@@ -698,56 +687,34 @@ impl Server {
             "{name}: promtool tsdb create-blocks-from openmetrics failed\n{}",
             describe(&out)
         );
-        let log = dir.path().join("prometheus.log");
-        let port = support::free_port();
-        let child = Command::new(prometheus)
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("prometheus.yml").display()
-            ))
-            .arg(format!("--storage.tsdb.path={}", data.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("prometheus log file"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", prometheus.display()));
+        let listen = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
         Server {
             name,
-            child,
-            port,
-            log,
+            prometheus: Prometheus::start(prometheus, name, dir.path(), listen, None),
             _dir: dir,
         }
     }
 
-    /// Poll `/-/ready` until it answers 200; Err if the process exits or the deadline passes.
+    /// Wait until it is ready; Err if the process exits or the deadline passes.
     fn wait_ready(&mut self, deadline: Instant) -> Result<(), String> {
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("exited ({status}) before it was ready"));
-            }
-            if let Ok((200, _)) = http_get(self.port, "/-/ready") {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err("not ready within the deadline".into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.prometheus
+            .try_wait_ready(deadline.saturating_duration_since(Instant::now()))
     }
 
     fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(15)..].join("\n")
+        self.prometheus.log_tail(15)
     }
 
     /// An instant query's result as recorded series: (labels with the rule's `cluster: local`,
     /// value), or the error Prometheus (or the rule evaluation) would report.
     fn query(&self, expr: &str, time: i64) -> Result<Sample, String> {
-        let path = format!("/api/v1/query?query={}&time={time}", percent_encode(expr));
-        let (status, body) = http_get(self.port, &path)?;
+        let path = format!(
+            "/api/v1/query?query={}&time={time}",
+            prometheus::url_encode(expr)
+        );
+        let (status, body) = prometheus::http_get(self.prometheus.addr, &path, None)
+            .map_err(|e| format!("GET {path}: {e}"))?;
+        let body = String::from_utf8_lossy(&body);
         let json: Value = serde_json::from_str(&body)
             .map_err(|e| format!("HTTP {status}, not JSON ({e}): {body}"))?;
         if json["status"] != "success" {
@@ -807,45 +774,6 @@ fn start_all(prometheus: &Path, promtool: &Path, specs: [(&'static str, &str); 2
         }
     }
     servers
-}
-
-/// A GET over a new connection; HTTP/1.0 so the reply is never chunked and ends at EOF.
-fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
-    let mut stream =
-        TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n"
-    )
-    .map_err(|e| format!("send: {e}"))?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| format!("receive: {e}"))?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no HTTP header end in {response:?}"))?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line in {head:?}"))?;
-    Ok((status, body.to_string()))
-}
-
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() * 3);
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------

@@ -5,98 +5,15 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine as _;
 use http_body_util::BodyExt as _;
+use promfed::Engine;
 use promfed::admission::{API_VERSION, Admission, MAX_BODY_BYTES};
 use promfed::server::{AppState, metrics_router, router};
-use promfed::{Config, Engine};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 use crate::support;
-
-// ---------------------------------------------------------------------------------------
-// Helpers, also used by webhook_tls.rs
-
-/// The engine for a config text.
-pub fn engine(config: &str) -> Engine {
-    Engine::new(Config::from_yaml(config).expect("test config loads")).expect("engine")
-}
-
-/// The example config (the seed's data values) with `extra` YAML appended.
-pub fn example_config(extra: &str) -> String {
-    format!("{}\n{extra}", promfed::config::EXAMPLE)
-}
-
-/// The TKG prometheus-server ConfigMap as JSON, from the shipped example review.
-pub fn tkg_configmap() -> Value {
-    let review: Value =
-        serde_json::from_str(&support::read_data("review-tkg.json")).expect("review-tkg.json");
-    review["request"]["object"].clone()
-}
-
-/// An AdmissionReview for `object` (`kind` is the request's GVK kind).
-pub fn review(uid: &str, operation: &str, kind: &str, object: &Value) -> Value {
-    let resource = format!("{}s", kind.to_lowercase());
-    let meta = &object["metadata"];
-    json!({
-        "apiVersion": API_VERSION,
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": {"group": "", "version": "v1", "kind": kind},
-            "resource": {"group": "", "version": "v1", "resource": resource},
-            "requestKind": {"group": "", "version": "v1", "kind": kind},
-            "requestResource": {"group": "", "version": "v1", "resource": resource},
-            "name": meta["name"].as_str().unwrap_or(""),
-            "namespace": meta["namespace"].as_str().unwrap_or("default"),
-            "operation": operation,
-            "userInfo": {"username": "kubernetes-admin", "groups": ["system:masters"]},
-            "object": if operation == "DELETE" { Value::Null } else { object.clone() },
-            "oldObject": if operation == "CREATE" { Value::Null } else { object.clone() },
-            "dryRun": false,
-        }
-    })
-}
-
-/// `object` with its `data` replaced by what the engine makes of it.
-pub fn rendered(engine: &Engine, object: &Value) -> Value {
-    let data: Vec<(String, String)> = object["data"]
-        .as_object()
-        .expect("data")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().expect("string value").to_string()))
-        .collect();
-    let rewrite = engine.rewrite(&data).expect("engine rewrites the object");
-    let mut out = object.clone();
-    out["data"] = Value::Object(
-        rewrite
-            .data
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect(),
-    );
-    out
-}
-
-/// The decoded JSON patch of a response, checking the wire format: `patch` must be a base64
-/// string (kube-core would write an array of numbers) and `patchType` must say JSONPatch.
-pub fn decoded_patch(response: &Value) -> Option<json_patch::Patch> {
-    let patch = response.get("patch")?;
-    let text = patch
-        .as_str()
-        .unwrap_or_else(|| panic!("patch is not a string on the wire: {patch}"));
-    assert_eq!(response["patchType"], "JSONPatch");
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .expect("patch is base64");
-    Some(serde_json::from_slice(&bytes).expect("patch is an RFC 6902 JSON array"))
-}
-
-/// `object` after `patch`.
-pub fn applied(object: &Value, patch: &json_patch::Patch) -> Value {
-    let mut out = object.clone();
-    json_patch::patch(&mut out, patch).expect("patch applies to the request object");
-    out
-}
+use crate::support::examples::{engine, example_config, rendered, tkg_configmap};
+use crate::support::review::{applied, decoded_patch, review};
 
 // ---------------------------------------------------------------------------------------
 // In-process driver

@@ -3,353 +3,21 @@
 //! SIGTERM, client certificates, `--dev`.
 
 use std::ffi::OsStr;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use promfed::server::dev::Pki;
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::support::{self, Mount};
-use crate::webhook::{
-    applied, decoded_patch, engine, example_config, rendered, review, tkg_configmap,
-};
-
-const NAME: &str = "promfed.promfed-system.svc";
-
-// ---------------------------------------------------------------------------------------
-// The server process
-
-/// A running `promfed serve`; killed when dropped.
-struct Server {
-    child: Child,
-    https: SocketAddr,
-    metrics: SocketAddr,
-    stderr: Arc<Mutex<Vec<String>>>,
-    stdout: Arc<Mutex<Vec<String>>>,
-}
-
-fn collect(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            sink.lock().unwrap().push(line);
-        }
-    });
-    lines
-}
-
-impl Server {
-    /// Start with `args` plus ephemeral loopback ports and a 100 ms reload interval; wait for the
-    /// "listening" log line, which names the bound addresses.
-    fn start(args: &[&OsStr]) -> Server {
-        let mut child = Command::new(support::promfed_bin())
-            .arg("serve")
-            .args(args)
-            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-            .args(["--reload-interval-ms", "100"])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting promfed serve");
-        let stderr = collect(child.stderr.take().unwrap());
-        let stdout = collect(child.stdout.take().unwrap());
-        let deadline = Instant::now() + support::HANG_GUARD;
-        loop {
-            let listening = stderr.lock().unwrap().iter().find_map(|line| {
-                let log: Value = serde_json::from_str(line).ok()?;
-                (log["message"] == "listening").then(|| {
-                    let addr = |f: &str| log[f].as_str().unwrap().parse::<SocketAddr>().unwrap();
-                    (addr("https_addr"), addr("metrics_addr"))
-                })
-            });
-            if let Some((https, metrics)) = listening {
-                return Server {
-                    child,
-                    https,
-                    metrics,
-                    stderr,
-                    stdout,
-                };
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "promfed serve exited with {status} before listening:\n{}",
-                    stderr.lock().unwrap().join("\n")
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "promfed serve did not start in 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-
-    /// GET a path of the plain-HTTP listener: (status, body).
-    fn get(&self, path: &str) -> (u16, String) {
-        let mut tcp = TcpStream::connect(self.metrics).expect("metrics listener");
-        write!(
-            tcp,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut raw = Vec::new();
-        tcp.read_to_end(&mut raw).unwrap();
-        let (status, body) = parse_response(&raw).expect("HTTP response");
-        (status, String::from_utf8(body).unwrap())
-    }
-
-    /// The value of one sample line of /metrics, e.g. `promfed_config_generation`.
-    fn metric(&self, series: &str) -> f64 {
-        let (_, text) = self.get("/metrics");
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("{series} not in\n{text}"))
-    }
-
-    fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "promfed serve still running after {within:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// A verifying TLS client (rustls, ring)
-
-#[derive(Clone)]
-struct Client {
-    config: Arc<rustls::ClientConfig>,
-    name: ServerName<'static>,
-}
-
-/// What one request got.
-struct Answer {
-    status: u16,
-    body: Vec<u8>,
-    /// The leaf certificate the server presented.
-    leaf: CertificateDer<'static>,
-}
-
-impl Answer {
-    fn response(&self) -> Value {
-        assert_eq!(self.status, 200, "{}", String::from_utf8_lossy(&self.body));
-        let review: Value = serde_json::from_slice(&self.body).unwrap();
-        review["response"].clone()
-    }
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-impl Client {
-    /// Trusts the CAs in `ca_pems`, expects the name `name`.
-    fn new(ca_pems: &[&str], name: &str) -> Client {
-        Client::build(
-            ca_pems,
-            name,
-            &[&rustls::version::TLS13, &rustls::version::TLS12],
-            None,
-        )
-    }
-
-    fn build(
-        ca_pems: &[&str],
-        name: &str,
-        versions: &[&'static rustls::SupportedProtocolVersion],
-        identity: Option<(&str, &str)>,
-    ) -> Client {
-        let mut roots = rustls::RootCertStore::empty();
-        for pem in ca_pems {
-            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                roots.add(cert.unwrap()).unwrap();
-            }
-        }
-        let builder = rustls::ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(versions)
-            .unwrap()
-            .with_root_certificates(roots);
-        let mut config = match identity {
-            None => builder.with_no_client_auth(),
-            Some((cert, key)) => builder
-                .with_client_auth_cert(
-                    CertificateDer::pem_slice_iter(cert.as_bytes())
-                        .collect::<Result<_, _>>()
-                        .unwrap(),
-                    PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
-                )
-                .unwrap(),
-        };
-        // Full handshakes only: a resumed session shows the certificate of the session it
-        // resumes, and the certificate tests need to see what a new client gets.
-        config.resumption = rustls::client::Resumption::disabled();
-        Client {
-            config: Arc::new(config),
-            name: ServerName::try_from(name.to_string()).unwrap(),
-        }
-    }
-
-    fn connect(&self, addr: SocketAddr) -> std::io::Result<Conn> {
-        let tcp = TcpStream::connect(addr)?;
-        tcp.set_read_timeout(Some(Duration::from_secs(60)))?;
-        let tls = rustls::ClientConnection::new(self.config.clone(), self.name.clone())
-            .map_err(std::io::Error::other)?;
-        Ok(Conn(rustls::StreamOwned::new(tls, tcp)))
-    }
-
-    /// POST `body` to /mutate on a new connection.
-    fn post(&self, addr: SocketAddr, body: &[u8]) -> std::io::Result<Answer> {
-        let mut conn = self.connect(addr)?;
-        conn.send(&request_head(body.len()))?;
-        conn.send(body)?;
-        conn.answer()
-    }
-
-    fn post_json(&self, addr: SocketAddr, review: &Value) -> std::io::Result<Answer> {
-        self.post(addr, &serde_json::to_vec(review).unwrap())
-    }
-}
-
-struct Conn(rustls::StreamOwned<rustls::ClientConnection, TcpStream>);
-
-impl Conn {
-    fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.0.write_all(bytes)?;
-        self.0.flush()
-    }
-
-    fn answer(mut self) -> std::io::Result<Answer> {
-        let mut raw = Vec::new();
-        match self.0.read_to_end(&mut raw) {
-            Ok(_) => {}
-            // A peer that closes without close_notify; the response may still be complete.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
-            Err(e) => return Err(e),
-        }
-        let (status, body) = parse_response(&raw)
-            .ok_or_else(|| std::io::Error::other(format!("incomplete response: {raw:?}")))?;
-        let leaf = self
-            .0
-            .conn
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .expect("server certificate")
-            .clone()
-            .into_owned();
-        Ok(Answer { status, body, leaf })
-    }
-}
-
-fn request_head(length: usize) -> Vec<u8> {
-    format!(
-        "POST /mutate HTTP/1.1\r\nHost: {NAME}\r\nContent-Type: application/json\r\n\
-         Content-Length: {length}\r\nConnection: close\r\n\r\n"
-    )
-    .into_bytes()
-}
-
-/// (status, body) of a complete HTTP/1.1 response with Content-Length.
-fn parse_response(raw: &[u8]) -> Option<(u16, Vec<u8>)> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..end]).ok()?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().ok())?
-        })
-        .unwrap_or(raw.len() - end - 4);
-    let body = raw.get(end + 4..end + 4 + length)?.to_vec();
-    Some((status, body))
-}
-
-/// Requests sent in a loop by a few threads until stopped; every result is kept.
-struct Load {
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<Vec<Result<Answer, String>>>>,
-}
-
-impl Load {
-    fn start(client: &Client, addr: SocketAddr, review: &Value, threads: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads = (0..threads)
-            .map(|t| {
-                let (client, stop) = (client.clone(), stop.clone());
-                let mut review = review.clone();
-                std::thread::spawn(move || {
-                    let mut results = Vec::new();
-                    let mut i = 0;
-                    while !stop.load(Ordering::SeqCst) {
-                        review["request"]["uid"] = json!(format!("load-{t}-{i}"));
-                        i += 1;
-                        results.push(client.post_json(addr, &review).map_err(|e| e.to_string()));
-                    }
-                    results
-                })
-            })
-            .collect();
-        Load { stop, threads }
-    }
-
-    /// Stop and return every thread's results, in the order each thread got them.
-    fn finish(self) -> Vec<Vec<Result<Answer, String>>> {
-        self.stop.store(true, Ordering::SeqCst);
-        self.threads
-            .into_iter()
-            .map(|t| t.join().unwrap())
-            .collect()
-    }
-}
-
-fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use crate::support::examples::{engine, example_config, rendered, tkg_configmap};
+use crate::support::load::Flood;
+use crate::support::review::{applied, decoded_patch, review};
+use crate::support::serve::{Files, NAME, Server};
+use crate::support::tls::{Answer, Client, request_head};
+use crate::support::{self, Mount, wait_until};
 
 fn leaf_der(pki: &Pki) -> CertificateDer<'static> {
     CertificateDer::from_pem_slice(pki.cert_pem.as_bytes()).unwrap()
@@ -420,31 +88,18 @@ json.dump(out, sys.stdout)
 #[test]
 fn corpus_configmaps_over_tls_patch_to_the_engine_output_in_python() {
     let python = support::require!(python);
-    let pki = Pki::generate(&[NAME]).unwrap();
     // Match on the name only, so the Helm 29 ConfigMap (app.kubernetes.io/* labels) counts too.
     let config = example_config("configmap:\n  labels: {}\n");
-    let dir = support::temp_files(&[
-        ("promfed.yaml", &config),
-        ("tls.crt", &pki.cert_pem),
-        ("tls.key", &pki.key_pem),
-        ("ca.crt", &pki.ca_pem),
-    ]);
-    let d = dir.path();
-    let server = Server::start(&[
-        "--config".as_ref(),
-        d.join("promfed.yaml").as_os_str(),
-        "--tls-cert-file".as_ref(),
-        d.join("tls.crt").as_os_str(),
-        "--tls-key-file".as_ref(),
-        d.join("tls.key").as_os_str(),
-    ]);
+    let files = Files::new(&config);
+    std::fs::write(files.path("ca.crt"), &files.pki.ca_pem).unwrap();
+    let server = Server::with(&files);
     let corpus = [
         "tkg/prometheus-server-configmap.yaml",
         "helm/prometheus-server-configmap-chart-14.12.0.yaml",
         "helm/prometheus-server-configmap-chart-29.27.0.yaml",
     ];
     let port = server.https.port().to_string();
-    let ca = d.join("ca.crt");
+    let ca = files.path("ca.crt");
     let mut args: Vec<&OsStr> = vec![
         "-c".as_ref(),
         CORPUS_CLIENT.as_ref(),
@@ -489,21 +144,9 @@ fn corpus_configmaps_over_tls_patch_to_the_engine_output_in_python() {
 
 #[test]
 fn tls_1_2_and_1_3_both_verify_the_service_name() {
-    let pki = Pki::generate(&[NAME]).unwrap();
-    let dir = support::temp_files(&[
-        ("promfed.yaml", promfed::config::EXAMPLE),
-        ("tls.crt", &pki.cert_pem),
-        ("tls.key", &pki.key_pem),
-    ]);
-    let d = dir.path();
-    let server = Server::start(&[
-        "--config".as_ref(),
-        d.join("promfed.yaml").as_os_str(),
-        "--tls-cert-file".as_ref(),
-        d.join("tls.crt").as_os_str(),
-        "--tls-key-file".as_ref(),
-        d.join("tls.key").as_os_str(),
-    ]);
+    let files = Files::new(promfed::config::EXAMPLE);
+    let pki = &files.pki;
+    let server = Server::with(&files);
     let object = tkg_configmap();
     for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
         let client = Client::build(&[&pki.ca_pem], NAME, &[version], None);
@@ -517,7 +160,7 @@ fn tls_1_2_and_1_3_both_verify_the_service_name() {
         );
     }
     // A name the certificate does not carry is refused by the client.
-    let wrong = Client::new(&[&pki.ca_pem], "promfed.other.svc");
+    let wrong = Client::named(&[&pki.ca_pem], "promfed.other.svc");
     assert!(wrong.post(server.https, b"{}").is_err());
 }
 
@@ -532,17 +175,20 @@ fn certificate_swapped_through_the_data_symlink_while_requests_flow() {
         &tmp.path().join("secret"),
         &[("tls.crt", &first.cert_pem), ("tls.key", &first.key_pem)],
     );
-    let server = Server::start(&[
-        "--config".as_ref(),
-        config.as_os_str(),
-        "--tls-cert-file".as_ref(),
-        secret.path("tls.crt").as_os_str(),
-        "--tls-key-file".as_ref(),
-        secret.path("tls.key").as_os_str(),
-    ]);
-    let client = Client::new(&[&first.ca_pem, &second.ca_pem], NAME);
+    let server = Server::start(
+        &[
+            OsStr::new("--config"),
+            config.as_os_str(),
+            OsStr::new("--tls-cert-file"),
+            secret.path("tls.crt").as_os_str(),
+            OsStr::new("--tls-key-file"),
+            secret.path("tls.key").as_os_str(),
+        ],
+        &[],
+    );
+    let client = Client::new(&[&first.ca_pem, &second.ca_pem]);
     let body = review("swap", "CREATE", "ConfigMap", &tkg_configmap());
-    let load = Load::start(&client, server.https, &body, 2);
+    let load = Flood::start(&client, server.https, &body, 2);
 
     std::thread::sleep(Duration::from_millis(300));
     secret.update(&[("tls.crt", &second.cert_pem), ("tls.key", &second.key_pem)]);
@@ -603,15 +249,18 @@ fn config_swapped_through_the_data_symlink_and_a_broken_one_keeps_the_last_good(
     let config_b = config_a.replace("localClusterName: shared-tools", "localClusterName: hub-b");
     assert_ne!(config_a, config_b);
     let mut mount = Mount::new(&tmp.path().join("config"), &[("promfed.yaml", &config_a)]);
-    let server = Server::start(&[
-        "--config".as_ref(),
-        mount.path("promfed.yaml").as_os_str(),
-        "--tls-cert-file".as_ref(),
-        tmp.path().join("tls.crt").as_os_str(),
-        "--tls-key-file".as_ref(),
-        tmp.path().join("tls.key").as_os_str(),
-    ]);
-    let client = Client::new(&[&pki.ca_pem], NAME);
+    let server = Server::start(
+        &[
+            OsStr::new("--config"),
+            mount.path("promfed.yaml").as_os_str(),
+            OsStr::new("--tls-cert-file"),
+            tmp.path().join("tls.crt").as_os_str(),
+            OsStr::new("--tls-key-file"),
+            tmp.path().join("tls.key").as_os_str(),
+        ],
+        &[],
+    );
+    let client = Client::new(&[&pki.ca_pem]);
     let object = tkg_configmap();
     let body = review("cfg", "CREATE", "ConfigMap", &object);
     let patched = |answer: &Answer| applied(&object, &decoded_patch(&answer.response()).unwrap());
@@ -624,7 +273,7 @@ fn config_swapped_through_the_data_symlink_and_a_broken_one_keeps_the_last_good(
         want_a
     );
 
-    let load = Load::start(&client, server.https, &body, 2);
+    let load = Flood::start(&client, server.https, &body, 2);
     mount.update(&[("promfed.yaml", &config_b)]);
     wait_until("the new config", support::HANG_GUARD, || {
         patched(&client.post_json(server.https, &body).unwrap()) == want_b
@@ -667,28 +316,16 @@ fn config_swapped_through_the_data_symlink_and_a_broken_one_keeps_the_last_good(
 
 #[test]
 fn sigterm_finishes_the_request_in_flight_and_exits_0() {
-    let pki = Pki::generate(&[NAME]).unwrap();
-    let dir = support::temp_files(&[
-        ("promfed.yaml", promfed::config::EXAMPLE),
-        ("tls.crt", &pki.cert_pem),
-        ("tls.key", &pki.key_pem),
-    ]);
-    let d = dir.path();
-    let mut server = Server::start(&[
-        "--config".as_ref(),
-        d.join("promfed.yaml").as_os_str(),
-        "--tls-cert-file".as_ref(),
-        d.join("tls.crt").as_os_str(),
-        "--tls-key-file".as_ref(),
-        d.join("tls.key").as_os_str(),
-    ]);
-    let client = Client::new(&[&pki.ca_pem], NAME);
+    let files = Files::new(promfed::config::EXAMPLE);
+    let pki = &files.pki;
+    let mut server = Server::with(&files);
+    let client = Client::new(&[&pki.ca_pem]);
     let object = tkg_configmap();
     let body = serde_json::to_vec(&review("in-flight", "CREATE", "ConfigMap", &object)).unwrap();
 
     // Headers and half the body: the request is being served when the signal arrives.
     let mut conn = client.connect(server.https).unwrap();
-    conn.send(&request_head(body.len())).unwrap();
+    conn.send(&request_head(body.len(), true)).unwrap();
     conn.send(&body[..body.len() / 2]).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     server.sigterm();
@@ -714,7 +351,6 @@ fn sigterm_finishes_the_request_in_flight_and_exits_0() {
 
 #[test]
 fn client_ca_requires_a_client_certificate_it_signed() {
-    let pki = Pki::generate(&[NAME]).unwrap();
     let clients = Pki::generate(&["kube-apiserver"]).unwrap();
     // A client certificate signed by the client CA (rcgen directly, with clientAuth).
     let ca_key = rcgen::KeyPair::generate().unwrap();
@@ -732,23 +368,15 @@ fn client_ca_requires_a_client_certificate_it_signed() {
     let cert = params.signed_by(&key, &issuer).unwrap();
     let (client_cert, client_key) = (cert.pem(), key.serialize_pem());
 
-    let dir = support::temp_files(&[
-        ("promfed.yaml", promfed::config::EXAMPLE),
-        ("tls.crt", &pki.cert_pem),
-        ("tls.key", &pki.key_pem),
-        ("client-ca.crt", &ca_cert.pem()),
+    let files = Files::new(promfed::config::EXAMPLE);
+    let pki = &files.pki;
+    std::fs::write(files.path("client-ca.crt"), ca_cert.pem()).unwrap();
+    let mut args = files.args();
+    args.extend([
+        "--client-ca-file".into(),
+        files.path("client-ca.crt").into(),
     ]);
-    let d = dir.path();
-    let server = Server::start(&[
-        "--config".as_ref(),
-        d.join("promfed.yaml").as_os_str(),
-        "--tls-cert-file".as_ref(),
-        d.join("tls.crt").as_os_str(),
-        "--tls-key-file".as_ref(),
-        d.join("tls.key").as_os_str(),
-        "--client-ca-file".as_ref(),
-        d.join("client-ca.crt").as_os_str(),
-    ]);
+    let server = Server::start(&args, &[]);
     let versions = [&rustls::version::TLS13, &rustls::version::TLS12];
     let body = review("mtls", "DELETE", "ConfigMap", &tkg_configmap());
 
@@ -774,8 +402,8 @@ fn client_ca_requires_a_client_certificate_it_signed() {
 
 #[test]
 fn dev_mode_needs_no_flags_and_its_curl_example_works() {
-    let mut server = Server::start(&["--dev".as_ref()]);
-    let banner = || server.stdout.lock().unwrap().join("\n");
+    let mut server = Server::start(&["--dev"], &[]);
+    let banner = || server.stdout();
     wait_until("the --dev banner", support::HANG_GUARD, || {
         banner().contains("Metrics:")
     });
@@ -799,7 +427,7 @@ fn dev_mode_needs_no_flags_and_its_curl_example_works() {
     let ca_pem = std::fs::read_to_string(&ca).unwrap();
     let body = std::fs::read(&review_path).unwrap();
     assert_eq!(body, support::read_data("review-tkg.json").into_bytes());
-    let response = Client::new(&[&ca_pem], "localhost")
+    let response = Client::named(&[&ca_pem], "localhost")
         .post(server.https, &body)
         .unwrap()
         .response();

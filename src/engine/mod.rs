@@ -273,7 +273,7 @@ impl Engine {
                 })?;
             }
             if changed {
-                *value = yaml::emit(&root);
+                *value = yaml::emit_in_place(value, &root);
                 work.spend_output(value.len()).map_err(|reason| Error {
                     location: at_key(None),
                     reason,

@@ -7,9 +7,7 @@ use super::tree::{Node, Scalar, Style, Value};
 
 /// Write a node as a block-style YAML document (no `---`), ending in a newline.
 pub fn emit(node: &Node) -> String {
-    let mut e = Emitter {
-        out: String::with_capacity(4096),
-    };
+    let mut e = Emitter::new();
     match &node.value {
         Value::Scalar(s) => e.scalar(s, 2, false),
         Value::Seq(items) if items.is_empty() => e.out.push_str("[]\n"),
@@ -22,7 +20,7 @@ pub fn emit(node: &Node) -> String {
 
 /// How a scalar's text is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Repr {
+pub(super) enum Repr {
     /// Nothing (an empty plain scalar: null, or empty with its tag).
     Empty,
     Plain,
@@ -30,7 +28,7 @@ enum Repr {
     Literal,
 }
 
-fn repr(s: &Scalar, key: bool) -> Repr {
+pub(super) fn repr(s: &Scalar, key: bool) -> Repr {
     let text = s.value.as_str();
     match s.style {
         Style::Plain if text.is_empty() => Repr::Empty,
@@ -79,14 +77,20 @@ fn literal_ok(text: &str) -> bool {
             .all(|c| c == '\n' || c == '\t' || is_inline_char(c))
 }
 
-struct Emitter {
-    out: String,
+pub(super) struct Emitter {
+    pub(super) out: String,
 }
 
 const SPACES: &str = "                                                                ";
 
 impl Emitter {
-    fn pad(&mut self, mut n: usize) {
+    pub(super) fn new() -> Emitter {
+        Emitter {
+            out: String::with_capacity(4096),
+        }
+    }
+
+    pub(super) fn pad(&mut self, mut n: usize) {
         while n > SPACES.len() {
             self.out.push_str(SPACES);
             n -= SPACES.len();
@@ -144,7 +148,7 @@ impl Emitter {
         true
     }
 
-    fn map(&mut self, entries: &[(Node, Node)], indent: usize, inline_first: bool) {
+    pub(super) fn map(&mut self, entries: &[(Node, Node)], indent: usize, inline_first: bool) {
         for (i, (key, value)) in entries.iter().enumerate() {
             if i > 0 || !inline_first {
                 self.pad(indent);
@@ -159,7 +163,7 @@ impl Emitter {
         }
     }
 
-    fn seq(&mut self, items: &[Node], indent: usize, inline_first: bool) {
+    pub(super) fn seq(&mut self, items: &[Node], indent: usize, inline_first: bool) {
         for (i, item) in items.iter().enumerate() {
             if i > 0 || !inline_first {
                 self.pad(indent);
@@ -171,7 +175,7 @@ impl Emitter {
 
     /// A mapping value, after the `:` of a key at column `indent`. Sequences stay at the
     /// key's column; mappings go 2 deeper.
-    fn after_colon(&mut self, node: &Node, indent: usize) {
+    pub(super) fn after_colon(&mut self, node: &Node, indent: usize) {
         match &node.value {
             Value::Scalar(s) => self.scalar(s, indent + 2, true),
             Value::Seq(items) if items.is_empty() => self.out.push_str(" []\n"),
@@ -189,7 +193,7 @@ impl Emitter {
 
     /// A sequence item after its `-`, or an explicit key after its `?`; `indent` is the
     /// column of the content, 2 past the indicator. Collections start on the same line.
-    fn after_indicator(&mut self, node: &Node, indent: usize) {
+    pub(super) fn after_indicator(&mut self, node: &Node, indent: usize) {
         match &node.value {
             Value::Scalar(s) => self.scalar(s, indent, true),
             Value::Seq(items) if items.is_empty() => self.out.push_str(" []\n"),
@@ -205,17 +209,24 @@ impl Emitter {
         }
     }
 
-    /// `|` with chomping (`-` no final line break, none for one, `+` for more) and an
-    /// indentation indicator when the first line starts with white space (the reader would
-    /// otherwise take it for indentation). Content lines at `indent`, empty lines left empty.
+    /// A literal block scalar with content lines at `indent`, 2 deeper than the parent
+    /// collection.
     fn literal(&mut self, text: &str, indent: usize) {
+        self.literal_at(text, indent, 2, false);
+    }
+
+    /// `|` with chomping (`-` no final line break, none for one, `+` for more) and an
+    /// indentation indicator `step` (content lines `step` deeper than the parent collection)
+    /// when `indicator` asks for it or the first line starts with white space (the reader
+    /// would otherwise take it for indentation). Content lines at `indent`, empty lines left
+    /// empty.
+    pub(super) fn literal_at(&mut self, text: &str, indent: usize, step: usize, indicator: bool) {
         let body = text.trim_end_matches('\n');
         let breaks = text.len() - body.len();
         self.out.push('|');
         let first = body.split('\n').find(|l| !l.is_empty()).unwrap_or_default();
-        if first.starts_with([' ', '\t']) {
-            // Relative to the parent collection, which is always 2 less than `indent`.
-            self.out.push('2');
+        if indicator || first.starts_with([' ', '\t']) {
+            let _ = write!(self.out, "{step}");
         }
         match breaks {
             0 => self.out.push('-'),
@@ -235,7 +246,7 @@ impl Emitter {
         }
     }
 
-    fn double_quoted(&mut self, text: &str) {
+    pub(super) fn double_quoted(&mut self, text: &str) {
         self.out.push('"');
         let mut clean = 0;
         for (i, c) in text.char_indices() {

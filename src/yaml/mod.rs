@@ -11,14 +11,19 @@
 //! - `parse`: saphyr-parser events checked for what YAML 1.1 and 1.2 readers disagree on;
 //! - `build`: the tree built from those events within [`Limits`] (alias bombs, depth);
 //! - `emit`: the tree written back as block YAML;
+//! - `place`, `edit`: a changed tree written over the text it was read from, only the changes
+//!   rewritten;
 //! - `tree`: [`Node`], [`Value`], [`Scalar`] and their accessors.
 
 mod build;
+mod edit;
 mod emit;
 mod parse;
+mod place;
 mod resolve;
 mod tree;
 
+pub use edit::emit_in_place;
 pub use emit::emit;
 pub use parse::{Expanded, Limits, Over, YamlError, has_top_level_key, parse, parse_counted};
 pub use resolve::{Kind, resolve_1_1};

@@ -9,7 +9,7 @@
 //! whole, as [`emit`] writes it. The result is parsed again and must read exactly as the tree
 //! does, else [`emit`]'s text is used: in-place writing never changes what readers see.
 
-use super::emit::{Emitter, Repr, emit, repr};
+use super::emit::{Emitter, Repr, emit, literal_ok, repr};
 use super::parse::{Limits, parse};
 use super::place::{Place, Shape, dash_before, places};
 use super::resolve::is_inline_char;
@@ -27,24 +27,52 @@ pub fn emit_in_place(source: &str, node: &Node) -> String {
     })
 }
 
-fn in_place(source: &str, node: &Node) -> Option<String> {
-    let limits = Limits {
-        max_depth: usize::MAX,
-        max_nodes: usize::MAX,
-        max_bytes: usize::MAX,
-    };
-    let original = parse(source, limits).ok()??;
-    let place = places(source)?;
-    let mut writer = Writer {
-        source,
-        edits: Vec::new(),
-    };
-    if !writer.collection(node, &original, &place) {
+/// Documents with more nodes than this are written anew: editing in place holds the text's
+/// places and its tree beside the changed tree (a real 1 MiB ConfigMap has about 24,000
+/// nodes; a review's data may expand to 250,000, within the pod's memory only without them).
+const MAX_NODES: usize = 100_000;
+
+pub(super) fn in_place(source: &str, node: &Node) -> Option<String> {
+    if !within(node, MAX_NODES) {
         return None;
     }
-    let out = writer.apply()?;
+    let limits = Limits {
+        max_depth: usize::MAX,
+        max_nodes: MAX_NODES,
+        max_bytes: usize::MAX,
+    };
+    let out = {
+        let original = parse(source, limits).ok()??;
+        let place = places(source)?;
+        let mut writer = Writer {
+            source,
+            edits: Vec::new(),
+        };
+        if !writer.collection(node, &original, &place) {
+            return None;
+        }
+        writer.apply()?
+    };
     let back = parse(&out, limits).ok()??;
     reads_same(&back, node).then_some(out)
+}
+
+/// Whether the tree has at most `max` nodes.
+fn within(node: &Node, max: usize) -> bool {
+    let mut count = 0;
+    let mut stack = vec![node];
+    while let Some(node) = stack.pop() {
+        count += 1;
+        if count > max {
+            return false;
+        }
+        match &node.value {
+            Value::Scalar(_) => {}
+            Value::Seq(items) => stack.extend(items),
+            Value::Map(entries) => stack.extend(entries.iter().flat_map(|(k, v)| [k, v])),
+        }
+    }
+    true
 }
 
 /// Comment and blank lines at the start of a text.
@@ -227,7 +255,8 @@ impl Writer<'_> {
         // Where a block scalar's lines or an item's content go.
         let content = column + 2;
         if let (Value::Scalar(s), Shape::Block) = (&new.value, place.shape)
-            && repr(s, false) == Repr::Literal
+            && (repr(s, false) == Repr::Literal
+                || (s.style == Style::Any && literal_ok(&format!("{}\n", s.value))))
         {
             // Keep the block scalar's indentation and indentation indicator.
             let indent = match place.indicator {

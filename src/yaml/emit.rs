@@ -68,7 +68,7 @@ fn plain_syntax_ok(text: &str, strict: bool) -> bool {
 
 /// Whether a multi-line string can be a literal block scalar: printable (tabs allowed), at
 /// least one line break, something besides spaces.
-fn literal_ok(text: &str) -> bool {
+pub(super) fn literal_ok(text: &str) -> bool {
     let body = text.trim_end_matches('\n');
     text.contains('\n')
         && body.bytes().any(|c| c != b'\n' && c != b' ')

@@ -30,4 +30,6 @@ pub use resolve::{Kind, resolve_1_1};
 pub use tree::{Node, Scalar, Style, Value};
 
 #[cfg(test)]
+mod edit_tests;
+#[cfg(test)]
 mod tests;

@@ -317,6 +317,7 @@ impl Writer<'_> {
             compact,
         )?;
         let mut previous: Option<usize> = None;
+        let mut flow = None;
         for (i, entry) in new.iter().enumerate() {
             match matched[i] {
                 Some(j) => {
@@ -333,6 +334,7 @@ impl Writer<'_> {
                         compact,
                     )?;
                     let mut e = Emitter::new();
+                    e.flow_lists = *flow.get_or_insert_with(|| flow_lists(place));
                     e.map(std::slice::from_ref(entry), column, false);
                     self.insert(at, e.out);
                 }
@@ -362,6 +364,7 @@ impl Writer<'_> {
         );
         self.remove(&matched, &spans, compact)?;
         let mut previous: Option<usize> = None;
+        let mut flow = None;
         for (i, item) in new.iter().enumerate() {
             match matched[i] {
                 Some(j) => {
@@ -375,6 +378,7 @@ impl Writer<'_> {
                 None => {
                     let at = self.insertion(previous, &matched[i..], &spans, compact)?;
                     let mut e = Emitter::new();
+                    e.flow_lists = *flow.get_or_insert_with(|| flow_lists(place));
                     e.seq(std::slice::from_ref(item), column, false);
                     self.insert(at, e.out);
                 }
@@ -443,6 +447,19 @@ impl Writer<'_> {
         let start = spans[next].0;
         self.starts_line(start).then(|| self.line_start(start))
     }
+}
+
+/// Whether a collection writes lists as flow lists: it has a non-empty one, its new
+/// children will too.
+fn flow_lists(place: &Place) -> bool {
+    let mut stack = vec![place];
+    while let Some(place) = stack.pop() {
+        if place.shape == Shape::Flow && !place.children.is_empty() {
+            return true;
+        }
+        stack.extend(&place.children);
+    }
+    false
 }
 
 /// A changed scalar written where an inline (plain or quoted) one was: in the same quotes

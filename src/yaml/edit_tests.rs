@@ -110,6 +110,12 @@ const CASES: &[(&str, &str, Change, &str)] = &[
         "relabel_configs:\n  - action: keep # why\n  # next\n  - action: drop\n  - source_labels:\n    - __address__\n    target_label: cluster\nafter: 1\n",
     ),
     (
+        "new lists in flow style like their siblings'",
+        "relabel_configs:\n- source_labels: [a, b]\n  action: keep\n",
+        |root| relabel(root),
+        "relabel_configs:\n- source_labels: [a, b]\n  action: keep\n- source_labels: [__address__]\n  target_label: cluster\n",
+    ),
+    (
         "an item moved to the end",
         "r:\n- a\n- b # bee\n- c\n",
         |root| {

@@ -79,6 +79,9 @@ pub(super) fn literal_ok(text: &str) -> bool {
 
 pub(super) struct Emitter {
     pub(super) out: String,
+    /// Write a mapping value that is a list of short scalars as a flow list, `[a, b]`: the
+    /// style of the text a new node goes into, when its lists are written so.
+    pub(super) flow_lists: bool,
 }
 
 const SPACES: &str = "                                                                ";
@@ -87,6 +90,7 @@ impl Emitter {
     pub(super) fn new() -> Emitter {
         Emitter {
             out: String::with_capacity(4096),
+            flow_lists: false,
         }
     }
 
@@ -180,6 +184,7 @@ impl Emitter {
             Value::Scalar(s) => self.scalar(s, indent + 2, true),
             Value::Seq(items) if items.is_empty() => self.out.push_str(" []\n"),
             Value::Map(entries) if entries.is_empty() => self.out.push_str(" {}\n"),
+            Value::Seq(items) if self.flow_lists && self.flow_list(items) => {}
             Value::Seq(items) => {
                 self.out.push('\n');
                 self.seq(items, indent, false);
@@ -189,6 +194,43 @@ impl Emitter {
                 self.map(entries, indent + 2, false);
             }
         }
+    }
+
+    /// ` [a, "b"]` and the line break, for a list of untagged one-line scalars that read the
+    /// same in a flow list; false, having written nothing, for any other list.
+    fn flow_list(&mut self, items: &[Node]) -> bool {
+        let start = self.out.len();
+        self.out.push_str(" [");
+        for (i, item) in items.iter().enumerate() {
+            let Value::Scalar(s) = &item.value else {
+                self.out.truncate(start);
+                return false;
+            };
+            let text = s.value.as_str();
+            // Flow indicators, and what YAML 1.1 readers take for one in a flow list.
+            let flow_plain = plain_syntax_ok(text, true)
+                && !text.contains([',', '[', ']', '{', '}', '?'])
+                && !text.contains(':');
+            let plain = flow_plain && (s.style == Style::Plain || !is_ambiguous(text));
+            if s.tag.is_some() || text.contains('\n') || (s.style == Style::Plain && !plain) {
+                self.out.truncate(start);
+                return false;
+            }
+            if i > 0 {
+                self.out.push_str(", ");
+            }
+            if plain {
+                self.out.push_str(text);
+            } else {
+                self.double_quoted(text);
+            }
+        }
+        self.out.push_str("]\n");
+        if self.out.len() - start > 100 {
+            self.out.truncate(start);
+            return false;
+        }
+        true
     }
 
     /// A sequence item after its `-`, or an explicit key after its `?`; `indent` is the

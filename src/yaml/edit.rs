@@ -311,6 +311,10 @@ impl Writer<'_> {
         }
         let keys: Vec<&Node> = new.iter().map(|(k, _)| k).collect();
         let matched = self.matches(&keys, |j, k| reads_same(k, &old[j].0), old.len());
+        if matched.iter().all(Option::is_none) {
+            // Nothing left to edit around (an emptied mapping is written `{}`).
+            return None;
+        }
         self.remove(
             &matched,
             &spans.iter().map(|s| (s.0, s.2)).collect::<Vec<_>>(),
@@ -362,6 +366,9 @@ impl Writer<'_> {
             |j, n| (n.line != 0 && n.line == old[j].line) || reads_same(n, &old[j]),
             old.len(),
         );
+        if matched.iter().all(Option::is_none) {
+            return None;
+        }
         self.remove(&matched, &spans, compact)?;
         let mut previous: Option<usize> = None;
         let mut flow = None;

@@ -32,6 +32,9 @@ pub fn emit_in_place(source: &str, node: &Node) -> String {
 /// nodes; a review's data may expand to 250,000, within the pod's memory only without them).
 const MAX_NODES: usize = 100_000;
 
+/// How many old children past the last match a new child is looked for among.
+const LOOK_AHEAD: usize = 64;
+
 pub(super) fn in_place(source: &str, node: &Node) -> Option<String> {
     if !within(node, MAX_NODES) {
         return None;
@@ -395,7 +398,9 @@ impl Writer<'_> {
     }
 
     /// For each new child, the old child it continues: the first after the previous match
-    /// that `same` accepts, so matches keep their order.
+    /// that `same` accepts, so matches keep their order. Only the next [`LOOK_AHEAD`] old
+    /// children are looked at, so that large collections cost linear time; a child further
+    /// on counts as new (and is written anew).
     fn matches(
         &self,
         new: &[&Node],
@@ -405,7 +410,7 @@ impl Writer<'_> {
         let mut next = 0;
         new.iter()
             .map(|n| {
-                let j = (next..old).find(|&j| same(j, n))?;
+                let j = (next..old.min(next + LOOK_AHEAD)).find(|&j| same(j, n))?;
                 next = j + 1;
                 Some(j)
             })
@@ -420,8 +425,12 @@ impl Writer<'_> {
         spans: &[(usize, usize)],
         compact: bool,
     ) -> Option<()> {
+        let mut kept = vec![false; spans.len()];
+        for &j in matched.iter().flatten() {
+            kept[j] = true;
+        }
         for (j, &(start, end)) in spans.iter().enumerate() {
-            if matched.contains(&Some(j)) {
+            if kept[j] {
                 continue;
             }
             if (j == 0 && compact) || !self.starts_line(start) {

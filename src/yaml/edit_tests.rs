@@ -334,3 +334,23 @@ fn corpus_in_place_reads_as_emit() {
         "{in_place_count} of {runs} written in place"
     );
 }
+
+/// A long block list with items removed here and there and one appended is edited in place
+/// (each new item is looked for among a bounded number of old ones).
+#[test]
+fn long_lists_are_edited_in_place() {
+    let text: String = (0..20_000).map(|i| format!("- item{i} # {i}\n")).collect();
+    let mut root = parse_ok(&text);
+    let items = root.as_seq_mut().unwrap();
+    items.retain(|n| !n.scalar_text().unwrap().ends_with('7'));
+    items.push(Node::string("last"));
+    let out = in_place(&text, &root).expect("edited in place");
+    assert!(
+        out.starts_with("- item0 # 0\n- item1 # 1\n"),
+        "{}",
+        &out[..40]
+    );
+    assert!(out.ends_with("- item19999 # 19999\n- last\n"));
+    assert!(!out.contains("item7 "));
+    assert!(reads_same(&parse_ok(&out), &root));
+}

@@ -9,12 +9,13 @@
 //! whole, as [`emit`] writes it. The result is parsed again and must read exactly as the tree
 //! does, else [`emit`]'s text is used: in-place writing never changes what readers see.
 
+use saphyr_parser::ScalarStyle;
+
 use super::emit::{Emitter, Repr, emit, literal_ok, repr};
 use super::parse::{Limits, parse};
 use super::place::{Place, Shape, dash_before, places};
 use super::resolve::is_inline_char;
 use super::tree::{Node, Scalar, Style, Value};
-use saphyr_parser::ScalarStyle;
 
 /// Write `node`, a tree read from `source` and then changed, as `source` with only the
 /// changed nodes rewritten. Falls back to [`emit`] (after `source`'s leading comment lines)
@@ -40,9 +41,9 @@ pub(super) fn in_place(source: &str, node: &Node) -> Option<String> {
         return None;
     }
     let limits = Limits {
-        max_depth: usize::MAX,
         max_nodes: MAX_NODES,
         max_bytes: usize::MAX,
+        ..Limits::default()
     };
     let out = {
         let original = parse(source, limits).ok()??;

@@ -50,8 +50,10 @@ pub(super) fn in_place(source: &str, node: &Node) -> Option<String> {
         let place = places(source)?;
         let mut writer = Writer {
             source,
+            layout: (2, 0),
             edits: Vec::new(),
         };
+        writer.layout = writer.layout(&place);
         if !writer.collection(node, &original, &place) {
             return None;
         }
@@ -126,6 +128,9 @@ enum Slot {
 
 struct Writer<'a> {
     source: &'a str,
+    /// The document's indentation of nested mappings and of lists under a key, found in
+    /// its text ((2, 0) when it has neither), for what is written anew.
+    layout: (usize, usize),
     /// (start, end, text): replace `source[start..end]` by `text`.
     edits: Vec<(usize, usize, String)>,
 }
@@ -147,6 +152,42 @@ impl Writer<'_> {
         }
         out.push_str(&self.source[at..]);
         Some(out)
+    }
+
+    /// An emitter that writes nested collections as the document does.
+    fn emitter(&self) -> Emitter {
+        let mut e = Emitter::new();
+        (e.map_step, e.seq_indent) = self.layout;
+        e
+    }
+
+    /// How the document indents a mapping under a key, and a list under a key: the first of
+    /// each its text has.
+    fn layout(&self, root: &Place) -> (usize, usize) {
+        let (mut map_step, mut seq_indent) = (None, None);
+        let mut stack = vec![root];
+        while let Some(place) = stack.pop() {
+            if place.shape == Shape::BlockMap {
+                let column = self.column(place.start);
+                for value in place.children.iter().skip(1).step_by(2) {
+                    let offset = self.column(value.start).checked_sub(column);
+                    match value.shape {
+                        Shape::BlockMap if map_step.is_none() => {
+                            map_step = offset.filter(|o| (1..=8).contains(o));
+                        }
+                        Shape::BlockSeq if seq_indent.is_none() => {
+                            seq_indent = offset.filter(|o| *o <= 8);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if map_step.is_some() && seq_indent.is_some() {
+                break;
+            }
+            stack.extend(place.children.iter().rev());
+        }
+        (map_step.unwrap_or(2), seq_indent.unwrap_or(0))
     }
 
     fn column(&self, at: usize) -> usize {
@@ -255,7 +296,7 @@ impl Writer<'_> {
             } => (colon, column),
         };
         let end = self.line_end(place.end.max(indicator + 1));
-        let mut e = Emitter::new();
+        let mut e = self.emitter();
         // Where a block scalar's lines or an item's content go.
         let content = column + 2;
         if let (Value::Scalar(s), Shape::Block) = (&new.value, place.shape)
@@ -341,7 +382,7 @@ impl Writer<'_> {
                         &spans.iter().map(|s| (s.0, s.2)).collect::<Vec<_>>(),
                         compact,
                     )?;
-                    let mut e = Emitter::new();
+                    let mut e = self.emitter();
                     e.flow_lists = *flow.get_or_insert_with(|| flow_lists(place));
                     e.map(std::slice::from_ref(entry), column, false);
                     self.insert(at, e.out);
@@ -388,7 +429,7 @@ impl Writer<'_> {
                 }
                 None => {
                     let at = self.insertion(previous, &matched[i..], &spans, compact)?;
-                    let mut e = Emitter::new();
+                    let mut e = self.emitter();
                     e.flow_lists = *flow.get_or_insert_with(|| flow_lists(place));
                     e.seq(std::slice::from_ref(item), column, false);
                     self.insert(at, e.out);

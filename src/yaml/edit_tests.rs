@@ -101,13 +101,22 @@ const CASES: &[(&str, &str, Change, &str)] = &[
             let jobs = root.get_mut("scrape_configs").unwrap();
             relabel(&mut jobs.as_seq_mut().unwrap()[0]);
         },
-        "scrape_configs:\n    -   job_name: a\n        static_configs: []\n        relabel_configs:\n        - source_labels:\n          - __address__\n          target_label: cluster\n",
+        "scrape_configs:\n    -   job_name: a\n        static_configs: []\n        relabel_configs:\n            - source_labels:\n                  - __address__\n              target_label: cluster\n",
+    ),
+    (
+        "nested mappings at the document's step",
+        "a:\n    b: 1\n",
+        |root| {
+            let labels = Node::map(vec![(Node::string("cluster"), Node::string("x"))]);
+            root.insert("labels", labels);
+        },
+        "a:\n    b: 1\nlabels:\n    cluster: x\n",
     ),
     (
         "an item appended after the last one and its comment",
         "relabel_configs:\n  - action: keep # why\n  # next\n  - action: drop\nafter: 1\n",
         |root| relabel(root),
-        "relabel_configs:\n  - action: keep # why\n  # next\n  - action: drop\n  - source_labels:\n    - __address__\n    target_label: cluster\nafter: 1\n",
+        "relabel_configs:\n  - action: keep # why\n  # next\n  - action: drop\n  - source_labels:\n      - __address__\n    target_label: cluster\nafter: 1\n",
     ),
     (
         "new lists in flow style like their siblings'",

@@ -82,6 +82,10 @@ pub(super) struct Emitter {
     /// Write a mapping value that is a list of short scalars as a flow list, `[a, b]`: the
     /// style of the text a new node goes into, when its lists are written so.
     pub(super) flow_lists: bool,
+    /// How much deeper than its key a mapping value's entries go (2).
+    pub(super) map_step: usize,
+    /// How much deeper than its key a mapping value's `-` go (0: at the key's column).
+    pub(super) seq_indent: usize,
 }
 
 const SPACES: &str = "                                                                ";
@@ -91,6 +95,8 @@ impl Emitter {
         Emitter {
             out: String::with_capacity(4096),
             flow_lists: false,
+            map_step: 2,
+            seq_indent: 0,
         }
     }
 
@@ -177,8 +183,8 @@ impl Emitter {
         }
     }
 
-    /// A mapping value, after the `:` of a key at column `indent`. Sequences stay at the
-    /// key's column; mappings go 2 deeper.
+    /// A mapping value, after the `:` of a key at column `indent`. Sequences go
+    /// `seq_indent` deeper (0: stay at the key's column); mappings `map_step` deeper.
     pub(super) fn after_colon(&mut self, node: &Node, indent: usize) {
         match &node.value {
             Value::Scalar(s) => self.scalar(s, indent + 2, true),
@@ -187,11 +193,11 @@ impl Emitter {
             Value::Seq(items) if self.flow_lists && self.flow_list(items) => {}
             Value::Seq(items) => {
                 self.out.push('\n');
-                self.seq(items, indent, false);
+                self.seq(items, indent + self.seq_indent, false);
             }
             Value::Map(entries) => {
                 self.out.push('\n');
-                self.map(entries, indent + 2, false);
+                self.map(entries, indent + self.map_step, false);
             }
         }
     }

@@ -119,8 +119,7 @@ fn render_document(
     if !write_back(&mut root, &data, &rewrite) {
         return Ok(Some((None, object_name, rewrite.warnings, rewrite.stats)));
     }
-    let mut text = leading_comments(body).to_string();
-    text.push_str(&yaml::emit(&root));
+    let text = yaml::emit_in_place(body, &root);
     Ok(Some((
         Some(text),
         object_name,
@@ -305,20 +304,6 @@ fn config_map_data(root: &Node) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-/// Comment lines at the top of a document, kept when the document is rewritten.
-fn leading_comments(body: &str) -> &str {
-    let mut end = 0;
-    for line in body.split_inclusive('\n') {
-        let trimmed = line.trim();
-        if trimmed.starts_with('#') || trimmed.is_empty() {
-            end += line.len();
-        } else {
-            break;
-        }
-    }
-    &body[..end]
-}
-
 /// One document of a stream: the `---` line before it (empty for the first) and its text.
 #[derive(Debug, PartialEq, Eq)]
 struct Chunk<'a> {
@@ -387,14 +372,5 @@ mod tests {
         }
         assert_eq!(split_documents("a: 1\n---\nb: 2\n").len(), 2);
         assert_eq!(split_documents("a: |\n  ---x\n").len(), 1);
-    }
-
-    #[test]
-    fn leading_comments_stop_at_content() {
-        assert_eq!(
-            leading_comments("# a\n\n# b\nkind: X\n# c\n"),
-            "# a\n\n# b\n"
-        );
-        assert_eq!(leading_comments("kind: X\n"), "");
     }
 }

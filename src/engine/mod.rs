@@ -300,7 +300,7 @@ impl Engine {
                     .map_err(|reason| Error::new(ErrorKind::Shape, at_key(None), reason))?;
             }
             if changed {
-                *value = yaml::emit(&root);
+                *value = yaml::emit_in_place(value, &root);
                 work.spend_output(value.len())
                     .map_err(|reason| Error::new(ErrorKind::Work, at_key(None), reason))?;
             }

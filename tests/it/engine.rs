@@ -61,6 +61,53 @@ fn golden_configmaps() {
     }
 }
 
+/// The diff of each golden rendering is promfed's change only: lines added, and the lines
+/// of expressions that got matchers (each removed line comes back in its hunk with
+/// `cluster="<local>"` added) or an empty collection promfed fills. Comments, blank lines, quotes, flow lists, block scalar
+/// headers and untouched keys are kept as written.
+#[test]
+fn golden_diffs_are_the_change_only() {
+    for (input, config, _) in GOLDEN {
+        let engine = engine(config);
+        let matcher = format!(
+            "{}=\"{}\"",
+            engine.config().cluster_label_name,
+            engine.config().local_cluster_name
+        );
+        let unscoped = |line: &str| {
+            line.replace(&format!("{{{matcher}}}"), "")
+                .replace(&format!(",{matcher}"), "")
+                .replace(&format!("{matcher},"), "")
+        };
+        let text = read_data(input);
+        let out = render_stream(&engine, &text).unwrap().text;
+        let diff = promfed::render::unified_diff(input, &text, &out);
+        let (mut added, mut removed) = (0, 0);
+        for hunk in diff.split("\n@@").skip(1) {
+            let lines: Vec<&str> = hunk.lines().skip(1).collect();
+            let plus: Vec<String> = (lines.iter())
+                .filter_map(|l| l.strip_prefix('+'))
+                .map(unscoped)
+                .collect();
+            added += plus.len();
+            for line in lines.iter().filter_map(|l| l.strip_prefix('-')) {
+                removed += 1;
+                // An empty collection promfed fills (`alerting_rules.yml: {}`) is written anew.
+                let filled = matches!(line.trim(), "{}" | "[]");
+                assert!(
+                    filled || plus.iter().any(|p| p == line),
+                    "{input} with {config}: removed line not coming back scoped: {line:?}\n{diff}"
+                );
+            }
+        }
+        eprintln!(
+            "{input} with {config}: {} diff lines, {added} added, {removed} rescoped",
+            diff.lines().count()
+        );
+        assert!(added > 0, "{input}");
+    }
+}
+
 /// The data of the single ConfigMap in a rendered stream.
 pub(crate) fn data_of(stream: &str) -> Vec<(String, String)> {
     let root = yaml::parse(stream, Limits::default()).unwrap().unwrap();

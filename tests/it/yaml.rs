@@ -421,6 +421,56 @@ fn pyyaml_reads_emitted_corpus_as_the_input() {
     assert_pyyaml_reads_emitted_as_input(&python, &corpus_documents());
 }
 
+/// The renderings promfed writes in place (the golden inputs, with the configs of their
+/// golden files): PyYAML reads the stream, and each changed data value, as it reads what
+/// `yaml::emit` writes for the same tree.
+#[test]
+fn pyyaml_reads_in_place_renderings_as_emitted() {
+    let python = require!(python);
+    let cases = [
+        (
+            "tkg/prometheus-server-configmap.yaml",
+            "example-config.yaml",
+        ),
+        (
+            "tkg/prometheus-server-configmap.yaml",
+            "config-compact.yaml",
+        ),
+        (
+            "helm/prometheus-server-configmap-chart-14.12.0.yaml",
+            "example-config.yaml",
+        ),
+        (
+            "helm/prometheus-server-configmap-chart-29.27.0.yaml",
+            "config-helm-29.yaml",
+        ),
+    ];
+    let mut docs = Vec::new();
+    for (input, config) in cases {
+        let config = promfed::Config::from_yaml(&support::read_data(config)).unwrap();
+        let engine = promfed::Engine::new(config).unwrap();
+        let input_text = support::read_data(input);
+        let out = promfed::render::render_stream(&engine, &input_text).unwrap();
+        let node = parse(input, &out.text);
+        for (key, value) in node
+            .get("data")
+            .and_then(Node::as_map)
+            .into_iter()
+            .flatten()
+        {
+            let value = value.as_str().unwrap();
+            if let Ok(Some(_)) = yaml::parse(value, Limits::default()) {
+                docs.push((
+                    format!("{input} data.{}", key.as_str().unwrap()),
+                    value.to_owned(),
+                ));
+            }
+        }
+        docs.push((input.to_owned(), out.text));
+    }
+    assert_pyyaml_reads_emitted_as_input(&python, &docs);
+}
+
 #[test]
 fn pyyaml_reads_from_json_back() {
     let python = require!(python);

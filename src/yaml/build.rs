@@ -1,0 +1,392 @@
+//! The tree built from parser events, within [`Limits`]: nodes and bytes counted with every
+//! alias expanded (an alias bomb fails before anything is cloned), nesting bounded without
+//! recursion on the input's depth, duplicate keys refused.
+
+use std::collections::HashMap;
+
+use super::parse::{Expanded, Limits, Over, YamlError};
+use super::resolve::Kind;
+use super::tree::{Node, Scalar, Style, Value};
+
+/// An anchored node, kept to expand its aliases.
+struct Anchored {
+    node: Node,
+    /// Nodes in the subtree.
+    size: usize,
+    /// Collections on the deepest path (0 for a scalar).
+    height: usize,
+    /// Bytes of the scalars in the subtree.
+    bytes: usize,
+}
+
+pub(super) enum FrameValue {
+    Seq(Vec<Node>),
+    Map {
+        entries: Vec<(Node, Node)>,
+        /// A key waiting for its value.
+        key: Option<Node>,
+        /// Scalar keys seen, for the duplicate check of large mappings: identity -> line.
+        index: Option<HashMap<KeyId, usize>>,
+    },
+}
+
+impl FrameValue {
+    pub(super) fn seq() -> FrameValue {
+        FrameValue::Seq(Vec::new())
+    }
+
+    pub(super) fn map() -> FrameValue {
+        FrameValue::Map {
+            entries: Vec::new(),
+            key: None,
+            index: None,
+        }
+    }
+}
+
+/// An open collection.
+struct Frame {
+    value: FrameValue,
+    anchor: usize,
+    line: usize,
+    size: usize,
+    height: usize,
+    bytes: usize,
+    /// A flow collection (`[...]`, `{...}`) or inside one.
+    flow: bool,
+}
+
+/// The identity of a scalar key: what it resolves to, its custom tag, its text.
+#[derive(PartialEq, Eq, Hash)]
+pub(super) struct KeyId {
+    kind: Kind,
+    tag: Option<String>,
+    text: String,
+}
+
+/// Mappings up to this many entries check duplicate keys by a linear scan.
+const SCAN_KEYS: usize = 16;
+
+/// Builds the tree from parser events with an explicit stack, so the input's nesting never
+/// becomes recursion here.
+///
+/// Aliases of collections are expanded only at the end: while parsing, an alias is a
+/// placeholder whose size is counted, so an alias bomb fails before anything is cloned.
+pub(super) struct Builder {
+    limits: Limits,
+    nodes: usize,
+    /// Bytes of scalars, aliases counted by what they expand to.
+    bytes: usize,
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, Anchored>,
+    /// Anchor ids in the order their nodes were finished: an anchored node's aliases only
+    /// refer to anchors finished before it.
+    finished: Vec<usize>,
+    /// Whether the tree holds placeholders.
+    placeholders: bool,
+    root: Option<Node>,
+}
+
+/// The tag of a placeholder for an alias (no input has a NUL), whose value is the anchor id.
+const PLACEHOLDER: &str = "\0alias";
+
+fn placeholder_id(node: &Node) -> Option<usize> {
+    match &node.value {
+        Value::Scalar(s) if s.tag.as_deref() == Some(PLACEHOLDER) => s.value.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Replace the placeholders in `node` by copies of the (expanded) anchored nodes. The tree
+/// is at most `max_depth` deep, which bounds the recursion.
+fn expand(node: &mut Node, anchors: &HashMap<usize, Anchored>) {
+    if let Some(id) = placeholder_id(node) {
+        let line = node.line;
+        *node = anchors[&id].node.clone();
+        node.line = line;
+        return;
+    }
+    match &mut node.value {
+        Value::Scalar(_) => {}
+        Value::Seq(items) => items.iter_mut().for_each(|n| expand(n, anchors)),
+        Value::Map(entries) => {
+            for (k, v) in entries {
+                expand(k, anchors);
+                expand(v, anchors);
+            }
+        }
+    }
+}
+
+impl Builder {
+    pub(super) fn new(limits: Limits) -> Builder {
+        Builder {
+            limits,
+            nodes: 0,
+            bytes: 0,
+            stack: Vec::new(),
+            anchors: HashMap::new(),
+            finished: Vec::new(),
+            placeholders: false,
+            root: None,
+        }
+    }
+
+    /// What the document has expanded to so far.
+    pub(super) fn expanded(&self) -> Expanded {
+        Expanded {
+            nodes: self.nodes,
+            bytes: self.bytes,
+        }
+    }
+
+    pub(super) fn count(
+        &mut self,
+        nodes: usize,
+        bytes: usize,
+        line: usize,
+    ) -> Result<(), YamlError> {
+        self.nodes = self.nodes.saturating_add(nodes);
+        self.bytes = self.bytes.saturating_add(bytes);
+        if self.nodes > self.limits.max_nodes {
+            return Err(YamlError::limit(
+                line,
+                Over::Nodes,
+                format!(
+                    "document expands to more than {} nodes (alias bomb?)",
+                    self.limits.max_nodes
+                ),
+            ));
+        }
+        if self.bytes > self.limits.max_bytes {
+            return Err(YamlError::limit(
+                line,
+                Over::Bytes,
+                format!(
+                    "document expands to more than {} bytes of scalars (aliases counted by \
+                     what they expand to)",
+                    self.limits.max_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn too_deep(&self, line: usize) -> YamlError {
+        YamlError::new(
+            line,
+            format!("nesting deeper than {}", self.limits.max_depth),
+        )
+    }
+
+    pub(super) fn in_flow(&self) -> bool {
+        self.stack.last().is_some_and(|f| f.flow)
+    }
+
+    pub(super) fn open(
+        &mut self,
+        value: FrameValue,
+        anchor: usize,
+        line: usize,
+        flow: bool,
+    ) -> Result<(), YamlError> {
+        if self.stack.len() >= self.limits.max_depth {
+            return Err(self.too_deep(line));
+        }
+        self.count(1, 0, line)?;
+        let flow = flow || self.in_flow();
+        self.stack.push(Frame {
+            value,
+            anchor,
+            line,
+            size: 1,
+            height: 1,
+            bytes: 0,
+            flow,
+        });
+        Ok(())
+    }
+
+    pub(super) fn close(&mut self) -> Result<(), YamlError> {
+        let frame = self
+            .stack
+            .pop()
+            .expect("the parser balances collection events");
+        let value = match frame.value {
+            FrameValue::Seq(items) => Value::Seq(items),
+            FrameValue::Map { entries, .. } => Value::Map(entries),
+        };
+        let node = Node {
+            value,
+            line: frame.line,
+        };
+        if frame.anchor > 0 {
+            self.anchor(frame.anchor, &node, frame.size, frame.height, frame.bytes);
+        }
+        self.deliver(node, frame.size, frame.height, frame.bytes)
+    }
+
+    pub(super) fn anchor(
+        &mut self,
+        id: usize,
+        node: &Node,
+        size: usize,
+        height: usize,
+        bytes: usize,
+    ) {
+        let anchored = Anchored {
+            node: node.clone(),
+            size,
+            height,
+            bytes,
+        };
+        self.anchors.insert(id, anchored);
+        self.finished.push(id);
+    }
+
+    pub(super) fn alias(&mut self, anchor: usize, line: usize) -> Result<(), YamlError> {
+        let Some(anchored) = self.anchors.get(&anchor) else {
+            return Err(YamlError::new(
+                line,
+                "alias to a node that contains it (recursive alias)",
+            ));
+        };
+        let (size, height, bytes) = (anchored.size, anchored.height, anchored.bytes);
+        if self.stack.len() + height > self.limits.max_depth {
+            return Err(self.too_deep(line));
+        }
+        self.count(size, bytes, line)?;
+        let node = if height == 0 {
+            // A scalar: as cheap to copy as to stand in for.
+            let mut node = self.anchors[&anchor].node.clone();
+            node.line = line;
+            node
+        } else {
+            self.placeholders = true;
+            Node {
+                value: Value::Scalar(Scalar {
+                    value: anchor.to_string(),
+                    style: Style::Any,
+                    tag: Some(PLACEHOLDER.to_owned()),
+                }),
+                line,
+            }
+        };
+        self.deliver(node, size, height, bytes)
+    }
+
+    /// The document's root, its aliases expanded.
+    pub(super) fn finish(mut self) -> Option<Node> {
+        let mut root = self.root.take()?;
+        if self.placeholders {
+            for id in std::mem::take(&mut self.finished) {
+                let mut anchored = self.anchors.remove(&id).expect("finished anchor");
+                expand(&mut anchored.node, &self.anchors);
+                self.anchors.insert(id, anchored);
+            }
+            expand(&mut root, &self.anchors);
+        }
+        Some(root)
+    }
+
+    /// Put a finished node into its parent (or make it the root).
+    pub(super) fn deliver(
+        &mut self,
+        node: Node,
+        size: usize,
+        height: usize,
+        bytes: usize,
+    ) -> Result<(), YamlError> {
+        let Some(frame) = self.stack.last_mut() else {
+            self.root = Some(node);
+            return Ok(());
+        };
+        frame.size += size;
+        frame.bytes += bytes;
+        frame.height = frame.height.max(height + 1);
+        match &mut frame.value {
+            FrameValue::Seq(items) => items.push(node),
+            FrameValue::Map {
+                entries,
+                key,
+                index,
+            } => match key.take() {
+                Some(k) => entries.push((k, node)),
+                None => {
+                    check_duplicate(entries, index, &node)?;
+                    *key = Some(node);
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+fn key_id(key: &Node) -> Option<KeyId> {
+    let Value::Scalar(s) = &key.value else {
+        return None;
+    };
+    Some(KeyId {
+        kind: s.kind(),
+        tag: custom_tag(s).map(str::to_owned),
+        text: s.value.clone(),
+    })
+}
+
+/// A tag other than a core `!!` one.
+fn custom_tag(s: &Scalar) -> Option<&str> {
+    s.tag.as_deref().filter(|t| !t.starts_with("!!"))
+}
+
+fn same_key(a: &Node, b: &Scalar) -> bool {
+    let Value::Scalar(a) = &a.value else {
+        return false;
+    };
+    a.value == b.value && a.kind() == b.kind() && custom_tag(a) == custom_tag(b)
+}
+
+/// Duplicate scalar keys are an error (Go yaml.v2 rejects them too). Complex keys are not
+/// checked.
+fn check_duplicate(
+    entries: &[(Node, Node)],
+    index: &mut Option<HashMap<KeyId, usize>>,
+    key: &Node,
+) -> Result<(), YamlError> {
+    let Value::Scalar(scalar) = &key.value else {
+        return Ok(());
+    };
+    if placeholder_id(key).is_some() {
+        return Ok(());
+    }
+    let first = if entries.len() < SCAN_KEYS {
+        entries
+            .iter()
+            .find(|(k, _)| same_key(k, scalar))
+            .map(|(k, _)| k.line)
+    } else {
+        let index = index.get_or_insert_with(|| {
+            let mut index = HashMap::with_capacity(entries.len() * 2);
+            for (k, _) in entries {
+                if let Some(id) = key_id(k) {
+                    index.entry(id).or_insert(k.line);
+                }
+            }
+            index
+        });
+        let id = key_id(key).expect("a scalar key");
+        match index.get(&id) {
+            Some(&line) => Some(line),
+            None => {
+                index.insert(id, key.line);
+                None
+            }
+        }
+    };
+    match first {
+        Some(first) => Err(YamlError::new(
+            key.line,
+            format!("duplicate key {:?} (first on line {first})", scalar.value),
+        )),
+        None => Ok(()),
+    }
+}

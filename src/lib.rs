@@ -9,7 +9,9 @@ pub mod admission;
 pub mod config;
 pub mod dashboard;
 pub mod engine;
+pub mod object;
 pub mod prometheus;
+pub mod redact;
 pub mod yaml;
 
 pub use config::Config;

@@ -131,12 +131,18 @@ impl Admission {
             );
             return Step::Done(head.invalid(message));
         };
-        let target = kind.object_ref_json(&object, &head.info.name, &head.info.namespace);
+        let labels = object.metadata.labels.clone().unwrap_or_default();
+        let target = kind.object_ref_json(
+            &object.fields,
+            &head.info.name,
+            &head.info.namespace,
+            labels,
+        );
         if !self.engine.matches(&target) {
             return Step::Done(head.passed());
         }
 
-        let content = match kind.take_json(&mut object) {
+        let content = match kind.take_json(&mut object.fields) {
             Ok(content) => content,
             Err(reason) => {
                 let verdict = Verdict::deny(
@@ -159,7 +165,7 @@ impl Admission {
                 key,
                 kind,
                 target,
-                object,
+                object: object.into_whole(),
                 content,
             },
         })

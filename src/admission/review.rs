@@ -1,8 +1,8 @@
 //! The review as it comes in: parsed with kube's types, checked, and reduced to its head
 //! (who, what, which operation) and the whole object.
 
-use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
+use kube::core::{DynamicObject, ObjectMeta, TypeMeta};
 use serde_json::{Map, Value};
 
 use super::response::Reply;
@@ -41,8 +41,33 @@ pub(super) struct Request {
     /// The kind of object promfed rewrites that this request writes (CREATE or UPDATE of the
     /// object itself, not a subresource); None for every other request.
     pub rewritable: Option<Kind>,
-    /// The whole object (`apiVersion`, `kind`, `metadata` and the rest), when there is one.
-    pub object: Option<Map<String, Value>>,
+    /// The object, when there is one.
+    pub object: Option<Object>,
+}
+
+/// A review's object: metadata still typed, the other fields as JSON. The whole object is put
+/// together as JSON only for the engine (a cached answer does not need it).
+pub(super) struct Object {
+    types: Option<TypeMeta>,
+    pub metadata: ObjectMeta,
+    /// Everything but `apiVersion`, `kind` and `metadata`, moved out of the review, not
+    /// copied: a review may carry megabytes of data.
+    pub fields: Map<String, Value>,
+}
+
+impl Object {
+    /// The whole object as the API server sent it (less what was taken from `fields`).
+    pub fn into_whole(self) -> Map<String, Value> {
+        let mut whole = Map::new();
+        if let Some(types) = self.types {
+            whole.insert("apiVersion".into(), types.api_version.into());
+            whole.insert("kind".into(), types.kind.into());
+        }
+        let metadata = serde_json::to_value(&self.metadata).unwrap_or(Value::Null);
+        whole.insert("metadata".into(), metadata);
+        whole.extend(self.fields);
+        whole
+    }
 }
 
 /// Parse a request body; a body that is no usable AdmissionReview gets its 400 reply (boxed:
@@ -95,25 +120,20 @@ impl Request {
         Request {
             info,
             rewritable,
-            object: request.object.map(whole_object),
+            object: request.object.map(object),
         }
     }
 }
 
-/// The object as the API server sent it. Its fields are moved, not copied: a review may carry
-/// megabytes of data.
-fn whole_object(object: DynamicObject) -> Map<String, Value> {
-    let mut whole = Map::new();
-    if let Some(types) = object.types {
-        whole.insert("apiVersion".into(), types.api_version.into());
-        whole.insert("kind".into(), types.kind.into());
+fn object(object: DynamicObject) -> Object {
+    Object {
+        types: object.types,
+        metadata: object.metadata,
+        fields: match object.data {
+            Value::Object(fields) => fields,
+            _ => Map::new(),
+        },
     }
-    let metadata = serde_json::to_value(&object.metadata).unwrap_or(Value::Null);
-    whole.insert("metadata".into(), metadata);
-    if let Value::Object(rest) = object.data {
-        whole.extend(rest);
-    }
-    whole
 }
 
 fn operation_name(operation: &Operation) -> &'static str {

@@ -119,23 +119,19 @@ impl Kind {
             .find(|k| k.name() == kind && (k.group().is_empty() || group == Some(k.group())))
     }
 
-    /// The identity of a review's object (`object` is the whole object; `name` and
-    /// `namespace` are the request's, which also covers a `generateName`).
+    /// The identity of a review's object: name, namespace (the request's, which also cover a
+    /// `generateName`) and labels from its metadata, the rest from its fields.
+    ///
+    /// The JSON functions of a kind get the object's map: either the whole object or, as the
+    /// webhook passes it until the engine is needed, its fields without `apiVersion`, `kind`
+    /// and `metadata` (kube keeps those typed). A kind reads and writes its own fields only.
     pub fn object_ref_json(
         self,
         object: &Map<String, Value>,
         name: &str,
         namespace: &str,
+        labels: BTreeMap<String, String>,
     ) -> ObjectRef {
-        let labels = (object.get("metadata"))
-            .and_then(|m| m.get("labels"))
-            .and_then(Value::as_object)
-            .map(|labels| {
-                (labels.iter())
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default();
         let mut object_ref = ObjectRef {
             kind: self.name().to_string(),
             name: name.to_string(),

@@ -16,9 +16,10 @@
 //!    [`configmap`] has them: `take_json`/`put_json` on the review's object, `from_yaml`/
 //!    `write_yaml` on a document, `digest` (the cache key) and `line_in_document` (where an
 //!    engine error is in a rendered document);
-//! 2. a [`Kind`] variant with its `apiVersion` and kind name ([`Kind::ALL`] lists it), and a
-//!    [`Content`] variant holding what [`Kind::take_json`]/[`Kind::from_yaml`] extract; the
-//!    `match`es in this file get one arm each, calling the new file;
+//! 2. a [`Kind`] variant ([`Kind::ALL`] lists it; its `apiVersion`, name, content field and
+//!    what the parts of its content are called), and a [`Content`] variant holding what
+//!    [`Kind::take_json`]/[`Kind::from_yaml`] extract; the `match`es in this file get one arm
+//!    each, calling the new file;
 //! 3. its engine call: one arm in `Engine::rewrite_object` (`src/engine/mod.rs`), and which
 //!    objects of the kind are selected (`Config::selects`).
 //!

@@ -1,6 +1,6 @@
 //! Criterion benches of the rewrite: `render_stream` on the TKG ConfigMap and on a ~1 MB
-//! ConfigMap holding every corpus rule, and `Scoper::scope` over every distinct corpus
-//! expression. `cargo bench --bench render`; `scripts/bench.sh` compares the CLI with promtool
+//! ConfigMap holding every corpus rule, `Scoper::scope` over every distinct corpus
+//! expression, and the webhook's answer to the TKG review from the cache and from the engine. `cargo bench --bench render`; `scripts/bench.sh` compares the CLI with promtool
 //! and the seed's overlay.
 //!
 //! The 1 MB ConfigMap is generated when the bench starts by `tests/peers/mkbig.py`, which needs
@@ -11,7 +11,8 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use promfed::admission::{Admission, CacheUse, Outcome};
 use promfed::promql::{Policy, ScopeOp, Scoper};
 use promfed::render::render_stream;
 use promfed::{Config, Engine};
@@ -148,5 +149,31 @@ fn scope(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, render, scope);
+/// `Admission::review` of the TKG ConfigMap's review: answered from the cache (what a
+/// re-apply costs), and by the engine with a cold cache.
+fn review(c: &mut Criterion) {
+    let engine = seed_engine();
+    let body = read("tests/data/review-tkg.json").into_bytes();
+    let admission = Admission::new(engine.clone(), 1);
+    assert_eq!(admission.review(&body).outcome, Outcome::Mutated);
+    let mut group = c.benchmark_group("review");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("tkg_cached", |b| {
+        b.iter(|| {
+            let reply = admission.review(black_box(&body));
+            assert_eq!(reply.cache, CacheUse::Hit);
+            reply
+        })
+    });
+    group.bench_function("tkg_engine", |b| {
+        b.iter_batched(
+            || Admission::new(engine.clone(), 1),
+            |admission| admission.review(black_box(&body)),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, render, scope, review);
 criterion_main!(benches);

@@ -9,8 +9,10 @@ pub mod admission;
 pub mod config;
 pub mod dashboard;
 pub mod engine;
+pub mod object;
 pub mod prometheus;
 pub mod promql;
+pub mod redact;
 pub mod yaml;
 
 pub use config::Config;

@@ -3,10 +3,9 @@
 //! Documents are split on `---` lines, the way kubectl reads a stream. Every document that is not
 //! a matched ConfigMap, and every matched one the engine leaves unchanged, is copied byte for byte.
 
-use std::collections::BTreeMap;
-
-use crate::engine::{self, Engine, ObjectRef, Rewrite, Stats, Warning};
-use crate::yaml::{self, Limits, Node, Value};
+use crate::engine::{self, Engine, Stats, Warning, Work, WorkLimits};
+use crate::object::{Content, Kind, ObjectRef};
+use crate::yaml::{self, Limits, Node};
 
 /// Why a stream could not be rendered. The message names the document and the object.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,7 +71,7 @@ pub fn render_stream(engine: &Engine, input: &str) -> Result<Rendered, RenderErr
 
 type DocumentResult = (Option<String>, String, Vec<Warning>, Stats);
 
-/// Render one document: None when it is not a matched ConfigMap; Some(None, ..) when matched
+/// Render one document: None when it is not a matched object; Some(None, ..) when matched
 /// but unchanged. A Prometheus server's ConfigMap that no selector matches is reported to
 /// `passed_over`: silence would look like "already federated".
 fn render_document(
@@ -92,40 +91,65 @@ fn render_document(
     else {
         return Ok(None);
     };
-    let Some(object) = object_ref(&root) else {
+    let Some(kind) = Kind::of_yaml(&root) else {
         return Ok(None);
     };
+    let object = kind.object_ref_yaml(&root);
     if !engine.matches(&object) {
         if let Some(warning) = engine.config().passes_over(&object) {
             passed_over(warning);
         }
         return Ok(None);
     }
-    let label = format!(" (ConfigMap {}/{})", object.namespace, object.name);
-    let data = config_map_data(&root).map_err(|reason| fail(&label, reason))?;
-    let rewrite = engine.rewrite(&data).map_err(|e: engine::Error| {
-        let file_line = e.location.line.and_then(|line| {
-            let value = root.get("data")?.get(&e.location.key)?;
-            // A multi-line value is a block scalar; its node starts where its text does.
-            let multi_line = value.as_str()?.contains('\n');
-            Some(first_line + value.line - 1 + if multi_line { line - 1 } else { 0 })
-        });
+    let object_name = describe(kind, &object);
+    let label = format!(" ({object_name})");
+    let content = kind
+        .from_yaml(&root)
+        .map_err(|reason| fail(&label, reason))?;
+    let rewritten = rewrite(engine, &content).map_err(|e: engine::Error| {
+        let file_line = (e.location.line)
+            .and_then(|line| kind.line_in_document(&root, &e.location.key, line))
+            .map(|line| first_line + line - 1);
         match file_line {
             Some(n) => fail(&label, format!("{e}; line {n} of the stream")),
             None => fail(&label, e.to_string()),
         }
     })?;
-    let object_name = format!("ConfigMap {}/{}", object.namespace, object.name);
-    if !write_back(&mut root, &data, &rewrite) {
-        return Ok(Some((None, object_name, rewrite.warnings, rewrite.stats)));
+    if !kind.write_yaml(&mut root, &content, &rewritten.content) {
+        return Ok(Some((
+            None,
+            object_name,
+            rewritten.warnings,
+            rewritten.stats,
+        )));
     }
     let text = yaml::emit_in_place(body, &root);
     Ok(Some((
         Some(text),
         object_name,
-        rewrite.warnings,
-        rewrite.stats,
+        rewritten.warnings,
+        rewritten.stats,
     )))
+}
+
+/// The engine on an object's content, within the default work limits and no deadline.
+fn rewrite(engine: &Engine, content: &Content) -> Result<engine::Rewritten, engine::Error> {
+    engine.rewrite_object(content, &mut Work::new(WorkLimits::for_content(content)))
+}
+
+/// `Kind namespace/name`, as messages name an object.
+fn describe(kind: Kind, object: &ObjectRef) -> String {
+    format!("{} {}/{}", kind.name(), object.namespace, object.name)
+}
+
+/// A KRM function's `resourceRef` for an object.
+fn resource_ref(kind: Kind, object: &ObjectRef) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": kind.api_version(),
+        "kind": kind.name(),
+        "name": object.name,
+        "namespace": object.namespace,
+    })
 }
 
 /// A KRM function input (`kind: ResourceList`, as kustomize and kpt send it), parsed.
@@ -152,7 +176,7 @@ pub fn resource_list_config(list: &Node) -> Option<String> {
     )
 }
 
-/// Rewrite the matched ConfigMaps among a ResourceList's items; warnings become `results`.
+/// Rewrite the matched objects among a ResourceList's items; warnings become `results`.
 pub fn render_resource_list(engine: &Engine, mut list: Node) -> Result<Rendered, RenderError> {
     let mut out = Rendered::default();
     let mut results = Vec::new();
@@ -165,51 +189,40 @@ pub fn render_resource_list(engine: &Engine, mut list: Node) -> Result<Rendered,
             reason: "ResourceList items must be a list".into(),
         })?;
     for (index, item) in items.iter_mut().enumerate() {
-        let Some(object) = object_ref(item) else {
+        let Some(kind) = Kind::of_yaml(item) else {
             continue;
         };
+        let object = kind.object_ref_yaml(item);
         if !engine.matches(&object) {
             if let Some(warning) = engine.config().passes_over(&object) {
                 results.push(serde_json::json!({
                     "message": warning,
                     "severity": "warning",
-                    "resourceRef": {
-                        "apiVersion": "v1",
-                        "kind": "ConfigMap",
-                        "name": object.name,
-                        "namespace": object.namespace,
-                    },
+                    "resourceRef": resource_ref(kind, &object),
                 }));
                 out.warnings.push(format!("item {}: {warning}", index + 1));
             }
             continue;
         }
         out.matched += 1;
-        let label = format!(" (ConfigMap {}/{})", object.namespace, object.name);
+        let object_name = describe(kind, &object);
+        let label = format!(" ({object_name})");
         let fail = |reason: String| RenderError {
             document: index + 1,
             object: label.clone(),
             reason,
         };
-        let data = config_map_data(item).map_err(&fail)?;
-        let rewrite = engine.rewrite(&data).map_err(|e| fail(e.to_string()))?;
-        for warning in &rewrite.warnings {
+        let content = kind.from_yaml(item).map_err(&fail)?;
+        let rewritten = rewrite(engine, &content).map_err(|e| fail(e.to_string()))?;
+        for warning in &rewritten.warnings {
             results.push(serde_json::json!({
                 "message": warning.to_string(),
                 "severity": "warning",
-                "resourceRef": {
-                    "apiVersion": "v1",
-                    "kind": "ConfigMap",
-                    "name": object.name,
-                    "namespace": object.namespace,
-                },
+                "resourceRef": resource_ref(kind, &object),
             }));
-            out.warnings.push(format!(
-                "ConfigMap {}/{}: {warning}",
-                object.namespace, object.name
-            ));
+            out.warnings.push(format!("{object_name}: {warning}"));
         }
-        if write_back(item, &data, &rewrite) {
+        if kind.write_yaml(item, &content, &rewritten.content) {
             out.changed += 1;
         }
     }
@@ -221,87 +234,6 @@ pub fn render_resource_list(engine: &Engine, mut list: Node) -> Result<Rendered,
     }
     out.text = yaml::emit(&list);
     Ok(out)
-}
-
-/// Put the values the rewrite changed into the ConfigMap node's `data` (other keys and the
-/// rest of the node untouched). Returns whether anything changed.
-fn write_back(config_map: &mut Node, data: &[(String, String)], rewrite: &Rewrite) -> bool {
-    let changed = rewrite.changed_keys(data);
-    if changed.is_empty() {
-        return false;
-    }
-    if config_map.get("data").is_none_or(Node::is_null) {
-        config_map.insert("data", Node::from_json(&serde_json::json!({})));
-    }
-    let data_node = config_map.get_mut("data").expect("data was just ensured");
-    for (key, value) in &rewrite.data {
-        if changed.contains(&key.as_str()) {
-            data_node.insert(key, Node::string(value.clone()));
-        }
-    }
-    true
-}
-
-/// Kind, name, namespace and labels of a manifest document, if it is a mapping with a kind.
-pub fn object_ref(root: &Node) -> Option<ObjectRef> {
-    let kind = root.get("kind")?.as_str()?.to_string();
-    let metadata = root.get("metadata");
-    let field = |name: &str| {
-        metadata
-            .and_then(|m| m.get(name))
-            .and_then(Node::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    let mut labels = BTreeMap::new();
-    if let Some(Value::Map(entries)) = metadata.and_then(|m| m.get("labels")).map(|l| &l.value) {
-        for (k, v) in entries {
-            if let (Some(k), Some(v)) = (k.scalar_text(), v.scalar_text()) {
-                labels.insert(k.to_string(), v.to_string());
-            }
-        }
-    }
-    let data_keys = match root.get("data").map(|d| &d.value) {
-        Some(Value::Map(entries)) => (entries.iter())
-            .filter_map(|(k, _)| k.scalar_text().map(str::to_string))
-            .collect(),
-        _ => Vec::new(),
-    };
-    Some(ObjectRef {
-        kind,
-        name: field("name"),
-        namespace: field("namespace"),
-        labels,
-        data_keys,
-    })
-}
-
-/// The `data` of a ConfigMap document as key/value strings, in document order.
-fn config_map_data(root: &Node) -> Result<Vec<(String, String)>, String> {
-    let Some(data) = root.get("data") else {
-        return Ok(Vec::new());
-    };
-    if data.is_null() {
-        return Ok(Vec::new());
-    }
-    let Some(entries) = data.as_map() else {
-        return Err(format!("line {}: data must be a mapping", data.line));
-    };
-    entries
-        .iter()
-        .map(|(k, v)| {
-            let key = k
-                .scalar_text()
-                .ok_or_else(|| format!("line {}: data keys must be strings", k.line))?;
-            let value = v.as_str().ok_or_else(|| {
-                format!(
-                    "line {}: data[{key:?}] must be a string (quote it or use a block scalar)",
-                    v.line
-                )
-            })?;
-            Ok((key.to_string(), value.to_string()))
-        })
-        .collect()
 }
 
 /// One document of a stream: the `---` line before it (empty for the first) and its text.

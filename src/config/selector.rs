@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::Config;
-use crate::engine::ObjectRef;
+use crate::object::{Kind, ObjectRef};
 
 /// Which ConfigMaps are rewritten. The defaults take every real shape of a Prometheus server's
 /// ConfigMap with no configuration: the TKG/TCE package's (`prometheus-server`, labels
@@ -87,7 +87,7 @@ impl Selector {
 
     /// Which part of the selector an object misses, in words; `None` when it matches.
     pub fn misses(&self, object: &ObjectRef) -> Option<String> {
-        if object.kind != "ConfigMap" {
+        if object.kind != Kind::ConfigMap.name() {
             return Some(format!("kind {} is not ConfigMap", object.kind));
         }
         if !self.names.is_empty() && !self.names.contains(&object.name) {
@@ -168,7 +168,7 @@ impl Config {
     /// in its data) is not rewritten: the selector part it misses. None for anything else,
     /// selected or not a server's.
     pub fn passes_over(&self, object: &ObjectRef) -> Option<String> {
-        if object.kind != "ConfigMap" || !self.has_config_key(object) {
+        if object.kind != Kind::ConfigMap.name() || !self.has_config_key(object) {
             return None;
         }
         let key = (object.data_keys.iter()).find(|key| self.keys.prometheus.contains(key))?;

@@ -8,25 +8,14 @@ pub mod rules;
 pub mod scrape;
 pub mod work;
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::config::{Config, ConfigError, ConfigErrorKind};
+use crate::object::{Content, ObjectRef};
 use crate::promql::{self, ScopeOp, Scoper};
 use crate::yaml;
 use federation::Federation;
 pub use work::{Work, WorkLimits};
-
-/// The identity of a Kubernetes object, as much as matching needs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ObjectRef {
-    pub kind: String,
-    pub name: String,
-    pub namespace: String,
-    pub labels: BTreeMap<String, String>,
-    /// The keys of a ConfigMap's `data`.
-    pub data_keys: Vec<String>,
-}
 
 /// Where in the ConfigMap a finding or an error is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -130,12 +119,16 @@ pub struct Rewrite {
 impl Rewrite {
     /// Keys whose value differs from `input` (or that `input` lacks).
     pub fn changed_keys<'a>(&'a self, input: &[(String, String)]) -> Vec<&'a str> {
-        self.data
-            .iter()
-            .filter(|(key, new)| !input.iter().any(|(k, old)| k == key && old == new))
-            .map(|(key, _)| key.as_str())
-            .collect()
+        crate::object::configmap::changed_keys(input, &self.data)
     }
+}
+
+/// The result of [`Engine::rewrite_object`]: the object's new content.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rewritten {
+    pub content: Content,
+    pub warnings: Vec<Warning>,
+    pub stats: Stats,
 }
 
 /// Nesting of a ConfigMap's data values. The nodes and bytes they may expand to are the
@@ -203,6 +196,21 @@ impl Engine {
     /// [`WorkLimits`] for the data, without a deadline.
     pub fn rewrite(&self, data: &[(String, String)]) -> Result<Rewrite, Error> {
         self.rewrite_within(data, &mut Work::new(WorkLimits::for_data(data)))
+    }
+
+    /// Rewrite the content of a matched object of any kind (see [`crate::object`]): the one
+    /// place that says which engine call a kind takes.
+    pub fn rewrite_object(&self, content: &Content, work: &mut Work) -> Result<Rewritten, Error> {
+        match content {
+            Content::ConfigMap(data) => {
+                let rewrite = self.rewrite_within(data, work)?;
+                Ok(Rewritten {
+                    content: Content::ConfigMap(rewrite.data),
+                    warnings: rewrite.warnings,
+                    stats: rewrite.stats,
+                })
+            }
+        }
     }
 
     /// [`Engine::rewrite`] within `work`'s budget, deadline and cancel flag.

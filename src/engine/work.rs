@@ -45,7 +45,15 @@ impl WorkLimits {
     /// The limits for rewriting `data`: the fixed ones, and output at most
     /// [`OUTPUT_FACTOR`] times the data plus [`OUTPUT_EXTRA_BYTES`].
     pub fn for_data(data: &[(String, String)]) -> WorkLimits {
-        let input: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum();
+        WorkLimits::for_input(data.iter().map(|(k, v)| k.len() + v.len()).sum())
+    }
+
+    /// The limits for rewriting an object's content (see [`crate::object`]).
+    pub fn for_content(content: &crate::object::Content) -> WorkLimits {
+        WorkLimits::for_input(content.input_bytes())
+    }
+
+    fn for_input(input: usize) -> WorkLimits {
         WorkLimits {
             nodes: NODES,
             yaml_bytes: YAML_BYTES,

@@ -19,7 +19,8 @@ use rustls::ServerConfig;
 use super::tls::{CertResolver, ServingCert, server_config};
 use super::{AppState, printable};
 use crate::Engine;
-use crate::admission::{Admission, withhold_values};
+use crate::admission::Admission;
+use crate::redact::withhold_values;
 
 /// Files that are loaded together (a certificate and its key): a change to any is one change.
 #[derive(Debug)]

@@ -268,7 +268,7 @@ fn shape_namespace(row: usize) -> String {
     format!("shape-{row}")
 }
 
-fn shape_object(object: &promfed::engine::ObjectRef, namespace: &str) -> Value {
+fn shape_object(object: &promfed::object::ObjectRef, namespace: &str) -> Value {
     let data: BTreeMap<&str, &str> = (object.data_keys.iter())
         .map(|k| {
             let value = if k == "prometheus.yml" {

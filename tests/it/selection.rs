@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use promfed::Config;
-use promfed::engine::ObjectRef;
+use promfed::object::ObjectRef;
 
 /// The name the chart gives the server ConfigMap of a release.
 fn chart_name(release: &str) -> String {

@@ -34,7 +34,9 @@ pub use response::{
     Outcome, Reply, Verdict,
 };
 use response::{members_json, warning_lines};
-pub use review::{API_VERSION, MAX_BODY_BYTES, ReviewInfo};
+pub use review::{
+    API_VERSION, FRAME_COST_BYTES, FRAMING_ALLOWANCE_BYTES, MAX_BODY_BYTES, ReviewInfo,
+};
 
 /// The engine work a review is waiting for.
 #[derive(Debug)]

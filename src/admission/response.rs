@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde_json::{Map, Value, json};
 
-use super::review::{API_VERSION, MAX_BODY_BYTES, ReviewInfo};
+use super::review::{API_VERSION, FRAME_COST_BYTES, MAX_BODY_BYTES, ReviewInfo};
 
 /// An answer is at most this many times its request (a real ConfigMap's is 0.6 to 1.6
 /// times: the patch holds the rewritten values, base64; promfed writes YAML flow lists as
@@ -129,7 +129,7 @@ impl Reply {
             format!(
                 "AdmissionReview sent in too many pieces ({pieces} chunks or frames so far; each \
                  counts {} bytes against the {MAX_BODY_BYTES}-byte limit)",
-                crate::server::FRAME_COST_BYTES
+                FRAME_COST_BYTES
             ),
         )
     }

@@ -12,6 +12,12 @@ use crate::object::Kind;
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 /// Largest request body accepted; larger ones are answered with HTTP 413.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+/// Each chunk (HTTP/1) or DATA frame (HTTP/2) of a body counts this many bytes against the
+/// body limit besides its data, and a body may spend [`FRAMING_ALLOWANCE_BYTES`] on them: a
+/// 3 MiB body arrives in up to 768 pieces, a body sent a byte per chunk is refused early.
+/// (Every piece costs a wake-up and a copy: a body of one-byte chunks cost 3 million.)
+pub const FRAME_COST_BYTES: usize = 64;
+pub const FRAMING_ALLOWANCE_BYTES: usize = MAX_BODY_BYTES / FRAME_COST_BYTES;
 
 /// What a log line may say about a review: identity, never content.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -21,17 +21,14 @@ use super::io;
 use super::metrics::Metrics;
 use super::state::AppState;
 use super::workers::{Lane, NotRun};
-use crate::admission::{Admission, Head, MAX_BODY_BYTES, Outcome, Pending, Reply, Step, Verdict};
+use crate::admission::{
+    Admission, FRAME_COST_BYTES, FRAMING_ALLOWANCE_BYTES, Head, MAX_BODY_BYTES, Outcome, Pending,
+    Reply, Step, Verdict,
+};
 use crate::engine::Work;
 
 /// Bodies above this are parsed on a blocking thread too: parsing 3 MiB takes milliseconds.
 const INLINE_PARSE_BYTES: usize = 256 * 1024;
-/// Each chunk (HTTP/1) or DATA frame (HTTP/2) of a body counts this many bytes against the
-/// body limit besides its data, and a body may spend [`FRAMING_ALLOWANCE_BYTES`] on them: a
-/// 3 MiB body arrives in up to 768 pieces, a body sent a byte per chunk is refused early.
-/// (Every piece costs a wake-up and a copy: a body of one-byte chunks cost 3 million.)
-pub const FRAME_COST_BYTES: usize = 64;
-pub const FRAMING_ALLOWANCE_BYTES: usize = MAX_BODY_BYTES / FRAME_COST_BYTES;
 
 impl AppState {
     /// Answer one request body that arrived for a request started at `started` from

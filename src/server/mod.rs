@@ -22,8 +22,9 @@ mod telemetry;
 pub mod tls;
 pub mod workers;
 
+pub use crate::admission::{FRAME_COST_BYTES, FRAMING_ALLOWANCE_BYTES};
 pub use budget::BODY_BUDGET_BYTES;
-pub use handlers::{FRAME_COST_BYTES, FRAMING_ALLOWANCE_BYTES, metrics_router, router};
+pub use handlers::{metrics_router, router};
 pub(crate) use serve::stopped;
 pub use serve::{ServeArgs, run, serve};
 pub use state::{AppState, BODY_TIMEOUT, REVIEW_DEADLINE, SATURATED_WAIT};

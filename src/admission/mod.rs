@@ -277,6 +277,11 @@ impl Admission {
     }
 }
 
+/// The reviews the integration tests and the fuzz targets send, from the one fixture file.
+#[cfg(test)]
+#[path = "../../tests/support/review.rs"]
+mod fixture;
+
 #[cfg(test)]
 mod tests {
     use super::response::{MAX_WARNINGS, review_json, warning_lines};
@@ -288,35 +293,10 @@ mod tests {
         Admission::new(Engine::new(Config::default()).unwrap(), 1)
     }
 
-    fn review(operation: &str, kind: &str, object: Value) -> Vec<u8> {
-        serde_json::to_vec(&json!({
-            "apiVersion": API_VERSION,
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": "u-1",
-                "kind": {"group": "", "version": "v1", "kind": kind},
-                "resource": {"group": "", "version": "v1", "resource": "configmaps"},
-                "name": "prometheus-server",
-                "namespace": "monitoring",
-                "operation": operation,
-                "userInfo": {"username": "alice"},
-                "object": object,
-            }
-        }))
-        .unwrap()
-    }
+    use super::fixture::{self, configmap};
 
-    fn configmap(data: Value) -> Value {
-        json!({
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": "prometheus-server",
-                "namespace": "monitoring",
-                "labels": {"app": "prometheus", "component": "server"},
-            },
-            "data": data,
-        })
+    fn review(operation: &str, kind: &str, object: Value) -> Vec<u8> {
+        fixture::review_bytes("u-1", operation, kind, &object)
     }
 
     #[test]

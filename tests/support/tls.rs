@@ -109,7 +109,12 @@ impl Client {
     }
 
     pub fn connect(&self, addr: SocketAddr) -> std::io::Result<Conn> {
-        let tcp = TcpStream::connect(addr)?;
+        self.over(TcpStream::connect(addr)?)
+    }
+
+    /// A TLS connection over `tcp`, e.g. one from another source address
+    /// (`support::attack::connect_from`).
+    pub fn over(&self, tcp: TcpStream) -> std::io::Result<Conn> {
         tcp.set_read_timeout(Some(Duration::from_secs(60)))?;
         tcp.set_write_timeout(Some(Duration::from_secs(60)))?;
         tcp.set_nodelay(true)?;

@@ -5,6 +5,12 @@
 //! Every poll reads the files through their paths (following the symlinks) and compares the
 //! *content* with what was seen last; only a difference triggers a load. A load that fails is
 //! remembered too, so a broken file is reported once, not every second.
+//!
+//! A load that fails is reported only when the next poll finds the same contents ([`Doubt`]):
+//! the files of a pair are read one after the other, each through the `..data` symlink, so a
+//! swap between the two reads gives a new certificate with the old key, a pair that was never
+//! on disk. The next poll reads the new pair and loads it; counting the torn read as a failed
+//! reload would set off an alert for a rotation that went well.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -91,23 +97,72 @@ pub fn load_engine(text: &[u8]) -> anyhow::Result<Engine> {
     Ok(Engine::new(config)?)
 }
 
-/// Poll `watched` every `every` until stopped, handing each change or read failure to `on`.
-async fn poll_until_stopped(
+/// What a poll comes to once [`Doubt`] has judged it.
+#[derive(Debug)]
+pub enum Event<T> {
+    /// The new contents loaded: use them.
+    Loaded(T),
+    /// A file could not be read (reported once per distinct error).
+    Unreadable(String),
+    /// New contents that did not load, found again by the next poll.
+    Rejected(anyhow::Error),
+}
+
+/// Holds back the failure of new contents until the next poll: the same contents again make it
+/// a failure ([`Event::Rejected`]); other contents replace it (a pair read halfway through a
+/// rotation is looked at again, not reported).
+#[derive(Debug, Default)]
+pub struct Doubt {
+    held: Option<anyhow::Error>,
+}
+
+impl Doubt {
+    /// What `poll` comes to, loading new contents with `load`; `None`: nothing to act on.
+    pub fn judge<T>(
+        &mut self,
+        poll: Poll,
+        load: impl FnOnce(&[Vec<u8>]) -> anyhow::Result<T>,
+    ) -> Option<Event<T>> {
+        match poll {
+            Poll::Unchanged => self.held.take().map(Event::Rejected),
+            Poll::Unreadable(error) => {
+                self.held = None;
+                Some(Event::Unreadable(error))
+            }
+            Poll::Changed(contents) => match load(&contents) {
+                Ok(loaded) => {
+                    self.held = None;
+                    Some(Event::Loaded(loaded))
+                }
+                Err(e) => {
+                    tracing::debug!("new contents did not load; looking again at the next poll");
+                    self.held = Some(e);
+                    None
+                }
+            },
+        }
+    }
+}
+
+/// Poll `watched` every `every` until stopped, loading each change with `load` and handing
+/// what [`Doubt`] makes of it to `on`.
+async fn poll_until_stopped<T>(
     mut watched: Watched,
     every: Duration,
     mut stop: watch::Receiver<bool>,
-    mut on: impl FnMut(Poll),
+    load: impl Fn(&[Vec<u8>]) -> anyhow::Result<T>,
+    mut on: impl FnMut(Event<T>),
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut doubt = Doubt::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = super::stopped(&mut stop) => return,
         }
-        match watched.poll().await {
-            Poll::Unchanged => {}
-            poll => on(poll),
+        if let Some(event) = doubt.judge(watched.poll().await, &load) {
+            on(event);
         }
     }
 }
@@ -120,30 +175,28 @@ pub async fn watch_config(
     every: Duration,
     stop: watch::Receiver<bool>,
 ) {
-    poll_until_stopped(watched, every, stop, |poll| match poll {
-        Poll::Unchanged => {}
-        Poll::Unreadable(error) => {
+    let load = |contents: &[Vec<u8>]| load_engine(&contents[0]);
+    poll_until_stopped(watched, every, stop, load, |event| match event {
+        Event::Unreadable(error) => {
             state.metrics().config_reload(false);
             tracing::error!(%error, "config file unreadable; keeping the last good config");
         }
-        Poll::Changed(contents) => match load_engine(&contents[0]) {
-            Ok(engine) => {
-                let generation = state.admission().generation() + 1;
-                state.set_admission(Admission::new(engine, generation));
-                state.metrics().config_reload(true);
-                tracing::info!(generation, "config reloaded");
-            }
-            Err(e) => {
-                state.metrics().config_reload(false);
-                // The config may hold credentials (inline basic_auth): values a parse error
-                // quotes are withheld; the path and line say where the problem is.
-                let error = withhold_values(&e.to_string());
-                tracing::error!(
-                    error = %printable(&error),
-                    "new config rejected; keeping the last good config"
-                );
-            }
-        },
+        Event::Loaded(engine) => {
+            let generation = state.admission().generation() + 1;
+            state.set_admission(Admission::new(engine, generation));
+            state.metrics().config_reload(true);
+            tracing::info!(generation, "config reloaded");
+        }
+        Event::Rejected(e) => {
+            state.metrics().config_reload(false);
+            // The config may hold credentials (inline basic_auth): values a parse error
+            // quotes are withheld; the path and line say where the problem is.
+            let error = withhold_values(&e.to_string());
+            tracing::error!(
+                error = %printable(&error),
+                "new config rejected; keeping the last good config"
+            );
+        }
     })
     .await;
 }
@@ -157,27 +210,25 @@ pub async fn watch_certificate(
     every: Duration,
     stop: watch::Receiver<bool>,
 ) {
-    poll_until_stopped(watched, every, stop, |poll| match poll {
-        Poll::Unchanged => {}
-        Poll::Unreadable(error) => {
+    let load = |contents: &[Vec<u8>]| ServingCert::from_pem(&contents[0], &contents[1]);
+    poll_until_stopped(watched, every, stop, load, |event| match event {
+        Event::Unreadable(error) => {
             state.metrics().certificate_reload(false);
             tracing::error!(%error, "certificate unreadable; keeping the current one");
         }
-        Poll::Changed(contents) => match ServingCert::from_pem(&contents[0], &contents[1]) {
-            Ok(cert) => {
-                resolver.store(&cert);
-                state.metrics().certificate_reload(true);
-                state.metrics().certificate_expiry.set(cert.not_after);
-                tracing::info!(names = ?cert.names, not_after = cert.not_after, "certificate reloaded");
-            }
-            Err(e) => {
-                state.metrics().certificate_reload(false);
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    "new certificate rejected; keeping the current one"
-                );
-            }
-        },
+        Event::Loaded(cert) => {
+            resolver.store(&cert);
+            state.metrics().certificate_reload(true);
+            state.metrics().certificate_expiry.set(cert.not_after);
+            tracing::info!(names = ?cert.names, not_after = cert.not_after, "certificate reloaded");
+        }
+        Event::Rejected(e) => {
+            state.metrics().certificate_reload(false);
+            tracing::error!(
+                error = format!("{e:#}"),
+                "new certificate rejected; keeping the current one"
+            );
+        }
     })
     .await;
 }
@@ -192,26 +243,24 @@ pub async fn watch_client_ca(
     every: Duration,
     stop: watch::Receiver<bool>,
 ) {
-    poll_until_stopped(watched, every, stop, |poll| match poll {
-        Poll::Unchanged => {}
-        Poll::Unreadable(error) => {
+    let load = |contents: &[Vec<u8>]| server_config(resolver.clone(), Some(&contents[0]));
+    poll_until_stopped(watched, every, stop, load, |event| match event {
+        Event::Unreadable(error) => {
             state.metrics().client_ca_reload(false);
             tracing::error!(%error, "client CA file unreadable; keeping the current one");
         }
-        Poll::Changed(contents) => match server_config(resolver.clone(), Some(&contents[0])) {
-            Ok(new) => {
-                config.store(Arc::new(new));
-                state.metrics().client_ca_reload(true);
-                tracing::info!("client CA reloaded");
-            }
-            Err(e) => {
-                state.metrics().client_ca_reload(false);
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    "new client CA rejected; keeping the current one"
-                );
-            }
-        },
+        Event::Loaded(new) => {
+            config.store(Arc::new(new));
+            state.metrics().client_ca_reload(true);
+            tracing::info!("client CA reloaded");
+        }
+        Event::Rejected(e) => {
+            state.metrics().client_ca_reload(false);
+            tracing::error!(
+                error = format!("{e:#}"),
+                "new client CA rejected; keeping the current one"
+            );
+        }
     })
     .await;
 }
@@ -261,6 +310,57 @@ mod tests {
 
         std::fs::write(d.join("..v2/tls.crt"), "two").unwrap();
         assert_eq!(watched.poll().await, Poll::Unchanged);
+    }
+
+    fn pair_loads(contents: &[Vec<u8>]) -> anyhow::Result<ServingCert> {
+        ServingCert::from_pem(&contents[0], &contents[1])
+    }
+
+    /// A swap of `..data` between reading the certificate and reading the key gives the new
+    /// certificate with the old key: the next poll reads the new pair, and nothing failed.
+    #[test]
+    fn a_pair_read_halfway_through_a_rotation_is_not_a_failure() {
+        let old = crate::server::dev::Pki::generate(&["a"]).unwrap();
+        let new = crate::server::dev::Pki::generate(&["a"]).unwrap();
+        let pem = |s: &str| s.as_bytes().to_vec();
+        let mut doubt = Doubt::default();
+        let torn = Poll::Changed(vec![pem(&new.cert_pem), pem(&old.key_pem)]);
+        assert!(doubt.judge(torn, pair_loads).is_none());
+        let whole = Poll::Changed(vec![pem(&new.cert_pem), pem(&new.key_pem)]);
+        assert!(matches!(
+            doubt.judge(whole, pair_loads),
+            Some(Event::Loaded(_))
+        ));
+        assert!(doubt.judge(Poll::Unchanged, pair_loads).is_none());
+    }
+
+    /// A broken pair still there at the next poll is a failure, reported once; a broken pair
+    /// replaced by another broken one is reported when that one stays.
+    #[tokio::test]
+    async fn a_broken_pair_that_stays_is_rejected_once() {
+        let one = crate::server::dev::Pki::generate(&["a"]).unwrap();
+        let two = crate::server::dev::Pki::generate(&["a"]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&cert, &one.cert_pem).unwrap();
+        std::fs::write(&key, &one.key_pem).unwrap();
+        let mut watched = Watched::new(
+            vec![cert.clone(), key.clone()],
+            &[one.cert_pem.clone().into(), one.key_pem.clone().into()],
+        );
+        let mut doubt = Doubt::default();
+        std::fs::write(&cert, &two.cert_pem).unwrap();
+        assert!(doubt.judge(watched.poll().await, pair_loads).is_none());
+        std::fs::write(&cert, "not PEM").unwrap();
+        assert!(doubt.judge(watched.poll().await, pair_loads).is_none());
+        let rejected = doubt.judge(watched.poll().await, pair_loads);
+        assert!(matches!(rejected, Some(Event::Rejected(_))), "{rejected:?}");
+        assert!(doubt.judge(watched.poll().await, pair_loads).is_none());
+        std::fs::write(&cert, &one.cert_pem).unwrap();
+        assert!(matches!(
+            doubt.judge(watched.poll().await, pair_loads),
+            Some(Event::Loaded(_))
+        ));
     }
 
     #[tokio::test]

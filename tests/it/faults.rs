@@ -8,6 +8,7 @@
 //! files) is `tests/support/`: `serve`, `tls`, `load`.
 
 use std::ffi::OsString;
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use promfed::server::dev::Pki;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 
+use crate::support::attack::connect_from;
 use crate::support::examples::{engine, example_config, rendered, tkg_configmap};
 use crate::support::load::{Load, Mode, Workload, distinct_configmap, mixed_workload};
 use crate::support::review::{applied, decoded_patch, review};
@@ -247,14 +249,29 @@ fn sigterm_under_load_completes_in_flight_reviews_and_a_retrying_client_loses_no
         Mode::NewConnection,
         true,
     );
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_until("both streams to be answered", support::HANG_GUARD, || {
+        load.counts().0 >= 20 && fresh.counts().0 >= 10
+    });
 
     // In flight when the signal comes: engine runs (never-seen ConfigMaps) and requests whose
-    // body is only half sent.
+    // body is only half sent. A request is in flight once promfed's handler has started it:
+    // each one asks `Expect: 100-continue`, and the `100 Continue` comes when the handler reads
+    // the body. The signal is sent only when all six have had theirs, and the halves still to
+    // send go only once promfed has logged that it is shutting down. (A request the listener
+    // never took in is the retrying client's: the streams above retry it on the second
+    // instance.) They come from an address of their own: promfed queues engine runs per client
+    // address, a few per address, and on a slow machine the streams' never-seen ConfigMaps
+    // could fill the queue the six share and have one of them refused as busy (503).
+    const { assert!(6 <= promfed::server::workers::QUEUED_PER_LANE) };
+    let (in_flight_tx, in_flight_rx) = std::sync::mpsc::channel();
+    let mut signalled = Vec::new();
     let in_flight: Vec<_> = (0..6)
         .map(|k| {
             let client = client.clone();
             let addr = first.https;
+            let in_flight = in_flight_tx.clone();
+            let (signalled_tx, signalled_rx) = std::sync::mpsc::channel::<()>();
+            signalled.push(signalled_tx);
             std::thread::spawn(move || {
                 let object = distinct_configmap(900_000 + k);
                 let body = serde_json::to_vec(&review(
@@ -264,14 +281,23 @@ fn sigterm_under_load_completes_in_flight_reviews_and_a_retrying_client_loses_no
                     &object,
                 ))
                 .unwrap();
-                let mut conn = client.connect(addr).unwrap();
-                conn.send(&request_head(body.len(), true)).unwrap();
-                if k % 2 == 0 {
-                    conn.send(&body[..body.len() / 2]).unwrap();
-                    std::thread::sleep(Duration::from_millis(400));
-                    conn.send(&body[body.len() / 2..]).unwrap();
+                let tcp = connect_from(Ipv4Addr::new(127, 0, 0, 2), addr).unwrap();
+                let mut conn = client.over(tcp).unwrap();
+                conn.send(&expecting_continue(request_head(body.len(), true)))
+                    .unwrap();
+                assert_eq!(conn.interim().expect("100 Continue"), 100);
+                let sent = if k % 2 == 0 {
+                    body.len() / 2
                 } else {
-                    conn.send(&body).unwrap();
+                    body.len()
+                };
+                conn.send(&body[..sent]).unwrap();
+                in_flight.send(k).unwrap();
+                if sent < body.len() {
+                    signalled_rx
+                        .recv_timeout(support::HANG_GUARD)
+                        .expect("the signal is sent");
+                    conn.send(&body[sent..]).unwrap();
                 }
                 let answer = conn.answer().unwrap();
                 let patch = decoded_patch(&answer.response()).expect("patched");
@@ -282,8 +308,19 @@ fn sigterm_under_load_completes_in_flight_reviews_and_a_retrying_client_loses_no
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(150));
+    drop(in_flight_tx);
+    for _ in 0..in_flight.len() {
+        in_flight_rx
+            .recv_timeout(support::HANG_GUARD)
+            .expect("every review is in flight before the signal");
+    }
     first.sigterm();
+    wait_until("the shutdown's log line", support::HANG_GUARD, || {
+        first.log().contains("shutting down")
+    });
+    for signalled in signalled {
+        signalled.send(()).unwrap();
+    }
     for thread in in_flight {
         thread
             .join()
@@ -291,7 +328,14 @@ fn sigterm_under_load_completes_in_flight_reviews_and_a_retrying_client_loses_no
     }
     let status = first.wait_exit(support::HANG_GUARD);
     assert!(status.success(), "exit status {status}\n{}", first.log());
-    std::thread::sleep(Duration::from_millis(1000));
+    // The streams go on against the second instance alone for a while.
+    let mutated = |server: &Server| server.metric("promfed_reviews_total{outcome=\"mutated\"}");
+    let before = mutated(&second);
+    wait_until(
+        "the second instance to take over",
+        support::HANG_GUARD,
+        || mutated(&second) > before + 10.0,
+    );
     let (load, fresh) = (load.finish(), fresh.finish());
     eprintln!(
         "SIGTERM: kept {}; fresh {}",
@@ -300,10 +344,6 @@ fn sigterm_under_load_completes_in_flight_reviews_and_a_retrying_client_loses_no
     );
     load.assert_no_failures("kept connections");
     fresh.assert_no_failures("new connections");
-    assert!(
-        second.metric("promfed_reviews_total{outcome=\"mutated\"}") > 10.0,
-        "the second instance took over"
-    );
     assert!(first.log().contains("\"stopped\""), "{}", first.log());
 }
 
@@ -375,6 +415,15 @@ fn soak_at_a_steady_rate_has_no_errors_and_flat_memory() {
         peak < 128.0,
         "peak RSS {peak:.1} MiB is over the Deployment's 128 MiB limit"
     );
+}
+
+/// `head` (from [`request_head`]) asking for `100 Continue` before the body is sent.
+fn expecting_continue(head: Vec<u8>) -> Vec<u8> {
+    let head = String::from_utf8(head).unwrap();
+    let head = head
+        .strip_suffix("\r\n\r\n")
+        .expect("a request head ends with an empty line");
+    format!("{head}\r\nExpect: 100-continue\r\n\r\n").into_bytes()
 }
 
 /// A setting of [`soak_for_scripts_soak_sh`] from the environment.

@@ -109,7 +109,12 @@ impl Client {
     }
 
     pub fn connect(&self, addr: SocketAddr) -> std::io::Result<Conn> {
-        let tcp = TcpStream::connect(addr)?;
+        self.over(TcpStream::connect(addr)?)
+    }
+
+    /// A TLS connection over `tcp`, e.g. one from another source address
+    /// (`support::attack::connect_from`).
+    pub fn over(&self, tcp: TcpStream) -> std::io::Result<Conn> {
         tcp.set_read_timeout(Some(Duration::from_secs(60)))?;
         tcp.set_write_timeout(Some(Duration::from_secs(60)))?;
         tcp.set_nodelay(true)?;
@@ -193,6 +198,36 @@ impl Conn {
                 // A peer that closes without close_notify.
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => eof = true,
                 Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Read one interim (1xx) response, e.g. the `100 Continue` a server sends once its handler
+    /// reads the body of a request that asked with `Expect: 100-continue`; its status.
+    pub fn interim(&mut self) -> std::io::Result<u16> {
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                let status = head.split(' ').nth(1).and_then(|s| s.parse().ok());
+                return match status {
+                    Some(status @ 100..=199) => {
+                        self.buf.drain(..end + 4);
+                        Ok(status)
+                    }
+                    _ => Err(std::io::Error::other(format!(
+                        "not an interim response: {head:?}"
+                    ))),
+                };
+            }
+            match self.read_some(&mut chunk)? {
+                0 => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "connection closed before an interim response",
+                    ));
+                }
+                n => self.buf.extend_from_slice(&chunk[..n]),
             }
         }
     }

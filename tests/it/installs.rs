@@ -106,7 +106,11 @@ fn change_config(cluster: &Cluster, config: &Path, federation: &str) {
     text.push_str(&format!(
         "- name: {federation}\n  targets: [prom.{federation}.cluster.local:9090]\n"
     ));
-    std::fs::write(config, text).unwrap();
+    // Written whole and renamed into place, as kubelet swaps a mounted ConfigMap: a reader
+    // polling the file must never see it half written (an empty or cut config is a valid one).
+    let fresh = config.with_extension("yaml.new");
+    std::fs::write(&fresh, text).unwrap();
+    std::fs::rename(&fresh, config).unwrap();
     let deadline = Instant::now() + support::HANG_GUARD;
     while generation(cluster) <= before {
         assert!(

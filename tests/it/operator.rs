@@ -227,12 +227,12 @@ fn errors_name_the_object_group_and_rule() {
 /// promfed's rules of the default scrape class, for `cluster`/`local`.
 fn class_rules() -> (Json, Json) {
     let relabelings = json!([
-        {"sourceLabels": ["__address__"], "targetLabel": "cluster", "replacement": "local"},
+        {"sourceLabels": ["__address__"], "targetLabel": "cluster", "replacement": "local", "action": "replace"},
     ]);
     let metric_relabelings = json!([
-        {"sourceLabels": ["cluster"], "regex": "local", "targetLabel": "cluster", "replacement": ""},
-        {"sourceLabels": ["cluster"], "regex": "(.+)", "targetLabel": "exported_cluster", "replacement": "$1"},
-        {"targetLabel": "cluster", "replacement": "local"},
+        {"sourceLabels": ["cluster"], "regex": "local", "targetLabel": "cluster", "replacement": "", "action": "replace"},
+        {"sourceLabels": ["cluster"], "regex": "(.+)", "targetLabel": "exported_cluster", "replacement": "$1", "action": "replace"},
+        {"targetLabel": "cluster", "replacement": "local", "action": "replace"},
     ]);
     (relabelings, metric_relabelings)
 }
@@ -1133,6 +1133,9 @@ fn webhook_rewrites_operator_objects_and_they_federate() {
     operator::apply(&cluster, &objects);
     let sent = cluster.reviews() - before;
     assert!(sent >= 2.0, "promfed reviewed {sent} objects");
+    // The same objects applied again (an UPDATE through the webhook, after the API server
+    // added the CRDs' defaults): stored as before, nothing added twice.
+    operator::apply(&cluster, &objects);
     for object in &objects {
         let kind = object["kind"].as_str().unwrap();
         if !matches!(kind, "Prometheus" | "PrometheusRule") {
@@ -1153,8 +1156,10 @@ fn webhook_rewrites_operator_objects_and_they_federate() {
         .find(|o| o["kind"] == "PrometheusRule")
         .unwrap()
         .clone();
-    rule["metadata"]["name"] = json!("opted-out");
-    rule["metadata"]["labels"] = json!({"promfed.io/rewrite": "false"});
+    // In a namespace of its own: the hub would load it, unscoped.
+    cluster.namespace("op-opted-out");
+    rule["metadata"] = json!({"name": "opted-out", "namespace": "op-opted-out",
+                              "labels": {"promfed.io/rewrite": "false"}});
     let mut system = rule.clone();
     system["metadata"] = json!({"name": "system-rules", "namespace": "kube-system"});
     for object in [&rule, &system] {
@@ -1198,7 +1203,10 @@ fn webhook_rewrites_operator_objects_and_they_federate() {
     // promfed down: a PrometheusRule is still admitted, as written, and check finds it.
     let (code, _) = promfed(
         &["check", config_arg, "--objects", "-"],
-        Some(&cluster.kubectl_ok(&["get", "prometheusrules", "-A", "-o", "yaml"], None)),
+        Some(&cluster.kubectl_ok(
+            &["get", "prometheusrules,prometheuses", "-A", "-o", "yaml"],
+            None,
+        )),
     );
     assert_eq!(code, Some(0), "everything so far went through promfed");
     cluster.stop_promfed();
@@ -1215,7 +1223,7 @@ fn webhook_rewrites_operator_objects_and_they_federate() {
     assert_eq!(code, Some(1), "{report}");
     let flagged: Vec<&str> = report
         .lines()
-        .filter(|l| l.contains("not as promfed writes it"))
+        .filter(|l| l.contains("did not go through promfed"))
         .collect();
     assert_eq!(flagged.len(), 1, "{report}");
     assert!(

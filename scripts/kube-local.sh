@@ -329,6 +329,14 @@ webhooks:
   clientConfig:
     url: https://127.0.0.1:$WEBHOOK_PORT/mutate
     caBundle: $(base64 -w0 <"$CERTS/ca.crt")
+- name: prometheusrules.promfed.io
+  clientConfig:
+    url: https://127.0.0.1:$WEBHOOK_PORT/mutate
+    caBundle: $(base64 -w0 <"$CERTS/ca.crt")
+- name: prometheuses.promfed.io
+  clientConfig:
+    url: https://127.0.0.1:$WEBHOOK_PORT/mutate
+    caBundle: $(base64 -w0 <"$CERTS/ca.crt")
 EOF
 "$KUBECTL" kustomize "$DIR/local" >"$DIR/local.yaml" 2>"$DIR/apply.log" ||
     fail_with apply "kubectl kustomize $DIR/local failed"

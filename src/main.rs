@@ -1,7 +1,7 @@
 #![forbid(unsafe_code)]
 //! The `promfed` command: parse arguments, call the library, map errors to exit codes.
-//! Exit 0 ok, 1 invalid input, 2 usage. `render --diff` exits like `diff`: 0 no changes,
-//! 1 changes, 2 trouble (invalid input or usage).
+//! Exit 0 ok, 1 invalid input, 2 usage. `render --diff` and `check --objects` exit like
+//! `diff`: 0 no changes, 1 changes, 2 trouble (invalid input or usage).
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -9,8 +9,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use promfed::object::Kind;
 use promfed::render::{
-    parse_resource_list, render_resource_list, render_stream, resource_list_config, unified_diff,
+    check_objects, parse_resource_list, render_resource_list, render_stream, resource_list_config,
+    unified_diff,
 };
 use promfed::{Config, Engine, config};
 
@@ -43,6 +45,10 @@ enum Command {
         /// config unless --config gives one.
         #[arg(long, conflicts_with = "input")]
         example: bool,
+        /// Write the config's federation jobs as prometheus-operator ScrapeConfig objects
+        /// (a YAML stream, one per workload cluster) instead of rendering a stream.
+        #[arg(long, conflicts_with_all = ["input", "example", "diff"])]
+        scrape_configs: bool,
         /// Manifest file, or `-` for stdin (default).
         input: Option<PathBuf>,
     },
@@ -58,6 +64,11 @@ enum Command {
         /// promfed config file (the same as FILE).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Also check objects as stored (a manifest stream or a List, e.g. `kubectl get
+        /// prometheusrules -A -o yaml`; `-` for stdin): print every object the config selects
+        /// that `render` would change, and exit like `diff`: 0 none, 1 some, 2 trouble.
+        #[arg(long, value_name = "FILE")]
+        objects: Option<PathBuf>,
     },
     /// Print the `matchConditions` of promfed's MutatingWebhookConfiguration for a config:
     /// the API server then sends promfed exactly the ConfigMaps the config selects.
@@ -65,6 +76,10 @@ enum Command {
         /// promfed config file (default: the embedded example, deploy/base/promfed.yaml).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// The kind whose webhook the conditions are for: ConfigMap (default), PrometheusRule
+        /// or Prometheus.
+        #[arg(long, default_value = "ConfigMap")]
+        kind: String,
     },
     /// Run the HTTPS admission webhook.
     Serve(promfed::server::ServeArgs),
@@ -100,19 +115,39 @@ enum Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // With --diff, 1 means "changes"; trouble of any kind is 2, as for diff(1).
-    let diffing = matches!(cli.command, Command::Render { diff: true, .. });
+    let diffing = matches!(
+        cli.command,
+        Command::Render { diff: true, .. }
+            | Command::Check {
+                objects: Some(_),
+                ..
+            }
+    );
     let result = match cli.command {
+        Command::Render {
+            config,
+            scrape_configs: true,
+            ..
+        } => write_scrape_configs(config.as_deref()),
         Command::Render {
             config,
             diff,
             example,
             input,
+            scrape_configs: false,
         } => render(config.as_deref(), diff, example, input.as_deref()),
-        Command::Check { file, config } => match file.or(config) {
-            Some(path) => check(&path),
+        Command::Check {
+            file,
+            config,
+            objects,
+        } => match file.or(config) {
+            Some(path) => check(&path).and_then(|done| match objects {
+                Some(objects) => check_stored(&path, &objects),
+                None => Ok(done),
+            }),
             None => Err(Failure::Usage("check needs a config FILE".into())),
         },
-        Command::MatchConditions { config } => match_conditions(config.as_deref()),
+        Command::MatchConditions { config, kind } => match_conditions(config.as_deref(), &kind),
         Command::Dashboard {
             label,
             variable,
@@ -252,12 +287,66 @@ fn check(path: &Path) -> Result<Done, Failure> {
     Ok(Done::Ok)
 }
 
-fn match_conditions(path: Option<&Path>) -> Result<Done, Failure> {
+/// `render --scrape-configs`: the federation jobs as ScrapeConfig objects, a YAML stream.
+fn write_scrape_configs(config: Option<&Path>) -> Result<Done, Failure> {
+    let Some(path) = config else {
+        return Err(Failure::Usage(
+            "render --scrape-configs needs --config FILE".into(),
+        ));
+    };
+    let engine = load_engine(Some(path))?;
+    let objects = (engine.scrape_configs())
+        .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?;
+    let documents: Vec<String> = objects.iter().map(promfed::yaml::emit).collect();
+    write_stdout(documents.join("---\n").as_bytes())
+}
+
+/// `check --objects`: the stored objects render would change.
+fn check_stored(config: &Path, objects: &Path) -> Result<Done, Failure> {
+    let engine = load_engine(Some(config))?;
+    let (name, text) = if objects == Path::new("-") {
+        read_stdin()?
+    } else {
+        (
+            objects.display().to_string(),
+            std::fs::read_to_string(objects)
+                .map_err(|e| Failure::Invalid(format!("{}: {e}", objects.display())))?,
+        )
+    };
+    let findings =
+        check_objects(&engine, &text).map_err(|e| Failure::Invalid(format!("{name}: {e}")))?;
+    let mut out = String::new();
+    for finding in &findings {
+        out.push_str(&format!("{name}: {finding}\n"));
+    }
+    out.push_str(&format!(
+        "{name}: {} selected object{} not as promfed writes {}\n",
+        findings.len(),
+        if findings.len() == 1 { "" } else { "s" },
+        if findings.len() == 1 { "it" } else { "them" },
+    ));
+    write_stdout(out.as_bytes())?;
+    Ok(if findings.is_empty() {
+        Done::Ok
+    } else {
+        Done::Changes
+    })
+}
+
+fn match_conditions(path: Option<&Path>, kind: &str) -> Result<Done, Failure> {
+    let Some(kind) = (Kind::ALL.iter().copied()).find(|k| k.name().eq_ignore_ascii_case(kind))
+    else {
+        let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+        return Err(Failure::Usage(format!(
+            "--kind {kind:?} is not one of {}",
+            names.join(", ")
+        )));
+    };
     let engine = load_engine(path)?;
     // YAML to paste under the webhook's `matchConditions:` (or to patch it with); each
     // expression as a JSON string, which is a valid YAML double-quoted scalar.
     let mut out = String::new();
-    for condition in engine.config().match_conditions() {
+    for condition in engine.config().match_conditions_for(kind) {
         let expression = serde_json::to_string(&condition.expression)
             .map_err(|e| Failure::Invalid(e.to_string()))?;
         out.push_str(&format!(

@@ -132,6 +132,56 @@ fn render_document(
     )))
 }
 
+/// What `promfed check --objects` found in a stream of objects as they are stored (documents,
+/// or a `kind: List` as `kubectl get -o yaml` prints it): every object promfed selects that
+/// render would change, i.e. that did not come through promfed (the webhook was down, or
+/// bypassed), and every one it cannot rewrite. Empty when all are as promfed writes them.
+pub fn check_objects(engine: &Engine, input: &str) -> Result<Vec<String>, RenderError> {
+    let mut findings = Vec::new();
+    for (index, chunk) in split_documents(input).into_iter().enumerate() {
+        let document = index + 1;
+        let root = yaml::parse(chunk.body, Limits::default()).map_err(|e| RenderError {
+            document,
+            object: String::new(),
+            reason: format!("not valid YAML: {e}"),
+        })?;
+        let Some(root) = root else { continue };
+        let is_list = root.get("kind").and_then(Node::as_str) == Some("List");
+        let items: Vec<&Node> = match root.get("items").and_then(Node::as_seq) {
+            Some(items) if is_list => items.iter().collect(),
+            _ => vec![&root],
+        };
+        for item in items {
+            let Some(kind) = Kind::of_yaml(item) else {
+                continue;
+            };
+            let object = kind.object_ref_yaml(item);
+            if !engine.matches(&object) {
+                continue;
+            }
+            let name = describe(kind, &object);
+            let finding = match kind.from_yaml(item) {
+                Err(reason) => Some(format!("{name}: cannot be rewritten: {reason}")),
+                Ok(content) => match rewrite(engine, &content) {
+                    Err(e) => Some(format!("{name}: cannot be rewritten: {e}")),
+                    Ok(rewritten) if rewritten.content != content => {
+                        let (changed, total) = content.changed_parts(&rewritten.content);
+                        Some(format!(
+                            "{name}: not as promfed writes it ({changed} of {total} {} would \
+                             change, {} rules rewritten): it did not go through promfed",
+                            kind.parts(),
+                            rewritten.stats.rules_rewritten,
+                        ))
+                    }
+                    Ok(_) => None,
+                },
+            };
+            findings.extend(finding);
+        }
+    }
+    Ok(findings)
+}
+
 /// The engine on an object's content, within the default work limits and no deadline.
 fn rewrite(engine: &Engine, content: &Content) -> Result<engine::Rewritten, engine::Error> {
     engine.rewrite_object(content, &mut Work::new(WorkLimits::for_content(content)))

@@ -19,7 +19,7 @@ use crate::prometheus::schema::{self, Problem};
 use crate::prometheus::{duration, is_label_name, is_user_label_name};
 use crate::yaml::{self, Limits, Node};
 pub use error::{ConfigError, ConfigErrorKind};
-pub use selector::{MatchCondition, Selector};
+pub use selector::{MatchCondition, OPT_OUT_LABEL, ObjectSelector, Selector, opted_out};
 
 /// What to do with a selector that already has a matcher on the cluster label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -235,6 +235,10 @@ struct Raw {
     federation_alerts: FederationAlerts,
     #[serde(default)]
     operator: Operator,
+    #[serde(default)]
+    prometheus_rule: ObjectSelector,
+    #[serde(default)]
+    prometheus: ObjectSelector,
 }
 
 /// The whole promfed config.
@@ -256,6 +260,10 @@ pub struct Config {
     pub federation_alerts: FederationAlerts,
     /// prometheus-operator's objects promfed writes.
     pub operator: Operator,
+    /// Which PrometheusRule objects are rewritten.
+    pub prometheus_rule: ObjectSelector,
+    /// Which Prometheus objects are rewritten.
+    pub prometheus: ObjectSelector,
 }
 
 impl Default for Config {
@@ -271,6 +279,8 @@ impl Default for Config {
             rules: Rules::default(),
             federation_alerts: FederationAlerts::default(),
             operator: Operator::default(),
+            prometheus_rule: ObjectSelector::default(),
+            prometheus: ObjectSelector::default(),
         }
     }
 }
@@ -338,6 +348,8 @@ impl Config {
             rules: raw.rules,
             federation_alerts: raw.federation_alerts,
             operator: raw.operator,
+            prometheus_rule: raw.prometheus_rule,
+            prometheus: raw.prometheus,
         };
         config.validate(&root)?;
         Ok(config)
@@ -397,8 +409,11 @@ impl Config {
             )
             .with_path("keys.prometheus"));
         }
-        if let Some((path, problem)) = self.operator.problem() {
-            return Err(at(&path, problem.to_string()));
+        let problem = (self.operator.problem())
+            .or_else(|| self.prometheus_rule.problem("prometheusRule"))
+            .or_else(|| self.prometheus.problem("prometheus"));
+        if let Some((path, problem)) = problem {
+            return Err(at(&path, problem));
         }
         for (i, cluster) in self.clusters.iter().enumerate() {
             let node = root

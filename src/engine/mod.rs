@@ -186,7 +186,7 @@ impl Engine {
         &self.federation.warnings
     }
 
-    /// Whether this object is a ConfigMap promfed rewrites.
+    /// Whether promfed rewrites this object (any kind of [`crate::object::Kind`]).
     pub fn matches(&self, object: &ObjectRef) -> bool {
         self.config.selects(object)
     }
@@ -208,6 +208,26 @@ impl Engine {
                     content: Content::ConfigMap(rewrite.data),
                     warnings: rewrite.warnings,
                     stats: rewrite.stats,
+                })
+            }
+            // The spec names the part of the object in errors and warnings; whoever reports
+            // them names the object.
+            Content::PrometheusRule(spec) => {
+                let mut spec = spec.clone();
+                let out = self.rewrite_prometheus_rule(&mut spec, "spec", work)?;
+                Ok(Rewritten {
+                    content: Content::PrometheusRule(spec),
+                    warnings: out.warnings,
+                    stats: out.stats,
+                })
+            }
+            Content::Prometheus(spec) => {
+                let mut spec = spec.clone();
+                let out = self.rewrite_prometheus(&mut spec, "spec")?;
+                Ok(Rewritten {
+                    content: Content::Prometheus(spec),
+                    warnings: out.warnings,
+                    stats: out.stats,
                 })
             }
         }

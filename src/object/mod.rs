@@ -9,8 +9,8 @@
 //!
 //! # Adding a kind
 //!
-//! PrometheusRule (its `spec.groups`) or Prometheus (its `spec.scrapeClasses`) is one new
-//! variant; the compiler then points at every place that must say something about it:
+//! PrometheusRule and Prometheus (their `spec`, [`operator`]) were added this way: a kind is
+//! one new variant; the compiler then points at every place that must say something about it:
 //!
 //! 1. a file `src/object/<kind>.rs` with the kind's extract and write-back, as
 //!    [`configmap`] has them: `take_json`/`put_json` on the review's object, `from_yaml`/
@@ -27,6 +27,7 @@
 //! error lines) need no change: they diff the whole object before and after.
 
 pub mod configmap;
+pub mod operator;
 
 use std::collections::BTreeMap;
 
@@ -52,6 +53,11 @@ pub struct ObjectRef {
 pub enum Kind {
     /// core/v1 ConfigMap: a Prometheus server's config and rule files, in `data`.
     ConfigMap,
+    /// monitoring.coreos.com/v1 PrometheusRule: rule groups, in `spec`.
+    PrometheusRule,
+    /// monitoring.coreos.com/v1 Prometheus: the operator's Prometheus server, its `spec`
+    /// (promfed writes its scrape classes).
+    Prometheus,
 }
 
 /// What the engine reads from one object of a [`Kind`], and what it gives back.
@@ -59,16 +65,21 @@ pub enum Kind {
 pub enum Content {
     /// A ConfigMap's `data`, key and value, in the object's order.
     ConfigMap(Vec<(String, String)>),
+    /// A PrometheusRule's `spec` (null when it has none).
+    PrometheusRule(Node),
+    /// A Prometheus object's `spec` (null when it has none).
+    Prometheus(Node),
 }
 
 impl Kind {
     /// Every kind promfed rewrites.
-    pub const ALL: &[Kind] = &[Kind::ConfigMap];
+    pub const ALL: &[Kind] = &[Kind::ConfigMap, Kind::PrometheusRule, Kind::Prometheus];
 
     /// `apiVersion` of its objects, as promfed writes it (e.g. in a KRM function's results).
     pub fn api_version(self) -> &'static str {
         match self {
             Kind::ConfigMap => "v1",
+            Kind::PrometheusRule | Kind::Prometheus => "monitoring.coreos.com/v1",
         }
     }
 
@@ -83,6 +94,8 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::ConfigMap => "ConfigMap",
+            Kind::PrometheusRule => "PrometheusRule",
+            Kind::Prometheus => "Prometheus",
         }
     }
 
@@ -90,6 +103,7 @@ impl Kind {
     pub fn field(self) -> &'static str {
         match self {
             Kind::ConfigMap => "data",
+            Kind::PrometheusRule | Kind::Prometheus => "spec",
         }
     }
 
@@ -98,6 +112,7 @@ impl Kind {
     pub fn parts(self) -> &'static str {
         match self {
             Kind::ConfigMap => "keys",
+            Kind::PrometheusRule | Kind::Prometheus => "specs",
         }
     }
 
@@ -142,6 +157,7 @@ impl Kind {
         };
         match self {
             Kind::ConfigMap => object_ref.data_keys = configmap::keys_json(object),
+            Kind::PrometheusRule | Kind::Prometheus => {}
         }
         object_ref
     }
@@ -181,6 +197,7 @@ impl Kind {
         };
         match self {
             Kind::ConfigMap => object_ref.data_keys = configmap::keys_yaml(root),
+            Kind::PrometheusRule | Kind::Prometheus => {}
         }
         object_ref
     }
@@ -190,6 +207,8 @@ impl Kind {
     pub fn take_json(self, object: &mut Map<String, Value>) -> Result<Content, String> {
         match self {
             Kind::ConfigMap => configmap::take_json(object).map(Content::ConfigMap),
+            Kind::PrometheusRule => operator::take_json(object).map(Content::PrometheusRule),
+            Kind::Prometheus => operator::take_json(object).map(Content::Prometheus),
         }
     }
 
@@ -198,6 +217,9 @@ impl Kind {
     pub fn put_json(self, object: &mut Map<String, Value>, content: &Content) {
         match (self, content) {
             (Kind::ConfigMap, Content::ConfigMap(data)) => configmap::put_json(object, data),
+            (Kind::PrometheusRule, Content::PrometheusRule(spec))
+            | (Kind::Prometheus, Content::Prometheus(spec)) => operator::put_json(object, spec),
+            _ => debug_assert!(false, "content of another kind"),
         }
     }
 
@@ -205,6 +227,8 @@ impl Kind {
     pub fn from_yaml(self, root: &Node) -> Result<Content, String> {
         match self {
             Kind::ConfigMap => configmap::from_yaml(root).map(Content::ConfigMap),
+            Kind::PrometheusRule => operator::from_yaml(root).map(Content::PrometheusRule),
+            Kind::Prometheus => operator::from_yaml(root).map(Content::Prometheus),
         }
     }
 
@@ -215,6 +239,15 @@ impl Kind {
             (Kind::ConfigMap, Content::ConfigMap(before), Content::ConfigMap(after)) => {
                 configmap::write_yaml(root, before, after)
             }
+            (
+                Kind::PrometheusRule,
+                Content::PrometheusRule(before),
+                Content::PrometheusRule(after),
+            )
+            | (Kind::Prometheus, Content::Prometheus(before), Content::Prometheus(after)) => {
+                operator::write_yaml(root, before, after)
+            }
+            _ => false,
         }
     }
 
@@ -223,6 +256,7 @@ impl Kind {
     pub fn line_in_document(self, root: &Node, part: &str, line: usize) -> Option<usize> {
         match self {
             Kind::ConfigMap => configmap::line_in_document(root, part, line),
+            Kind::PrometheusRule | Kind::Prometheus => operator::line_in_document(line),
         }
     }
 }
@@ -231,6 +265,8 @@ impl Content {
     pub fn kind(&self) -> Kind {
         match self {
             Content::ConfigMap(_) => Kind::ConfigMap,
+            Content::PrometheusRule(_) => Kind::PrometheusRule,
+            Content::Prometheus(_) => Kind::Prometheus,
         }
     }
 
@@ -238,6 +274,9 @@ impl Content {
     pub fn input_bytes(&self) -> usize {
         match self {
             Content::ConfigMap(data) => data.iter().map(|(k, v)| k.len() + v.len()).sum(),
+            Content::PrometheusRule(spec) | Content::Prometheus(spec) => {
+                operator::input_bytes(spec)
+            }
         }
     }
 
@@ -247,6 +286,11 @@ impl Content {
             (Content::ConfigMap(before), Content::ConfigMap(after)) => {
                 (configmap::changed_keys(before, after).len(), before.len())
             }
+            (Content::PrometheusRule(before), Content::PrometheusRule(after))
+            | (Content::Prometheus(before), Content::Prometheus(after)) => {
+                (usize::from(before != after), 1)
+            }
+            _ => (1, 1),
         }
     }
 
@@ -258,6 +302,9 @@ impl Content {
         hash.update(name.as_bytes());
         match self {
             Content::ConfigMap(data) => configmap::digest(data, hash),
+            Content::PrometheusRule(spec) | Content::Prometheus(spec) => {
+                operator::digest(spec, hash)
+            }
         }
     }
 }
@@ -277,5 +324,15 @@ mod tests {
         );
         assert_eq!(Kind::of_document(None, "ConfigMap"), Some(Kind::ConfigMap));
         assert_eq!(Kind::of_document(Some("v1"), "Secret"), None);
+        assert_eq!(
+            Kind::of_review("monitoring.coreos.com", "PrometheusRule"),
+            Some(Kind::PrometheusRule)
+        );
+        assert_eq!(
+            Kind::of_document(Some("monitoring.coreos.com/v1"), "Prometheus"),
+            Some(Kind::Prometheus)
+        );
+        assert_eq!(Kind::of_document(None, "PrometheusRule"), None);
+        assert_eq!(Kind::of_review("", "Prometheus"), None);
     }
 }

@@ -81,7 +81,11 @@ fn webhook_registers_only_prometheus_server_configmaps_and_fails_closed() {
     let objects = kustomize_build(&kubectl, &root().join("deploy/base"));
     let config = find(&objects, "MutatingWebhookConfiguration", "promfed");
     let hooks = config["webhooks"].as_array().unwrap();
-    assert_eq!(hooks.len(), 1);
+    assert_eq!(
+        hooks.len(),
+        3,
+        "the ConfigMap's, the PrometheusRule's, the Prometheus'"
+    );
     let hook = &hooks[0];
     // The API server wants a name of at least three dot-separated parts.
     assert!(
@@ -126,20 +130,71 @@ fn webhook_registers_only_prometheus_server_configmaps_and_fails_closed() {
     let promfed_config = promfed::Config::from_yaml(&text).expect("deploy/base/promfed.yaml");
     // No objectSelector: it cannot say "one label set or the other"; the conditions do.
     assert!(hook.get("objectSelector").is_none(), "{hook}");
-    let conditions: Vec<(String, String)> = (hook["matchConditions"].as_array().unwrap().iter())
-        .map(|c| {
-            let field = |f: &str| c[f].as_str().unwrap().to_string();
-            (field("name"), field("expression"))
-        })
-        .collect();
-    let want: Vec<(String, String)> = (promfed_config.match_conditions().into_iter())
-        .map(|c| (c.name, c.expression))
-        .collect();
+    let conditions = |hook: &Value| -> Vec<(String, String)> {
+        (hook["matchConditions"].as_array().unwrap().iter())
+            .map(|c| {
+                let field = |f: &str| c[f].as_str().unwrap().to_string();
+                (field("name"), field("expression"))
+            })
+            .collect()
+    };
+    let want = |kind: promfed::object::Kind| -> Vec<(String, String)> {
+        (promfed_config.match_conditions_for(kind).into_iter())
+            .map(|c| (c.name, c.expression))
+            .collect()
+    };
     assert_eq!(
-        conditions, want,
+        conditions(hook),
+        want(promfed::object::Kind::ConfigMap),
         "the webhook's matchConditions are not what `promfed match-conditions --config \
          deploy/base/promfed.yaml` prints"
     );
+
+    // prometheus-operator's kinds: one webhook each, failing open (an outage must not block
+    // unrelated installs; `promfed check --objects` finds what got through), selected by
+    // conditions generated from the same config.
+    for (hook, name, resource, kind) in [
+        (
+            &hooks[1],
+            "prometheusrules.promfed.io",
+            "prometheusrules",
+            promfed::object::Kind::PrometheusRule,
+        ),
+        (
+            &hooks[2],
+            "prometheuses.promfed.io",
+            "prometheuses",
+            promfed::object::Kind::Prometheus,
+        ),
+    ] {
+        assert_eq!(hook["name"], name);
+        assert_eq!(hook["admissionReviewVersions"], json!(["v1"]), "{name}");
+        assert_eq!(hook["sideEffects"], "None", "{name}");
+        assert_eq!(hook["timeoutSeconds"], 5, "{name}");
+        assert_eq!(hook["reinvocationPolicy"], "IfNeeded", "{name}");
+        assert_eq!(hook["failurePolicy"], "Ignore", "{name}");
+        assert_eq!(
+            hook["rules"],
+            json!([{
+                "operations": ["CREATE", "UPDATE"],
+                "apiGroups": ["monitoring.coreos.com"],
+                "apiVersions": ["v1"],
+                "resources": [resource],
+                "scope": "Namespaced",
+            }]),
+            "{name}"
+        );
+        assert!(hook.get("namespaceSelector").is_none(), "{name}");
+        assert!(hook.get("objectSelector").is_none(), "{name}");
+        assert_eq!(hook["clientConfig"], hooks[0]["clientConfig"], "{name}");
+        assert_eq!(
+            conditions(hook),
+            want(kind),
+            "{name}: the matchConditions are not what `promfed match-conditions --kind {} \
+             --config deploy/base/promfed.yaml` prints",
+            kind.name()
+        );
+    }
 
     // The Service sends 443 to the container port promfed serves /mutate on, 9102 to metrics.
     let service = find(&objects, "Service", "promfed");
@@ -380,14 +435,17 @@ fn self_signed_overlay_puts_generated_certificates_into_the_secret_and_the_ca_bu
         );
     }
     let webhook = find(&objects, "MutatingWebhookConfiguration", "promfed");
-    let bundle = webhook["webhooks"][0]["clientConfig"]["caBundle"]
-        .as_str()
-        .expect("caBundle");
-    assert_eq!(
-        base64_decode(bundle),
-        read("ca.crt"),
-        "caBundle is the CA's PEM"
-    );
+    // Every webhook: the ConfigMap's and prometheus-operator's kinds'.
+    for hook in webhook["webhooks"].as_array().unwrap() {
+        let bundle = hook["clientConfig"]["caBundle"]
+            .as_str()
+            .unwrap_or_else(|| panic!("caBundle of {}", hook["name"]));
+        assert_eq!(
+            base64_decode(bundle),
+            read("ca.crt"),
+            "caBundle is the CA's PEM"
+        );
+    }
 
     // The Secret's name carries a hash of its content and the Deployment follows it: a new
     // certificate rolls the pods.

@@ -34,6 +34,15 @@ fn work() -> Work {
     Work::new(WorkLimits::for_data(&[]))
 }
 
+/// Label objects `promfed.io/rewrite: "false"`: the shared cluster's webhook (the
+/// deploy/base config) leaves them as the test made them.
+fn opted_out(mut objects: Vec<Json>) -> Vec<Json> {
+    for object in &mut objects {
+        object["metadata"]["labels"]["promfed.io/rewrite"] = json!("false");
+    }
+    objects
+}
+
 /// A PrometheusRule's spec comes out exactly as the same groups in a ConfigMap rule file, in
 /// every alerting mode, whether it came as YAML (render) or as JSON (admission); a second
 /// rewrite changes nothing.
@@ -218,12 +227,12 @@ fn errors_name_the_object_group_and_rule() {
 /// promfed's rules of the default scrape class, for `cluster`/`local`.
 fn class_rules() -> (Json, Json) {
     let relabelings = json!([
-        {"sourceLabels": ["__address__"], "targetLabel": "cluster", "replacement": "local"},
+        {"sourceLabels": ["__address__"], "targetLabel": "cluster", "replacement": "local", "action": "replace"},
     ]);
     let metric_relabelings = json!([
-        {"sourceLabels": ["cluster"], "regex": "local", "targetLabel": "cluster", "replacement": ""},
-        {"sourceLabels": ["cluster"], "regex": "(.+)", "targetLabel": "exported_cluster", "replacement": "$1"},
-        {"targetLabel": "cluster", "replacement": "local"},
+        {"sourceLabels": ["cluster"], "regex": "local", "targetLabel": "cluster", "replacement": "", "action": "replace"},
+        {"sourceLabels": ["cluster"], "regex": "(.+)", "targetLabel": "exported_cluster", "replacement": "$1", "action": "replace"},
+        {"targetLabel": "cluster", "replacement": "local", "action": "replace"},
     ]);
     (relabelings, metric_relabelings)
 }
@@ -549,7 +558,7 @@ fn assert_promtool_accepts(generated: &Generated, promtool: &Path) {
     }
 }
 
-/// A plain stack (no promfed): the operator generates the config Secret and the rule
+/// A plain stack (no promfed: the objects opt out of its webhook): the operator generates the config Secret and the rule
 /// ConfigMaps from it, with the objects' jobs and rules as written.
 #[test]
 fn operator_generates_config_and_rules_from_a_plain_stack() {
@@ -569,7 +578,7 @@ fn operator_generates_config_and_rules_from_a_plain_stack() {
             "staticConfigs": [{"targets": ["127.0.0.1:9091"], "labels": {"cluster": "a"}}],
         },
     }));
-    operator::apply(cluster, &objects);
+    operator::apply(cluster, &opted_out(objects));
     let monitor = format!("serviceMonitor/{namespace}/node-exporter/0");
     let federation = format!("scrapeConfig/{namespace}/federation");
     let generated = operator::generated(cluster, namespace, "hub", |g| {
@@ -601,7 +610,7 @@ fn operator_generates_config_and_rules_from_a_plain_stack() {
 }
 
 /// The same stack as promfed rewrites it (the engine's operator functions, applied here to
-/// the objects before they are created, as the webhook and `promfed render` will): the
+/// the objects before they are created, opted out of the webhook, which does the same: `webhook_rewrites_operator_objects_and_they_federate`): the
 /// operator's config labels the local jobs and forces the label on their samples, the
 /// federation jobs force their own cluster and carry no local label, the recording rules are
 /// scoped and labelled; promtool 3 accepts all of it.
@@ -636,7 +645,7 @@ fn operator_generates_a_federated_config_from_rewritten_objects() {
         object["spec"] = spec.to_json();
     }
     objects.extend(engine.scrape_configs().unwrap().iter().map(Node::to_json));
-    operator::apply(cluster, &objects);
+    operator::apply(cluster, &opted_out(objects));
     let monitor = format!("serviceMonitor/{namespace}/node-exporter/0");
     let federation = |c: &str| format!("scrapeConfig/{namespace}/federate-{c}");
     let generated = operator::generated(cluster, namespace, "hub", |g| {
@@ -732,19 +741,15 @@ fn label_sets(server: &operator::Server, expr: &str) -> BTreeSet<BTreeMap<String
         .collect()
 }
 
-/// The end of the road: a real Prometheus 3 runs the config and rule files the operator
-/// generated from the objects as promfed rewrites them, federating two workload Prometheus
-/// servers (workload-a hostile: its external labels say `cluster: local`). Every series
-/// carries exactly one of the three clusters, nothing from workload-a passes for local, a
-/// local `honorLabels` job whose target exports another cluster's label stores it as
-/// `exported_cluster`, and the recording rules carry `cluster: local` and equal their
-/// expression over local series only.
-#[test]
-fn operator_config_federates_two_workloads() {
-    let cluster = crate::cluster!();
-    let release = require!(prometheus3_release);
-    let namespace = "op-federation";
-    cluster.namespace(namespace);
+/// Two workload Prometheus servers for the federation table: workload-a hostile (its external
+/// labels say `cluster: local`), workload-b honest. Stopped when dropped.
+struct Workloads {
+    a: operator::Server,
+    b: operator::Server,
+    tmp: tempfile::TempDir,
+}
+
+fn workloads(release: &support::PrometheusRelease) -> Workloads {
     let tmp = tempfile::tempdir().unwrap();
     let workload = |name: &str, external: &str| {
         let config = format!(
@@ -754,40 +759,34 @@ fn operator_config_federates_two_workloads() {
         );
         operator::Server::start(&release.server, &tmp.path().join(name), &config)
     };
-    let workload_a = workload("workload-a", "local");
-    let workload_b = workload("workload-b", "workload-b");
+    let a = workload("workload-a", "local");
+    let b = workload("workload-b", "workload-b");
+    Workloads { a, b, tmp }
+}
 
-    let engine = engine(&format!(
+/// The promfed config of the table: the two workloads as clusters, their ScrapeConfig objects
+/// in `namespace`.
+fn federation_config(workloads: &Workloads, namespace: &str) -> String {
+    format!(
         "clusters:\n\
          - {{name: workload-a, targets: ['{}']}}\n\
          - {{name: workload-b, targets: ['{}']}}\n\
          operator: {{scrapeConfigs: {{namespace: {namespace}}}}}\n",
-        workload_a.address, workload_b.address
-    ));
+        workloads.a.address, workloads.b.address
+    )
+}
+
+/// The stack of the table as its users write it (before promfed): 1 s intervals, and a second
+/// ServiceMonitor endpoint, workload-b's /federate, a local target exporting
+/// `cluster="workload-b"` under honorLabels.
+fn federation_stack(namespace: &str) -> Vec<Json> {
     let mut objects = operator::stack(namespace, VERSION);
     for object in &mut objects {
-        let kind = object["kind"].as_str().unwrap().to_string();
-        let name = format!(
-            "{kind} {namespace}/{}",
-            object["metadata"]["name"].as_str().unwrap()
-        );
-        match kind.as_str() {
+        match object["kind"].as_str().unwrap() {
             "Prometheus" => {
                 object["spec"]["scrapeInterval"] = json!("1s");
                 object["spec"]["evaluationInterval"] = json!("1s");
-                let mut spec = Node::from_json(&object["spec"]);
-                engine.rewrite_prometheus(&mut spec, &name).unwrap();
-                object["spec"] = spec.to_json();
             }
-            "PrometheusRule" => {
-                let mut spec = Node::from_json(&object["spec"]);
-                engine
-                    .rewrite_prometheus_rule(&mut spec, &name, &mut work())
-                    .unwrap();
-                object["spec"] = spec.to_json();
-            }
-            // A second endpoint: workload-b's /federate, a local target exporting
-            // `cluster="workload-b"` under honorLabels.
             "ServiceMonitor" => object["spec"]["endpoints"].as_array_mut().unwrap().push(
                 json!({"port": "federate", "path": "/federate", "honorLabels": true,
                              "params": {"match[]": ["prometheus_build_info"]}}),
@@ -795,8 +794,23 @@ fn operator_config_federates_two_workloads() {
             _ => {}
         }
     }
-    objects.extend(engine.scrape_configs().unwrap().iter().map(Node::to_json));
-    operator::apply(cluster, &objects);
+    objects
+}
+
+/// The end of the road: a real Prometheus 3 runs the config and rule files the operator
+/// generated from the objects as promfed rewrote them, federating two workload Prometheus
+/// servers (workload-a hostile: its external labels say `cluster: local`). Every series
+/// carries exactly one of the three clusters, nothing from workload-a passes for local, a
+/// local `honorLabels` job whose target exports another cluster's label stores it as
+/// `exported_cluster`, and the recording rules carry `cluster: local` and equal their
+/// expression over local series only.
+fn assert_federation_table(
+    cluster: &Cluster,
+    namespace: &str,
+    workloads: &Workloads,
+    release: &support::PrometheusRelease,
+) {
+    let tmp = workloads.tmp.path().join(namespace);
     let monitor = format!("serviceMonitor/{namespace}/node-exporter/");
     let generated = operator::generated(cluster, namespace, "hub", |g| {
         g.config.contains(&format!("{monitor}1"))
@@ -805,12 +819,12 @@ fn operator_config_federates_two_workloads() {
     });
 
     // What the API server would have discovered for the ServiceMonitor's endpoints.
-    let rules_dir = tmp.path().join("hub-rules");
+    let rules_dir = tmp.join("hub-rules");
     std::fs::create_dir_all(&rules_dir).unwrap();
     for (key, text) in &generated.rule_files {
         std::fs::write(rules_dir.join(key), text).unwrap();
     }
-    let b_address = workload_b.address.clone();
+    let b_address = workloads.b.address.clone();
     let config = operator::runnable(&generated.config, &rules_dir, |job| {
         let (port, target) = if job.ends_with("/0") {
             ("metrics", "{address}".to_string())
@@ -825,7 +839,7 @@ fn operator_config_federates_two_workloads() {
             "__meta_kubernetes_endpoint_port_name": port,
         }}])
     });
-    let hub = operator::Server::start(&release.server, &tmp.path().join("hub"), &config);
+    let hub = operator::Server::start(&release.server, &tmp.join("hub"), &config);
 
     let deadline = Instant::now() + support::HANG_GUARD;
     loop {
@@ -922,6 +936,42 @@ fn operator_config_federates_two_workloads() {
     assert_eq!(hub.query("one{cluster=\"local\"}").len(), 1);
 }
 
+/// The table on the objects as the engine's operator functions rewrite them (applied here to
+/// the objects before they are created).
+#[test]
+fn operator_config_federates_two_workloads() {
+    let cluster = crate::cluster!();
+    let release = require!(prometheus3_release);
+    let namespace = "op-federation";
+    cluster.namespace(namespace);
+    let workloads = workloads(&release);
+    let engine = engine(&federation_config(&workloads, namespace));
+    let mut objects = federation_stack(namespace);
+    for object in &mut objects {
+        let kind = object["kind"].as_str().unwrap().to_string();
+        let name = format!(
+            "{kind} {namespace}/{}",
+            object["metadata"]["name"].as_str().unwrap()
+        );
+        let mut spec = Node::from_json(&object["spec"]);
+        match kind.as_str() {
+            "Prometheus" => {
+                engine.rewrite_prometheus(&mut spec, &name).unwrap();
+            }
+            "PrometheusRule" => {
+                engine
+                    .rewrite_prometheus_rule(&mut spec, &name, &mut work())
+                    .unwrap();
+            }
+            _ => continue,
+        }
+        object["spec"] = spec.to_json();
+    }
+    objects.extend(engine.scrape_configs().unwrap().iter().map(Node::to_json));
+    operator::apply(cluster, &opted_out(objects));
+    assert_federation_table(cluster, namespace, &workloads, &release);
+}
+
 /// The ScrapeConfig objects' Secret and ConfigMap references, as the CRD and the operator
 /// read them: with the Secrets there, the operator takes both objects and writes mTLS and
 /// basic auth into the generated jobs.
@@ -967,7 +1017,7 @@ fn scrape_config_secret_references_reach_the_generated_config() {
     prometheus["spec"] = spec.to_json();
     objects.push(prometheus);
     objects.extend(engine.scrape_configs().unwrap().iter().map(Node::to_json));
-    operator::apply(cluster, &objects);
+    operator::apply(cluster, &opted_out(objects));
     let job = |c: &str| format!("scrapeConfig/{namespace}/federate-{c}");
     let generated = operator::generated(cluster, namespace, "hub", |g| {
         g.config.contains(&job("workload-a")) && g.config.contains(&job("workload-b"))
@@ -995,4 +1045,449 @@ fn scrape_config_secret_references_reach_the_generated_config() {
         "{b}"
     );
     assert_promtool_accepts(&generated, &release.promtool);
+}
+
+// ---------------------------------------------------------------------------------------
+// The webhook in front of the operator
+
+/// `promfed ARGS` with `stdin`: exit code and stdout.
+fn promfed(args: &[&str], stdin: Option<&str>) -> (Option<i32>, String) {
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    let out = support::run(&support::promfed_bin(), &args, stdin);
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(
+        out.status.code().is_some_and(|c| c < 2),
+        "promfed {args:?}: {}",
+        describe(&out)
+    );
+    (out.status.code(), stdout)
+}
+
+/// The documents of a YAML stream, as JSON.
+fn documents(stream: &str) -> Vec<Json> {
+    let mut out = Vec::new();
+    let mut document = String::new();
+    for line in stream.split_inclusive('\n').chain(["---\n"]) {
+        if line.trim_end() == "---" {
+            if let Some(node) = yaml::parse(&document, Limits::default()).expect("YAML") {
+                out.push(node.to_json());
+            }
+            document.clear();
+        } else {
+            document.push_str(line);
+        }
+    }
+    out
+}
+
+/// The stored object: every field of `want`'s spec as `want` has it (the API server adds
+/// the CRD's defaults to the rest).
+fn assert_stored_spec(cluster: &Cluster, want: &Json, how: &str) {
+    let kind = want["kind"].as_str().unwrap();
+    let namespace = want["metadata"]["namespace"].as_str().unwrap();
+    let name = want["metadata"]["name"].as_str().unwrap();
+    let stored = cluster.get(kind, namespace, name);
+    for (field, value) in want["spec"].as_object().unwrap() {
+        assert_eq!(
+            &stored["spec"][field], value,
+            "{how}: {kind} {namespace}/{name}: spec.{field} is not what was expected"
+        );
+    }
+}
+
+/// Through the webhook, end to end: with promfed serving and deploy/local's webhooks for
+/// prometheus-operator's kinds, plain PrometheusRule and Prometheus objects applied with
+/// kubectl are stored as `promfed render` writes them; an object labelled
+/// `promfed.io/rewrite: "false"` and one in kube-system are never sent to promfed; the
+/// operator generates rules that carry both its `enforcedNamespaceLabel` matcher and
+/// promfed's; the ScrapeConfig objects of `promfed render --scrape-configs` complete the
+/// config, and a real Prometheus on what the operator generated passes the federation table;
+/// with promfed down a PrometheusRule is still admitted (failurePolicy Ignore), and
+/// `promfed check --objects` finds it. The operator's own admission webhook needs its TLS
+/// setup (a Service, a serving certificate) and is not run here.
+#[test]
+fn webhook_rewrites_operator_objects_and_they_federate() {
+    if !kube::tools_built() {
+        support::skip::<()>(
+            &support::current_test(),
+            "kube-apiserver (scripts/build-tools.sh)",
+        );
+        return;
+    }
+    let release = require!(prometheus3_release);
+    let namespace = "op-webhook";
+    let workloads = workloads(&release);
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("promfed.yaml");
+    std::fs::write(&config, federation_config(&workloads, namespace)).unwrap();
+    let config_arg = config.to_str().unwrap();
+    let cluster = Cluster::up_with(
+        Some(&config),
+        &[("PROMFED_OPERATOR", std::ffi::OsStr::new("1"))],
+    );
+    cluster.namespace(namespace);
+
+    // Plain objects, as their users write them: stored as promfed render writes them.
+    let objects = federation_stack(namespace);
+    let before = cluster.reviews();
+    operator::apply(&cluster, &objects);
+    let sent = cluster.reviews() - before;
+    assert!(sent >= 2.0, "promfed reviewed {sent} objects");
+    // The same objects applied again (an UPDATE through the webhook, after the API server
+    // added the CRDs' defaults): stored as before, nothing added twice.
+    operator::apply(&cluster, &objects);
+    for object in &objects {
+        let kind = object["kind"].as_str().unwrap();
+        if !matches!(kind, "Prometheus" | "PrometheusRule") {
+            continue;
+        }
+        let (_, text) = promfed(
+            &["render", "--config", config_arg],
+            Some(&object.to_string()),
+        );
+        let rendered = documents(&text).remove(0);
+        assert_ne!(rendered["spec"], object["spec"], "render changes {kind}");
+        assert_stored_spec(&cluster, &rendered, "through the webhook");
+    }
+
+    // Opted out, or in kube-system: not sent, stored as written.
+    let mut rule = objects
+        .iter()
+        .find(|o| o["kind"] == "PrometheusRule")
+        .unwrap()
+        .clone();
+    // In a namespace of its own: the hub would load it, unscoped.
+    cluster.namespace("op-opted-out");
+    rule["metadata"] = json!({"name": "opted-out", "namespace": "op-opted-out",
+                              "labels": {"promfed.io/rewrite": "false"}});
+    let mut system = rule.clone();
+    system["metadata"] = json!({"name": "system-rules", "namespace": "kube-system"});
+    for object in [&rule, &system] {
+        let before = cluster.reviews();
+        operator::apply(&cluster, std::slice::from_ref(object));
+        assert_eq!(cluster.reviews(), before, "sent to promfed: {object}");
+        assert_stored_spec(&cluster, object, "left alone");
+    }
+
+    // The operator's enforcedNamespaceLabel and promfed's scoping, on the same expression.
+    let enforced = "op-enforced";
+    cluster.namespace(enforced);
+    let mut stack = operator::stack(enforced, VERSION);
+    stack.retain(|o| o["kind"] != "ServiceMonitor");
+    stack[0]["spec"]["enforcedNamespaceLabel"] = json!("namespace");
+    operator::apply(&cluster, &stack);
+    let generated = operator::generated(&cluster, enforced, "hub", |g| g.rules().len() == 3);
+    let rule = &generated.rules()[&("hub.rules".to_string(), "job:up:sum".to_string())];
+    let expr = rule["expr"].as_str().unwrap();
+    let matchers: BTreeSet<(String, String)> = selectors(&parse(expr).unwrap())
+        .iter()
+        .flat_map(|vs| vs.matchers.matchers.iter())
+        .map(|m| (m.name.clone(), m.value.clone()))
+        .collect();
+    for want in [("namespace", enforced), ("cluster", "local")] {
+        let want = (want.0.to_string(), want.1.to_string());
+        assert!(matchers.contains(&want), "no {want:?} in {expr}");
+    }
+    assert_eq!(rule["labels"]["cluster"], "local", "{rule}");
+
+    // The ScrapeConfig objects from the same config; then the table.
+    let (_, text) = promfed(
+        &["render", "--config", config_arg, "--scrape-configs"],
+        None,
+    );
+    let scrape_configs = documents(&text);
+    assert_eq!(scrape_configs.len(), 2, "{text}");
+    operator::apply(&cluster, &scrape_configs);
+    assert_federation_table(&cluster, namespace, &workloads, &release);
+
+    // promfed down: a PrometheusRule is still admitted, as written, and check finds it.
+    let (code, _) = promfed(
+        &["check", config_arg, "--objects", "-"],
+        Some(&cluster.kubectl_ok(
+            &["get", "prometheusrules,prometheuses", "-A", "-o", "yaml"],
+            None,
+        )),
+    );
+    assert_eq!(code, Some(0), "everything so far went through promfed");
+    cluster.stop_promfed();
+    let mut late = objects
+        .iter()
+        .find(|o| o["kind"] == "PrometheusRule")
+        .unwrap()
+        .clone();
+    late["metadata"]["name"] = json!("late-rules");
+    operator::apply(&cluster, std::slice::from_ref(&late));
+    assert_stored_spec(&cluster, &late, "promfed down");
+    let listed = cluster.kubectl_ok(&["get", "prometheusrules", "-A", "-o", "yaml"], None);
+    let (code, report) = promfed(&["check", config_arg, "--objects", "-"], Some(&listed));
+    assert_eq!(code, Some(1), "{report}");
+    let flagged: Vec<&str> = report
+        .lines()
+        .filter(|l| l.contains("did not go through promfed"))
+        .collect();
+    assert_eq!(flagged.len(), 1, "{report}");
+    assert!(
+        flagged[0].contains(&format!("PrometheusRule {namespace}/late-rules")),
+        "{report}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Admission, selection and the CLI, without an API server
+
+/// A review of an operator object as the API server sends it.
+fn operator_review(operation: &str, object: &Json) -> Vec<u8> {
+    let kind = object["kind"].as_str().unwrap();
+    let mut review = support::review::review("u-1", operation, kind, object);
+    for field in ["kind", "resource", "requestKind", "requestResource"] {
+        review["request"][field]["group"] = json!("monitoring.coreos.com");
+    }
+    serde_json::to_vec(&review).unwrap()
+}
+
+fn prometheus_rule(namespace: &str, name: &str, expr: &str) -> Json {
+    json!({
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"groups": [{"name": "g", "rules": [
+            {"record": "r", "expr": expr},
+            {"alert": "A", "expr": "up == 0", "for": "5m"},
+        ]}]},
+    })
+}
+
+/// The webhook's answer for PrometheusRule and Prometheus objects: a patch that makes the
+/// object what `promfed render` writes; broken PromQL denied naming the object, the group and
+/// the rule; objects that opt out or live in an excluded namespace passed untouched.
+#[test]
+fn admission_answers_for_operator_objects_are_what_render_writes() {
+    use promfed::admission::{Admission, Outcome};
+    let config = support::temp_files(&[("promfed.yaml", "{}\n")]);
+    let config = config.path().join("promfed.yaml");
+    let admission = Admission::new(engine("{}"), 1);
+    let prometheus = json!({
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "Prometheus",
+        "metadata": {"name": "k8s", "namespace": "monitoring"},
+        "spec": {"replicas": 2, "version": VERSION},
+    });
+    for object in [
+        prometheus_rule("monitoring", "rules", "sum(up)"),
+        prometheus,
+    ] {
+        for operation in ["CREATE", "UPDATE"] {
+            let reply = admission.review(&operator_review(operation, &object));
+            assert_eq!(reply.outcome, Outcome::Mutated, "{operation} {object}");
+            let answer = reply.json().unwrap();
+            let patch = support::review::decoded_patch(&answer["response"]).unwrap();
+            let patched = support::review::applied(&object, &patch);
+            let (_, text) = promfed(
+                &["render", "--config", config.to_str().unwrap()],
+                Some(&object.to_string()),
+            );
+            assert_eq!(patched, documents(&text)[0], "{operation} {object}");
+            // What the webhook wrote is a fixed point.
+            let again = admission.review(&operator_review("UPDATE", &patched));
+            assert_eq!(again.outcome, Outcome::Unchanged, "{patched}");
+        }
+    }
+
+    let broken = prometheus_rule("monitoring", "broken", "rate(x[5m]");
+    let reply = admission.review(&operator_review("CREATE", &broken));
+    assert_eq!(reply.outcome, Outcome::Denied);
+    let answer = reply.json().unwrap();
+    let message = answer["response"]["status"]["message"].as_str().unwrap();
+    for want in [
+        "PrometheusRule monitoring/broken",
+        "group \"g\"",
+        "record \"r\"",
+    ] {
+        assert!(message.contains(want), "no {want:?} in {message}");
+    }
+
+    let mut opted = prometheus_rule("monitoring", "mine", "sum(up)");
+    opted["metadata"]["labels"] = json!({"promfed.io/rewrite": "false"});
+    for object in [opted, prometheus_rule("kube-system", "system", "sum(up)")] {
+        let reply = admission.review(&operator_review("CREATE", &object));
+        assert_eq!(reply.outcome, Outcome::Passed, "{object}");
+    }
+}
+
+/// Which operator objects are selected: by default all outside kube-system and
+/// promfed-system; narrowed by namespaces and labels; never one that opts out (any kind);
+/// the generated conditions say the same; bad settings are refused with their path and line.
+#[test]
+fn operator_objects_are_selected_by_their_sections() {
+    use promfed::object::{Kind, ObjectRef};
+    let object = |kind: Kind, namespace: &str, labels: &[(&str, &str)]| ObjectRef {
+        kind: kind.name().to_string(),
+        name: "x".into(),
+        namespace: namespace.into(),
+        labels: (labels.iter())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        data_keys: vec!["prometheus.yml".into()],
+    };
+    let server = [("app", "prometheus"), ("component", "server")];
+    let opt_out = ("promfed.io/rewrite", "false");
+    let narrowed = "prometheusRule: {namespaces: [monitoring], labels: {release: hub}}\n\
+                    prometheus: {excludeNamespaces: []}";
+    let rows: &[(&str, &str, ObjectRef, bool)] = &[
+        (
+            "default",
+            "{}",
+            object(Kind::PrometheusRule, "apps", &[]),
+            true,
+        ),
+        (
+            "kube-system",
+            "{}",
+            object(Kind::PrometheusRule, "kube-system", &[]),
+            false,
+        ),
+        (
+            "promfed-system",
+            "{}",
+            object(Kind::Prometheus, "promfed-system", &[]),
+            false,
+        ),
+        (
+            "opted out",
+            "{}",
+            object(Kind::PrometheusRule, "apps", &[opt_out]),
+            false,
+        ),
+        (
+            "ConfigMap",
+            "{}",
+            object(Kind::ConfigMap, "apps", &server),
+            true,
+        ),
+        (
+            "ConfigMap opted out",
+            "{}",
+            object(Kind::ConfigMap, "apps", &[server[0], server[1], opt_out]),
+            false,
+        ),
+        (
+            "opt-out true",
+            "{}",
+            object(Kind::Prometheus, "apps", &[("promfed.io/rewrite", "true")]),
+            true,
+        ),
+        (
+            "narrowed: match",
+            narrowed,
+            object(Kind::PrometheusRule, "monitoring", &[("release", "hub")]),
+            true,
+        ),
+        (
+            "narrowed: namespace",
+            narrowed,
+            object(Kind::PrometheusRule, "apps", &[("release", "hub")]),
+            false,
+        ),
+        (
+            "narrowed: labels",
+            narrowed,
+            object(Kind::PrometheusRule, "monitoring", &[]),
+            false,
+        ),
+        (
+            "exclusions emptied",
+            narrowed,
+            object(Kind::Prometheus, "kube-system", &[]),
+            true,
+        ),
+    ];
+    for (name, config, object, want) in rows {
+        let config = Config::from_yaml(config).unwrap();
+        assert_eq!(config.selects(object), *want, "{name}");
+    }
+    let names = |kind| -> Vec<String> {
+        let config = Config::from_yaml(narrowed).unwrap();
+        config
+            .match_conditions_for(kind)
+            .into_iter()
+            .map(|c| c.name)
+            .collect()
+    };
+    assert_eq!(
+        names(Kind::PrometheusRule),
+        [
+            "prometheusrule-namespace-not-excluded",
+            "prometheusrule-namespace",
+            "prometheusrule-labels",
+            "promfed-rewrite-not-disabled"
+        ]
+    );
+    assert_eq!(names(Kind::Prometheus), ["promfed-rewrite-not-disabled"]);
+
+    for (config, want) in [
+        (
+            "prometheusRule: {namespaces: [Apps]}",
+            "prometheusRule.namespaces (line 1)",
+        ),
+        ("prometheus:\n  labels: {'a b': x}", "prometheus.labels.a b"),
+        ("prometheusRule: {names: [x]}", "unknown field `names`"),
+    ] {
+        let err = Config::from_yaml(config).expect_err(config).to_string();
+        assert!(err.contains(want), "{config}: {err}");
+    }
+}
+
+/// The CLI: `render --scrape-configs` writes what `Engine::scrape_configs` makes, a stream;
+/// `match-conditions --kind` the kind's conditions; `check --objects` exits like diff.
+#[test]
+fn cli_writes_scrape_configs_conditions_and_checks_objects() {
+    let text = "clusters: [{name: a, targets: ['a:9090']}, {name: b, targets: ['b:9090']}]\n\
+                operator: {scrapeConfigs: {namespace: monitoring}}\n";
+    let dir = support::temp_files(&[("promfed.yaml", text)]);
+    let config = dir.path().join("promfed.yaml");
+    let config = config.to_str().unwrap();
+    let (code, out) = promfed(&["render", "--config", config, "--scrape-configs"], None);
+    assert_eq!(code, Some(0));
+    let want: Vec<Json> = (engine(text).scrape_configs().unwrap().iter())
+        .map(Node::to_json)
+        .collect();
+    assert_eq!(documents(&out), want);
+
+    let (_, out) = promfed(
+        &[
+            "match-conditions",
+            "--config",
+            config,
+            "--kind",
+            "PrometheusRule",
+        ],
+        None,
+    );
+    assert!(
+        out.contains("- name: prometheusrule-namespace-not-excluded\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("- name: promfed-rewrite-not-disabled\n"),
+        "{out}"
+    );
+
+    let stored = |object: &Json| json!({"apiVersion": "v1", "kind": "List", "items": [object]});
+    let plain = prometheus_rule("monitoring", "plain", "sum(up)");
+    let (code, report) = promfed(
+        &["check", config, "--objects", "-"],
+        Some(&stored(&plain).to_string()),
+    );
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains("PrometheusRule monitoring/plain: not as promfed writes it"),
+        "{report}"
+    );
+    let (_, rendered) = promfed(&["render", "--config", config], Some(&plain.to_string()));
+    let (code, report) = promfed(
+        &["check", config, "--objects", "-"],
+        Some(&stored(&documents(&rendered)[0]).to_string()),
+    );
+    assert_eq!(code, Some(0), "{report}");
+    assert!(report.contains("0 selected objects"), "{report}");
 }

@@ -12,6 +12,10 @@
 //!   `exported_cluster` (what Prometheus does without `honorLabels`) and leave an
 //!   `exported_cluster` that Prometheus already made alone.
 //!
+//! Every rule says `action: replace`, which the CRD makes the default: the API server stores
+//! the rules with it, and a later UPDATE must find promfed's rules as promfed wrote them
+//! (otherwise they would be added again on every write).
+//!
 //! Federation jobs must not get the local label: the ScrapeConfig objects promfed writes name
 //! the class [`FEDERATION_CLASS`] (no rules of its own), which is added here when the config
 //! has federation jobs, so the default class does not apply to them.
@@ -39,6 +43,7 @@ pub fn relabelings(config: &Config) -> Vec<Json> {
         "sourceLabels": ["__address__"],
         "targetLabel": config.cluster_label_name,
         "replacement": config.local_cluster_name,
+        "action": "replace",
     })]
 }
 
@@ -56,14 +61,16 @@ pub fn metric_relabelings(config: &Config) -> Vec<Json> {
             "regex": regex_escape(local),
             "targetLabel": label,
             "replacement": "",
+            "action": "replace",
         }),
         json!({
             "sourceLabels": [label],
             "regex": "(.+)",
             "targetLabel": format!("exported_{label}"),
             "replacement": "$1",
+            "action": "replace",
         }),
-        json!({"targetLabel": label, "replacement": local}),
+        json!({"targetLabel": label, "replacement": local, "action": "replace"}),
     ]
 }
 

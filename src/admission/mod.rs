@@ -154,7 +154,7 @@ impl Admission {
                 return Step::Done(head.respond(&verdict));
             }
         };
-        let key = self.cache_key(&content);
+        let key = self.cache_key(kind, &head.info.target(), &content);
         if let Some(verdict) = self.cache.get(&key) {
             head.cache = CacheUse::Hit;
             return Step::Done(head.respond(&verdict));
@@ -257,11 +257,17 @@ impl Admission {
         }
     }
 
-    /// sha256 over (generation, matched, content).
-    fn cache_key(&self, content: &Content) -> [u8; 32] {
+    /// sha256 over (generation, matched, kind, namespace/name, content). The object's identity
+    /// is part of the key because a denial names the object: one chart can write the same
+    /// PrometheusRule spec into many namespaces, and each refusal must name its own.
+    fn cache_key(&self, kind: Kind, target: &str, content: &Content) -> [u8; 32] {
         let mut hash = Sha256::new();
         hash.update(self.generation.to_le_bytes());
         hash.update([1u8]); // matched: only matched objects reach the cache
+        for field in [kind.name(), target] {
+            hash.update((field.len() as u64).to_le_bytes());
+            hash.update(field.as_bytes());
+        }
         content.digest(&mut hash);
         hash.finalize().into()
     }
@@ -358,6 +364,41 @@ mod tests {
         assert_eq!(second.cache, CacheUse::Hit);
         assert_eq!(first.body, second.body);
         assert_eq!(admission.cached(), 1);
+    }
+
+    #[test]
+    fn a_remembered_denial_names_the_object_it_answers() {
+        let admission = admission();
+        let broken = json!({"prometheus.yml": "rule_files: [r.yml]\n", "r.yml": "groups:\n- name: g\n  rules:\n  - record: r\n    expr: sum(\n"});
+        let mut names = Vec::new();
+        for (namespace, name) in [("team-a", "prometheus-server"), ("team-b", "other-server")] {
+            let mut object = configmap(broken.clone());
+            object["metadata"]["namespace"] = json!(namespace);
+            object["metadata"]["name"] = json!(name);
+            let reply = admission.review(&review("CREATE", "ConfigMap", object));
+            let answer: Value = serde_json::from_slice(&reply.body).unwrap();
+            assert_eq!(answer["response"]["allowed"], json!(false), "{answer}");
+            let message = answer["response"]["status"]["message"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(
+                message.contains(&format!("{namespace}/{name}")),
+                "{message}"
+            );
+            names.push(message);
+        }
+        let again = admission.review(&review("CREATE", "ConfigMap", {
+            let mut object = configmap(broken.clone());
+            object["metadata"]["namespace"] = json!("team-a");
+            object
+        }));
+        assert_eq!(
+            again.cache,
+            CacheUse::Hit,
+            "the same object again is remembered"
+        );
+        assert_ne!(names[0], names[1]);
     }
 
     #[test]

@@ -115,6 +115,8 @@ fn render_document(
             None => fail(&label, e.to_string()),
         }
     })?;
+    // The tree as read, so that writing the changed one over `body` need not parse it again.
+    let original = root.clone();
     if !kind.write_yaml(&mut root, &content, &rewritten.content) {
         return Ok(Some((
             None,
@@ -123,7 +125,7 @@ fn render_document(
             rewritten.stats,
         )));
     }
-    let text = yaml::emit_in_place(body, &root);
+    let text = yaml::emit_in_place_over(body, &original, &root);
     Ok(Some((
         Some(text),
         object_name,

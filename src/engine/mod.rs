@@ -290,9 +290,11 @@ impl Engine {
                     })
                 }
             };
-            let mut root = match parsed {
-                Ok(Some(root)) => root,
-                Ok(None) => yaml::Node::from_json(&serde_json::Value::Null),
+            // The tree as read is kept for writing the changed one over the text: the text is
+            // not parsed a second time for that.
+            let (original, mut root) = match parsed {
+                Ok(Some(root)) => (Some(root.clone()), root),
+                Ok(None) => (None, yaml::Node::from_json(&serde_json::Value::Null)),
                 // A key that merely mentions "groups" need not be YAML, unless its name says
                 // it is one (a broken rule file must not slip through unnoticed).
                 Err(_) if only_auto && !looks_like_yaml_file(key) => {
@@ -328,7 +330,10 @@ impl Engine {
                     .map_err(|reason| Error::new(ErrorKind::Shape, at_key(None), reason))?;
             }
             if changed {
-                *value = yaml::emit_in_place(value, &root);
+                *value = match &original {
+                    Some(original) => yaml::emit_in_place_over(value, original, &root),
+                    None => yaml::emit_in_place(value, &root),
+                };
                 work.spend_output(value.len())
                     .map_err(|reason| Error::new(ErrorKind::Work, at_key(None), reason))?;
             }

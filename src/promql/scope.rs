@@ -479,11 +479,26 @@ fn regexes_are_valid(text: &str, selectors: &[LexedSelector]) -> bool {
             let literal = &text[m.value.0..m.value.1];
             !checked.insert(literal)
                 || unquote(literal).is_some_and(|pattern| {
-                    regex_syntax::Parser::new()
-                        .parse(&format!("^(?:{pattern})$"))
-                        .is_ok()
+                    plainly_valid(&pattern)
+                        || regex_syntax::Parser::new()
+                            .parse(&format!("^(?:{pattern})$"))
+                            .is_ok()
                 })
         })
+}
+
+/// A pattern of literal characters, `|` and `.`, with `*` and `+` only right after a `.`
+/// (`LIST|GET`, `kube-.*`): valid in every regex syntax, no parser needed. Anything else is
+/// parsed.
+fn plainly_valid(pattern: &str) -> bool {
+    let mut previous = None;
+    pattern.chars().all(|c| {
+        let ok = c.is_ascii_alphanumeric()
+            || matches!(c, '_' | '-' | ':' | '/' | ',' | '=' | ' ' | '|' | '.')
+            || (matches!(c, '*' | '+') && previous == Some('.'));
+        previous = Some(c);
+        ok
+    })
 }
 
 /// Selectors that get the matcher.
@@ -525,6 +540,21 @@ mod tests {
                 let fast = fast.unwrap_or_else(|| panic!("fast path gave up on {expr}"));
                 assert_eq!(fast, full.unwrap(), "{expr}");
             }
+        }
+    }
+
+    #[test]
+    fn plain_patterns_are_valid_without_a_parse() {
+        for pattern in ["", "LIST|GET", "kube-.*", ".+", "a.*b.+|c", "/api/v1:x,y=z"] {
+            assert!(plainly_valid(pattern), "{pattern}");
+            assert!(
+                regex_syntax::Parser::new()
+                    .parse(&format!("^(?:{pattern})$"))
+                    .is_ok()
+            );
+        }
+        for pattern in ["*", "a**", ".+*", "(a", "a{2}", "[a-z]", "a\\d", "a?", "é"] {
+            assert!(!plainly_valid(pattern), "{pattern}");
         }
     }
 

@@ -21,11 +21,22 @@ use super::tree::{Node, Scalar, Style, Value};
 /// changed nodes rewritten. Falls back to [`emit`] (after `source`'s leading comment lines)
 /// where that is not possible.
 pub fn emit_in_place(source: &str, node: &Node) -> String {
-    in_place(source, node).unwrap_or_else(|| {
-        let mut out = leading_comments(source).to_owned();
-        out.push_str(&emit(node));
-        out
-    })
+    in_place(source, node).unwrap_or_else(|| fallback(source, node))
+}
+
+/// [`emit_in_place`] when the caller still holds `original`, the tree `source` parses to
+/// (as [`super::parse`] read it, within the same depth): `source` is not parsed again. The
+/// output is still parsed back and checked against `node`.
+pub fn emit_in_place_over(source: &str, original: &Node, node: &Node) -> String {
+    in_place_over(source, original, node).unwrap_or_else(|| fallback(source, node))
+}
+
+/// What is written when in-place writing is not possible: [`emit`] after `source`'s leading
+/// comment lines.
+fn fallback(source: &str, node: &Node) -> String {
+    let mut out = leading_comments(source).to_owned();
+    out.push_str(&emit(node));
+    out
 }
 
 /// Documents with more nodes than this are written anew: editing in place holds the text's
@@ -36,17 +47,33 @@ const MAX_NODES: usize = 100_000;
 /// How many old children past the last match a new child is looked for among.
 const LOOK_AHEAD: usize = 64;
 
+/// The limits of the parses here: the in-place writer's node bound, no bound on bytes.
+const LIMITS: Limits = Limits {
+    max_depth: 100,
+    max_nodes: MAX_NODES,
+    max_bytes: usize::MAX,
+};
+
 pub(super) fn in_place(source: &str, node: &Node) -> Option<String> {
     if !within(node, MAX_NODES) {
         return None;
     }
-    let limits = Limits {
-        max_nodes: MAX_NODES,
-        max_bytes: usize::MAX,
-        ..Limits::default()
-    };
+    let original = parse(source, LIMITS).ok()??;
+    written_over(source, &original, node)
+}
+
+/// [`in_place`] with the tree of `source` at hand.
+fn in_place_over(source: &str, original: &Node, node: &Node) -> Option<String> {
+    if !within(node, MAX_NODES) || !within(original, MAX_NODES) {
+        return None;
+    }
+    written_over(source, original, node)
+}
+
+/// `node` written over `source`, whose tree is `original`; None where that is not possible
+/// or the result does not read back as `node`.
+fn written_over(source: &str, original: &Node, node: &Node) -> Option<String> {
     let out = {
-        let original = parse(source, limits).ok()??;
         let place = places(source)?;
         let mut writer = Writer {
             source,
@@ -54,12 +81,12 @@ pub(super) fn in_place(source: &str, node: &Node) -> Option<String> {
             edits: Vec::new(),
         };
         writer.layout = writer.layout(&place);
-        if !writer.collection(node, &original, &place) {
+        if !writer.collection(node, original, &place) {
             return None;
         }
         writer.apply()?
     };
-    let back = parse(&out, limits).ok()??;
+    let back = parse(&out, LIMITS).ok()??;
     reads_same(&back, node).then_some(out)
 }
 

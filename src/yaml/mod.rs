@@ -23,7 +23,7 @@ mod place;
 mod resolve;
 mod tree;
 
-pub use edit::emit_in_place;
+pub use edit::{emit_in_place, emit_in_place_over};
 pub use emit::emit;
 pub use parse::{Expanded, Limits, Over, YamlError, has_top_level_key, parse, parse_counted};
 pub use resolve::{Kind, resolve_1_1};

@@ -13,7 +13,8 @@
 #   prometheus-VERSION/bin/prometheus3, promtool3    tests/tools/prometheus (Prometheus 3.x; the
 #                                                    3 keeps them apart from Debian's 2.x; service
 #                                                    discovery: kubernetes, dns, file, http only)
-#   prometheus-operator-VERSION/bin/prometheus-operator and crds/*.yaml (its CRDs)
+#   prometheus-operator-VERSION/bin/prometheus-operator, admission-webhook (its own admission
+#                                    webhook, cmd/admission-webhook) and crds/*.yaml (its CRDs)
 #   cert-manager-crds-VERSION/crds/*.yaml            cert-manager's CRDs, from its module source
 #
 # A tool is rebuilt only when its stamp (a hash of its tests/tools module, RECIPES below and the
@@ -181,6 +182,8 @@ build_tool() {
             local pf=github.com/prometheus/common/version
             gobuild operator "$tmp/bin/prometheus-operator" "$module/cmd/operator" \
                 -X "$pf.Version=${version#v}" -X "$pf.Branch=HEAD" -X "$pf.Revision=module-$version"
+            gobuild operator "$tmp/bin/admission-webhook" "$module/cmd/admission-webhook" \
+                -X "$pf.Version=${version#v}" -X "$pf.Branch=HEAD" -X "$pf.Revision=module-$version"
             src=$(module_dir operator "$module")
             mkdir -p "$tmp/crds"
             cp "$src"/example/prometheus-operator-crd/*.yaml "$tmp/crds/"
@@ -213,7 +216,7 @@ version_line() {
         kapp) cmds=("kapp version") ;;
         ytt) cmds=("ytt version") ;;
         prometheus) cmds=("prometheus3 --version" "promtool3 --version") ;;
-        prometheus-operator) cmds=("prometheus-operator --version") ;;
+        prometheus-operator) cmds=("prometheus-operator --version" "admission-webhook --version") ;;
         *) cmds=() ;;
     esac
     for cmd in ${cmds[@]+"${cmds[@]}"}; do
@@ -294,6 +297,6 @@ case "${1:-build}" in
         [ $# -eq 2 ] || die "usage: $0 dir NAME"
         tool_dir "$2"
         ;;
-    -h | --help) sed -n '2,26s/^# \{0,1\}//p' "$0" ;;
+    -h | --help) sed -n '2,28s/^# \{0,1\}//p' "$0" ;;
     *) die "unknown command $1 (build, path, dir NAME)" ;;
 esac

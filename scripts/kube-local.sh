@@ -25,11 +25,17 @@
 # Prometheus pod ever starts, but the operator still writes what it generates for a Prometheus
 # object `NAME`: the Secret `prometheus-NAME` (`prometheus.yaml.gz`) and the ConfigMaps
 # `prometheus-NAME-rulefiles-N`. It needs no kubelet flag (--kubelet-service is off by
-# default) and proves it is up by answering /healthz and having synced its caches.
+# default) and proves it is up by answering /healthz and having synced its caches. Next to it
+# runs the operator's own admission webhook (`admission-webhook`, same version) on 127.0.0.1 with
+# a serving certificate from DIR/pki, registered for PrometheusRule objects as its docs and
+# kube-prometheus-stack do: the ValidatingWebhookConfiguration and MutatingWebhookConfiguration
+# `prometheus-operator-admission` (/admission-prometheusrules/validate and /mutate, failure
+# policy Fail), so an object goes through promfed's webhook and the operator's alike.
 #
 # It writes DIR/kubeconfig (admin), DIR/env (`. DIR/env` sets KUBECONFIG, puts the pinned kubectl,
 # helm, helm4, kapp, ytt, etcd, prometheus3 and promtool3 first on PATH, and sets PROMFED_LOCAL_*:
-# the webhook and metrics URLs), DIR/etcd.pid, DIR/kube-apiserver.pid, DIR/promfed.pid, and logs
+# the webhook and metrics URLs), DIR/etcd.pid, DIR/kube-apiserver.pid, DIR/promfed.pid (with the
+# operator: DIR/prometheus-operator.pid, DIR/admission-webhook.pid), and logs
 # in DIR/*.log. The tools come from scripts/build-tools.sh (built on first use, then cached).
 #
 # Env: PROMFED_OPERATOR (1: the operator too), PROMFED_CONFIG, PROMFED_BIN (skip the cargo build), KUBE_LOCAL_TIMEOUT (seconds to wait
@@ -92,6 +98,7 @@ stop() {
 
 down() {
     [ -d "$DIR" ] || die "no such folder: $DIR"
+    stop admission-webhook
     stop prometheus-operator
     stop promfed
     stop kube-apiserver
@@ -106,7 +113,7 @@ fi
 # --- up ----------------------------------------------------------------------------------
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
-for n in prometheus-operator promfed kube-apiserver etcd; do
+for n in admission-webhook prometheus-operator promfed kube-apiserver etcd; do
     if pid_alive "$n"; then
         die "$n already runs from $DIR (pid $(cat "$DIR/$n.pid")): scripts/kube-local.sh down $DIR first"
     fi
@@ -153,9 +160,9 @@ CONFIG=$(cd "$(dirname "$CONFIG")" && pwd)/$(basename "$CONFIG")
 # --- ports -------------------------------------------------------------------------------
 # Free ports on 127.0.0.1, all different (the kernel's picks, released right away: another
 # process could take one before we bind it, which then fails loudly below).
-read -r ETCD_PORT ETCD_PEER_PORT API_PORT WEBHOOK_PORT METRICS_PORT OPERATOR_PORT < <(python3 -c '
+read -r ETCD_PORT ETCD_PEER_PORT API_PORT WEBHOOK_PORT METRICS_PORT OPERATOR_PORT ADMISSION_PORT < <(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(6)]
+socks = [socket.socket() for _ in range(7)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])
@@ -193,6 +200,8 @@ leaf apiserver-etcd-client kube-apiserver-etcd-client "" clientAuth ""
 leaf apiserver kube-apiserver "" serverAuth \
     "IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
 leaf admin kube-local-admin system:masters clientAuth ""
+# the operator's admission webhook (used with PROMFED_OPERATOR=1)
+leaf admission-webhook prometheus-operator-admission "" serverAuth "IP:127.0.0.1"
 key "$PKI/sa.key"
 openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
 if [ -n "${PROMFED_CERT_DIR:-}" ]; then
@@ -383,6 +392,7 @@ say "the API server calls promfed: a dry-run create of $PROBE_NS/prometheus-serv
 
 # --- prometheus-operator (PROMFED_OPERATOR=1) -----------------------------------------------
 OPERATOR_METRICS=
+ADMISSION_URL=
 if [ "${PROMFED_OPERATOR:-}" = 1 ]; then
     t=$(now)
     command -v prometheus-operator >/dev/null || die "no prometheus-operator in $TOOLS_PATH"
@@ -407,6 +417,80 @@ if [ "${PROMFED_OPERATOR:-}" = 1 ]; then
         sleep 0.2
     done
     say "prometheus-operator $(prometheus-operator --version 2>&1 | awk 'NR == 1 {print $3}') with $(find "$CRDS" -name '*.yaml' | wc -l) CRDs, metrics $OPERATOR_METRICS (pid $(cat "$DIR/prometheus-operator.pid"), $(since "$t"))"
+
+    # The operator's admission webhook: no client certificate asked of the API server (an
+    # empty client CA file turns that off), TLS 1.3 as by default.
+    t=$(now)
+    command -v admission-webhook >/dev/null || die "no admission-webhook in $TOOLS_PATH"
+    admission-webhook --web.listen-address "127.0.0.1:$ADMISSION_PORT" \
+        --web.cert-file "$PKI/admission-webhook.crt" --web.key-file "$PKI/admission-webhook.key" \
+        --web.client-ca-file "" --log-format logfmt \
+        >"$DIR/admission-webhook.log" 2>&1 &
+    echo $! >"$DIR/admission-webhook.pid"
+    ADMISSION_URL=https://127.0.0.1:$ADMISSION_PORT
+    deadline=$((SECONDS + 30))
+    until curl -sf --max-time 2 --cacert "$PKI/ca.crt" "$ADMISSION_URL/healthz" >/dev/null 2>&1; do
+        pid_alive admission-webhook || fail_with admission-webhook "admission-webhook exited"
+        [ "$SECONDS" -lt "$deadline" ] || fail_with admission-webhook "admission-webhook not ready after 30 s"
+        sleep 0.1
+    done
+    # webhook NAME PATH: one PrometheusRule webhook entry on ADMISSION_URL/PATH.
+    webhook() {
+        cat <<EOF
+- name: $1
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  failurePolicy: Fail
+  timeoutSeconds: 10
+  rules:
+  - apiGroups: [monitoring.coreos.com]
+    apiVersions: ["*"]
+    resources: [prometheusrules]
+    operations: [CREATE, UPDATE]
+  clientConfig:
+    url: $ADMISSION_URL$2
+    caBundle: $CA_DATA
+EOF
+    }
+    {
+        printf 'apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\n'
+        printf 'metadata:\n  name: prometheus-operator-admission\nwebhooks:\n'
+        webhook prometheusrulevalidate.monitoring.coreos.com /admission-prometheusrules/validate
+        printf -- '---\napiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\n'
+        printf 'metadata:\n  name: prometheus-operator-admission\nwebhooks:\n'
+        webhook prometheusrulemutate.monitoring.coreos.com /admission-prometheusrules/mutate
+    } >"$DIR/admission-webhook.yaml"
+    "$KUBECTL" apply -f "$DIR/admission-webhook.yaml" >>"$DIR/apply.log" 2>&1 ||
+        fail_with apply "kubectl apply of $DIR/admission-webhook.yaml failed"
+    # Proof that the API server calls it: a dry-run PrometheusRule with broken PromQL (opted
+    # out of promfed's webhook, which would refuse it first) is refused with its message.
+    cat >"$DIR/admission-probe.yaml" <<EOF
+apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata:
+  name: kube-local-probe
+  namespace: default
+  labels:
+    promfed.io/rewrite: "false"
+spec:
+  groups:
+  - name: probe
+    rules:
+    - record: probe
+      expr: sum(
+EOF
+    ok=0
+    deadline=$((SECONDS + 30))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        if ! "$KUBECTL" create --dry-run=server -f "$DIR/admission-probe.yaml" >"$DIR/admission-probe.log" 2>&1 &&
+            grep -q 'could not parse expression' "$DIR/admission-probe.log"; then
+            ok=1
+            break
+        fi
+        sleep 0.2
+    done
+    [ "$ok" = 1 ] || fail_with admission-webhook "the API server did not have the operator's admission webhook refuse broken PromQL ($DIR/admission-probe.yaml; answer: $(cat "$DIR/admission-probe.log"))"
+    say "prometheus-operator's admission webhook on $ADMISSION_URL, registered for PrometheusRule objects (pid $(cat "$DIR/admission-webhook.pid"), $(since "$t"))"
 fi
 
 # --- env ---------------------------------------------------------------------------------
@@ -421,6 +505,7 @@ export PROMFED_LOCAL_SERVER=https://127.0.0.1:$API_PORT
 export PROMFED_LOCAL_WEBHOOK=https://127.0.0.1:$WEBHOOK_PORT/mutate
 export PROMFED_LOCAL_METRICS=$METRICS_URL
 export PROMFED_LOCAL_OPERATOR_METRICS=$OPERATOR_METRICS
+export PROMFED_LOCAL_OPERATOR_WEBHOOK=$ADMISSION_URL
 EOF
 UP_OK=1
 say "up in $(since "$START"): . $DIR/env; kubectl get --raw /version; scripts/kube-local.sh down $DIR"

@@ -1103,8 +1103,8 @@ fn assert_stored_spec(cluster: &Cluster, want: &Json, how: &str) {
 /// promfed's; the ScrapeConfig objects of `promfed render --scrape-configs` complete the
 /// config, and a real Prometheus on what the operator generated passes the federation table;
 /// with promfed down a PrometheusRule is still admitted (failurePolicy Ignore), and
-/// `promfed check --objects` finds it. The operator's own admission webhook needs its TLS
-/// setup (a Service, a serving certificate) and is not run here.
+/// `promfed check --objects` finds it. The operator's own admission webhook runs next to
+/// promfed's for PrometheusRule objects (see [`assert_both_webhooks_admit_prometheus_rules`]).
 #[test]
 fn webhook_rewrites_operator_objects_and_they_federate() {
     if !kube::tools_built() {
@@ -1149,6 +1149,7 @@ fn webhook_rewrites_operator_objects_and_they_federate() {
         assert_ne!(rendered["spec"], object["spec"], "render changes {kind}");
         assert_stored_spec(&cluster, &rendered, "through the webhook");
     }
+    assert_both_webhooks_admit_prometheus_rules(&cluster, namespace, &objects);
 
     // Opted out, or in kube-system: not sent, stored as written.
     let mut rule = objects
@@ -1230,6 +1231,69 @@ fn webhook_rewrites_operator_objects_and_they_federate() {
         flagged[0].contains(&format!("PrometheusRule {namespace}/late-rules")),
         "{report}"
     );
+}
+
+/// promfed's webhook next to prometheus-operator's own (kube-local.sh registers its mutating
+/// and validating PrometheusRule webhooks, failure policy Fail, as kube-prometheus-stack
+/// does): the rewritten PrometheusRule of `objects` was stored, so the operator validated
+/// what promfed wrote, and carries the annotation the operator's mutating webhook adds; broken
+/// PromQL is refused by promfed (the object, group and rule named), and when the object opts
+/// out of promfed, by the operator (its parser's message), promfed never asked.
+fn assert_both_webhooks_admit_prometheus_rules(
+    cluster: &Cluster,
+    namespace: &str,
+    objects: &[Json],
+) {
+    let rule = objects
+        .iter()
+        .find(|o| o["kind"] == "PrometheusRule")
+        .unwrap();
+    let name = rule["metadata"]["name"].as_str().unwrap();
+    let stored = cluster.get("PrometheusRule", namespace, name);
+    assert_eq!(
+        stored["metadata"]["annotations"]["prometheus-operator-validated"], "true",
+        "the operator's mutating webhook did not see {namespace}/{name}: {stored}"
+    );
+    // Stored means admitted by the operator's validating webhook, which sees the object after
+    // every mutating webhook: promfed's scoped expression, not the one written.
+    let expr = stored["spec"]["groups"][0]["rules"][0]["expr"]
+        .as_str()
+        .unwrap();
+    assert!(expr.contains("cluster=\"local\""), "not scoped: {expr}");
+
+    let mut broken = rule.clone();
+    broken["metadata"] = json!({"name": "broken-rules", "namespace": namespace});
+    broken["spec"]["groups"][0]["rules"][0]["expr"] = json!("sum by (job) (up");
+    let list = |o: &Json| json!({"apiVersion": "v1", "kind": "List", "items": [o]}).to_string();
+    let refused = |object: &Json| {
+        let out = cluster.kubectl(&["apply", "--server-side", "-f", "-"], Some(&list(object)));
+        assert!(!out.status.success(), "admitted: {object}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
+    let before = cluster.reviews();
+    let message = refused(&broken);
+    assert_eq!(cluster.reviews(), before + 1.0, "promfed answered once");
+    for want in [
+        "admission webhook \"prometheusrules.promfed.io\" denied the request",
+        &format!("PrometheusRule {namespace}/broken-rules"),
+        "group \"hub.rules\"",
+        "record \"job:up:sum\"",
+    ] {
+        assert!(message.contains(want), "no {want:?} in {message}");
+    }
+
+    broken["metadata"]["labels"] = json!({"promfed.io/rewrite": "false"});
+    let before = cluster.reviews();
+    let message = refused(&broken);
+    assert_eq!(cluster.reviews(), before, "opted out, yet sent to promfed");
+    for want in [
+        "group \"hub.rules\", rule 1, \"job:up:sum\": could not parse expression",
+        "unclosed left parenthesis",
+    ] {
+        assert!(message.contains(want), "no {want:?} in {message}");
+    }
+    assert!(!message.contains("promfed"), "{message}");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,9 +1,12 @@
-// prometheus-operator and its CRDs (example/prometheus-operator-crd), built and copied by scripts/build-tools.sh.
+// prometheus-operator, its admission webhook and its CRDs (example/prometheus-operator-crd), built and copied by scripts/build-tools.sh.
 module promfed.test/tools/operator
 
 go 1.26.0
 
-tool github.com/prometheus-operator/prometheus-operator/cmd/operator
+tool (
+	github.com/prometheus-operator/prometheus-operator/cmd/admission-webhook
+	github.com/prometheus-operator/prometheus-operator/cmd/operator
+)
 
 require (
 	github.com/KimMachineGun/automemlimit v0.7.4 // indirect

@@ -14,6 +14,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use super::kube::Cluster;
+use super::prometheus::Prometheus;
 use super::{HANG_GUARD, describe};
 
 /// A cluster with the operator running, for a module to share (its `shared()`).
@@ -223,118 +224,45 @@ pub fn stack(namespace: &str, version: &str) -> Vec<Value> {
     ]
 }
 
-/// A Prometheus server started by a test, stopped when dropped.
+/// A Prometheus server started by a test (the shared launcher, [`Prometheus`]), stopped when
+/// dropped.
 pub struct Server {
-    _process: super::KillOnDrop,
+    prometheus: Prometheus,
     /// `127.0.0.1:PORT`.
     pub address: String,
-    log: std::path::PathBuf,
 }
 
 impl Server {
     /// Start `binary` on a free port with `config` (text; `{address}` in it is replaced by
     /// the server's own address) and files `dir/*`, and wait until it is ready.
     pub fn start(binary: &std::path::Path, dir: &std::path::Path, config: &str) -> Server {
-        let address = format!("127.0.0.1:{}", super::free_port());
+        let [listen] = super::free_ports::<1>();
+        let address = listen.to_string();
         std::fs::create_dir_all(dir).unwrap();
         std::fs::write(
             dir.join("prometheus.yml"),
             config.replace("{address}", &address),
         )
         .unwrap();
-        let log = dir.join("prometheus.log");
-        let child = Command::new(binary)
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={address}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("starting prometheus");
-        let mut process = super::KillOnDrop(child);
-        let deadline = Instant::now() + HANG_GUARD;
-        while get(&address, "/-/ready").is_err() {
-            let exited = process.0.try_wait().unwrap();
-            assert!(
-                exited.is_none() && Instant::now() < deadline,
-                "prometheus on {address} did not get ready (exit {exited:?}):\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        let mut prometheus = Prometheus::start(binary, "prometheus", dir, listen, None);
+        prometheus.wait_ready();
         Server {
-            _process: process,
+            prometheus,
             address,
-            log,
         }
     }
 
     /// An instant query: each series' labels and value.
     pub fn query(&self, expr: &str) -> Vec<(BTreeMap<String, String>, f64)> {
-        let mut encoded = String::new();
-        for b in expr.bytes() {
-            match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    encoded.push(b as char)
-                }
-                _ => encoded.push_str(&format!("%{b:02X}")),
-            }
-        }
-        let body = get(&self.address, &format!("/api/v1/query?query={encoded}"))
-            .unwrap_or_else(|e| panic!("query {expr:?}: {e}"));
-        let answer: Value = serde_json::from_str(&body).expect("the API answers JSON");
-        let result = answer["data"]["result"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        result
-            .iter()
-            .map(|series| {
-                let labels = (series["metric"].as_object().into_iter().flatten())
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                    .collect();
-                let value = series["value"][1]
-                    .as_str()
-                    .unwrap_or("NaN")
-                    .parse()
-                    .unwrap();
-                (labels, value)
-            })
+        (self.prometheus.api().query(expr).into_iter())
+            .map(|sample| (sample.labels, sample.value))
             .collect()
     }
 
-    /// Its log so far, for a failure message.
+    /// The end of its log, for a failure message.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.prometheus.log_tail(40)
     }
-}
-
-/// `GET http://ADDRESS/PATH` as HTTP/1.0 (no chunked answer to decode): the body of a 200.
-fn get(address: &str, path: &str) -> Result<String, String> {
-    use std::io::Read as _;
-    let mut tcp = std::net::TcpStream::connect(address).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(HANG_GUARD))
-        .map_err(|e| e.to_string())?;
-    write!(tcp, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut answer = String::new();
-    tcp.read_to_string(&mut answer).map_err(|e| e.to_string())?;
-    let (head, body) = answer
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no HTTP answer: {answer:?}"))?;
-    if !head.contains(" 200 ") {
-        return Err(format!(
-            "{}: {body}",
-            head.lines().next().unwrap_or_default()
-        ));
-    }
-    Ok(body.to_string())
 }
 
 /// The operator's config made runnable outside a pod, everything else as generated: the

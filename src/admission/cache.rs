@@ -85,6 +85,7 @@ impl Cache {
     }
 
     /// Bytes counted against the budget (an answer counts at least its share of one entry).
+    #[cfg(test)]
     pub(super) fn bytes(&self) -> usize {
         self.answers.weight() as usize
     }

@@ -276,11 +276,6 @@ impl Admission {
     pub fn cached(&self) -> usize {
         self.cache.len()
     }
-
-    /// Bytes of the answers remembered right now (at most [`CACHE_BYTES`]).
-    pub fn cached_bytes(&self) -> usize {
-        self.cache.bytes()
-    }
 }
 
 /// The reviews the integration tests and the fuzz targets send, from the one fixture file.

@@ -20,6 +20,7 @@ pub mod labels;
 pub mod lex;
 pub mod position;
 pub mod scope;
+pub mod syntax;
 pub mod walk;
 
 use promql_parser::parser::Expr;

@@ -14,9 +14,10 @@ use super::ast::{
 use super::functions;
 use super::lex::{Kind, Lexer, Token};
 
-/// Deepest nesting of the recursive descent; deeper expressions take the full path, which has
-/// its own limits.
+/// Deepest nesting of the recursive descent, and most binary operators (each a level of the
+/// AST); bigger expressions take the full path, which refuses them with its own limits.
 const MAX_DEPTH: usize = 128;
+const MAX_OPERATORS: usize = super::super::MAX_OPERATORS;
 
 /// Keywords of Prometheus and of `promql-parser`, lower case. A name that spells one (in any
 /// case) where a name is expected sends the expression to the full path.
@@ -87,6 +88,7 @@ pub(super) fn parse(text: &str) -> Option<Expr<'_>> {
         peeked: None,
         last_end: 0,
         depth: 0,
+        operators: 0,
     };
     let expr = parser.expr(0)?;
     (parser.next().kind == Kind::Eof).then_some(expr)
@@ -99,6 +101,7 @@ struct Parser<'a> {
     /// The end of the last token taken.
     last_end: usize,
     depth: usize,
+    operators: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -145,6 +148,10 @@ impl<'a> Parser<'a> {
         while let Some((op, precedence)) = self.binary_operator() {
             if precedence < min {
                 break;
+            }
+            self.operators += 1;
+            if self.operators > MAX_OPERATORS {
+                return None;
             }
             self.next();
             let (bool_modifier, matching, group) = self.binary_modifiers()?;
@@ -337,8 +344,7 @@ impl<'a> Parser<'a> {
     /// A non-zero duration written with units (a plain number takes the full path).
     fn duration(&mut self) -> Option<Duration> {
         let t = self.expect(Kind::Duration)?;
-        let d = promql_parser::util::parse_duration(self.slice(t)).ok()?;
-        (!d.is_zero()).then_some(d)
+        duration(self.slice(t))
     }
 
     fn primary(&mut self) -> Option<Expr<'a>> {
@@ -492,7 +498,7 @@ impl<'a> Parser<'a> {
             range: None,
             offset: None,
             span: Span::new(start, selector_end),
-            selector_end,
+            head: Span::new(start, selector_end),
         })))
     }
 
@@ -653,4 +659,33 @@ fn offset_of(expr: Expr<'_>, offset: Offset, end: usize) -> Option<Expr<'_>> {
         }
         _ => None,
     }
+}
+
+/// A duration as Prometheus writes it: `y w d h m s ms` in that order, each at most once,
+/// each a whole number; None when zero, out of range or written otherwise.
+pub(super) fn duration(text: &str) -> Option<Duration> {
+    const UNITS: [(&str, u64); 7] = [
+        ("y", 365 * 24 * 3600 * 1000),
+        ("w", 7 * 24 * 3600 * 1000),
+        ("d", 24 * 3600 * 1000),
+        ("h", 3600 * 1000),
+        ("m", 60 * 1000),
+        ("s", 1000),
+        ("ms", 1),
+    ];
+    let mut rest = text;
+    let mut next_unit = 0;
+    let mut millis: u64 = 0;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let value: u32 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let letters = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = &rest[..letters];
+        let offset = UNITS[next_unit..].iter().position(|(u, _)| *u == unit)?;
+        next_unit += offset + 1;
+        millis = millis.checked_add(u64::from(value).checked_mul(UNITS[next_unit - 1].1)?)?;
+        rest = &rest[letters..];
+    }
+    (millis > 0).then(|| Duration::from_millis(millis))
 }

@@ -160,3 +160,63 @@ fn corpus_reads_as_the_crate_reads_it() {
         declined.len()
     );
 }
+
+#[test]
+fn plain_patterns_are_valid_without_a_parse() {
+    use super::plainly_valid;
+    for pattern in ["", "LIST|GET", "kube-.*", ".+", "a.*b.+|c", "/api/v1:x,y=z"] {
+        assert!(plainly_valid(pattern), "{pattern}");
+        assert!(
+            regex_syntax::Parser::new()
+                .parse(&format!("^(?:{pattern})$"))
+                .is_ok()
+        );
+    }
+    for pattern in ["*", "a**", ".+*", "(a", "a{2}", "[a-z]", "a\\d", "a?", "é"] {
+        assert!(!plainly_valid(pattern), "{pattern}");
+    }
+}
+
+/// Durations read as the crate reads them; only zero, plain numbers and values too big for
+/// milliseconds in a u64 are declined.
+#[test]
+fn durations_read_as_the_crate_reads_them() {
+    let units = ["y", "w", "d", "h", "m", "s", "ms"];
+    let mut texts: Vec<String> = Vec::new();
+    for (i, a) in units.iter().enumerate() {
+        texts.push(format!("5{a}"));
+        for b in &units[i + 1..] {
+            texts.push(format!("1{a}30{b}"));
+            texts.push(format!("2{b}3{a}"));
+        }
+        texts.push(format!("0{a}"));
+        texts.push(format!("4294967295{a}"));
+        texts.push(format!("4294967296{a}"));
+        texts.push(format!("1{a}1{a}"));
+    }
+    texts.extend(
+        [
+            "1h30m15s100ms",
+            "90s",
+            "1d2h",
+            "10ms",
+            "1mss",
+            "1x",
+            "m",
+            "1",
+        ]
+        .map(String::from),
+    );
+    for text in &texts {
+        let crate_reads = promql_parser::util::parse_duration(text).ok();
+        match super::parser::duration(text) {
+            Some(ours) => assert_eq!(Some(ours), crate_reads, "{text}"),
+            None => assert!(
+                crate_reads
+                    .is_none_or(|d| d.is_zero() || !text.bytes().any(|b| b.is_ascii_alphabetic()))
+                    || text.starts_with("429496729"),
+                "declined {text}, the crate reads {crate_reads:?}"
+            ),
+        }
+    }
+}

@@ -1,12 +1,15 @@
 //! Scoping PromQL: add a label matcher to every vector selector of an expression.
 //!
-//! The expression is parsed with `promql-parser`, through `dialect`, which makes what
-//! Prometheus 2.x and 3.x accept and the crate does not readable for it; the matchers are then
-//! spliced into the original text at the selectors' byte positions (found with the crate's
-//! lexer), so the user's formatting and `#` comments survive. The spliced text is parsed again
-//! and its AST must equal the AST with the matchers injected; only if that check fails is the
-//! printed AST used instead (never for syntax the AST cannot hold), and it must pass the same
-//! check. An expression is never returned unverified.
+//! The matchers are spliced into the original text at the selectors' byte positions, so the
+//! user's formatting and `#` comments survive; the spliced text is parsed again and its AST
+//! must equal the first AST with the matchers injected. An expression is never returned
+//! unverified.
+//!
+//! `fast` does this with promfed's own parser (`syntax`). What that parser declines takes the
+//! full path here: `promql-parser` through `dialect`, which makes what Prometheus 2.x and 3.x
+//! accept and the crate does not readable for it, the selectors found with the crate's lexer;
+//! only if the splice fails verification is the printed AST used instead (never for syntax
+//! the AST cannot hold), and it must pass the same check.
 
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{Expr, VectorSelector};

@@ -1,9 +1,8 @@
-//! Tokens of an expression, as promfed reads PromQL, and the views built from them.
+//! Tokens of an expression from the crate's lexer, and the selectors and label lists in them.
 //!
-//! The crate's lexer gives token ids and byte positions; everything that edits the user's text
-//! in place (the scoper's splice, the dashboard's grouping lists) finds its spots here, so the
-//! text keeps its formatting and `#` comments. Nothing here parses with regexes: the regex-free
-//! view writes `=~` as `= ` so the parser has no pattern to compile, at the same positions.
+//! The crate's lexer gives token ids and byte positions; what edits the user's text in place on
+//! the crate's path (the full path's splice, the dashboard's grouping lists) finds its spots
+//! here, so the text keeps its formatting and `#` comments.
 
 use lrpar::{Lexeme as _, Lexer as _};
 use promql_parser::parser;

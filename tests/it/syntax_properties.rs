@@ -32,8 +32,9 @@ fn cases(default: u32) -> u32 {
 }
 
 /// The least share of the generated texts the full path reads for which the fast parser must
-/// read them too.
-const FAST_SHARE_FLOOR: f64 = 0.0;
+/// read them too. The parser as it landed read 72 of the 115 valid texts of the 256 default
+/// cases (63%), and 5312 of 7818 over 20000 cases (68%); it leaves the rest to the full path.
+const FAST_SHARE_FLOOR: f64 = 0.5;
 /// The least share of generated texts the full path reads: the generator makes mostly
 /// valid PromQL, or the properties say little.
 const VALID_SHARE_FLOOR: f64 = 0.25;

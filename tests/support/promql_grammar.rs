@@ -61,6 +61,11 @@ fn separator() -> impl Strategy<Value = &'static str> {
         1 => Just("\r\n"),
         1 => Just(" # a comment\n"),
         1 => Just("#\n  "),
+        // A comment ends at a carriage return too; a vertical tab or form feed is no space.
+        1 => Just("\r"),
+        1 => Just("# c\r"),
+        1 => Just("\u{b}"),
+        1 => Just("\u{c}"),
     ]
 }
 

@@ -72,6 +72,9 @@ mod selection;
 #[path = "it/semantic.rs"]
 mod semantic;
 
+#[path = "it/syntax_properties.rs"]
+mod syntax_properties;
+
 #[path = "it/validation.rs"]
 mod validation;
 

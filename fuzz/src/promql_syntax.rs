@@ -174,16 +174,18 @@ impl Spans<'_> {
     fn selector(&self, selector: &ast::Selector<'_>) {
         let span = selector.span;
         let text = self.text;
+        let head = selector.head;
         assert!(
-            span.start < selector.selector_end && selector.selector_end <= span.end,
-            "{text:?}: selector_end {} outside {}..{}",
-            selector.selector_end,
+            span.start == head.start && head.start < head.end && head.end <= span.end,
+            "{text:?}: head {}..{} outside {}..{}",
+            head.start,
+            head.end,
             span.start,
             span.end
         );
         let Some(braces) = &selector.braces else {
             let name = selector.name.expect("a selector has a name or braces");
-            let written = &text[span.start..selector.selector_end];
+            let written = &text[span.start..head.end];
             assert_eq!(
                 written, name,
                 "{text:?}: the selector's name spans {written:?}"
@@ -197,8 +199,8 @@ impl Spans<'_> {
             "{text:?}: braces span {inside:?}"
         );
         assert_eq!(
-            selector.selector_end, braces.span.end,
-            "{text:?}: selector_end is not the end of the braces"
+            head.end, braces.span.end,
+            "{text:?}: the head does not end with the braces"
         );
         if let Some(name) = selector.name
             && span.start < braces.span.start

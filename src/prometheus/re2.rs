@@ -5,7 +5,8 @@
 //! here too, so a pattern promfed accepts compiles in Prometheus: `(?<name>...)` (Go before
 //! 1.22, which Prometheus 2.42 was built with), the flags `x`, `u` and `R`, nested classes and
 //! class set operations (`[a-z&&[^x]]`), `\u`/`\U` escapes, `\b{start}`, `\<`, `\>`, Unicode
-//! `\p{name=value}` classes and repetition counts over 1000. (Go's `\Q...\E` is the one RE2
+//! `\p{name=value}` classes, repetition counts over 1000 and stacked repetition operators
+//! (`a**`). (Go's `\Q...\E` is the one RE2
 //! form regex-syntax lacks: such a pattern is refused although Prometheus would take it.)
 
 use regex_syntax::ast::{
@@ -64,6 +65,11 @@ impl ast::Visitor for GoSyntax {
                 _ => Err("a word boundary other than \\b and \\B".into()),
             },
             Ast::ClassUnicode(class) => check_unicode(class),
+            // Go refuses a repetition of a repetition written directly (`a**`, `a+{2}`):
+            // "invalid nested repetition operator".
+            Ast::Repetition(repetition) if matches!(*repetition.ast, Ast::Repetition(_)) => {
+                Err("a repetition operator right after another (`**`)".into())
+            }
             Ast::Repetition(repetition) => match &repetition.op.kind {
                 RepetitionKind::Range(
                     RepetitionRange::Exactly(n)
@@ -148,6 +154,9 @@ mod tests {
             "x{2,1000}",
             "\\x{263a}",
             "(?s:.)\\A\\z\\b\\B^$",
+            "a*?",
+            "a??",
+            "(?:a*)*",
         ] {
             assert_eq!(check(pattern), Ok(()), "{pattern:?}");
         }
@@ -169,6 +178,9 @@ mod tests {
             ("\\<x\\>", "word boundary"),
             ("\\p{Script=Greek}", "name=value"),
             ("x{1001}", "over 1000"),
+            ("a**", "right after another"),
+            ("a+{2}", "right after another"),
+            ("a?*", "right after another"),
         ] {
             let err = check(pattern).expect_err(pattern);
             assert!(err.contains(why), "{pattern:?}: {err}");

@@ -610,7 +610,14 @@ fn distinct_exprs(each: &str, bytes: usize) -> Vec<String> {
 /// The worst-case reviews of the table, by name: the TKG ConfigMap with data keys
 /// that cost as much as promfed allows. `salt` makes each a ConfigMap never seen before.
 pub(crate) fn worst_case_data(name: &str, bytes: usize, salt: usize) -> Vec<(String, String)> {
-    let chain = |n: usize| format!("{} + vector({salt}{n})", vec!["up"; 999].join(" + "));
+    // 1,000 operators (the `@` is one): the `@` modifier sends the expression to the full
+    // path (promql-parser), the costliest way through the scoper.
+    let chain = |n: usize| {
+        format!(
+            "up @ 100 + {} + vector({salt}{n})",
+            vec!["up"; 998].join(" + ")
+        )
+    };
     match name {
         // Many small keys mentioning "groups", each expanding to most of the node budget.
         "many keys mentioning groups" => {
@@ -644,7 +651,7 @@ pub(crate) fn worst_case_data(name: &str, bytes: usize, salt: usize) -> Vec<(Str
             }
             vec![("recording_rules.yml".into(), text)]
         }
-        // Distinct expressions of 1,000 operators.
+        // Distinct expressions of 1,000 operators, on the full path.
         "rules of 1,000 operators" => vec![(
             "recording_rules.yml".into(),
             rule_file_of((0..).map(chain).scan(0, |total, e| {

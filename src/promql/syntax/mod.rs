@@ -31,12 +31,15 @@ pub fn parse(text: &str) -> Option<Expr<'_>> {
     parser::parse(text)
 }
 
-/// Whether `pattern` is a regex the crate compiles (`^(?:pattern)$`, with the `regex` crate
-/// and its size limit, as the crate does it). A pattern of literal characters, `|` and `.`,
-/// with `*` and `+` only right after a `.` (`LIST|GET`, `kube-.*`), compiles in every regex
-/// syntax without trying; anything else is compiled.
+/// Whether `pattern` is a regex both Prometheus (Go's RE2 syntax, [`re2`](crate::prometheus::re2))
+/// and the crate (`^(?:pattern)$` with the `regex` crate and its size limit) compile. A pattern
+/// of literal characters, `|` and `.`, with `*` and `+` only right after a `.` (`LIST|GET`,
+/// `kube-.*`), compiles in every regex syntax without trying; anything else is checked by
+/// both.
 pub(crate) fn pattern_is_valid(pattern: &str) -> bool {
-    plainly_valid(pattern) || regex::Regex::new(&format!("^(?:{pattern})$")).is_ok()
+    plainly_valid(pattern)
+        || (crate::prometheus::re2::check(pattern).is_ok()
+            && regex::Regex::new(&format!("^(?:{pattern})$")).is_ok())
 }
 
 fn plainly_valid(pattern: &str) -> bool {

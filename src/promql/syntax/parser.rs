@@ -368,8 +368,11 @@ impl<'a> Parser<'a> {
         let t = self.next();
         match t.kind {
             Kind::Number => {
+                // A finite literal past float64 is out of range for Prometheus.
                 let value = promql_parser::util::parse_str_radix(self.slice(t)).ok()?;
-                Some(Expr::Number(Number(value), Span::new(t.start, t.end)))
+                value
+                    .is_finite()
+                    .then(|| Expr::Number(Number(value), Span::new(t.start, t.end)))
             }
             Kind::String => Some(Expr::String(self.string(t)?, Span::new(t.start, t.end))),
             Kind::LParen => {
@@ -679,7 +682,8 @@ fn offset_of(expr: Expr<'_>, offset: Offset, end: usize) -> Option<Expr<'_>> {
 }
 
 /// A duration as Prometheus writes it: `y w d h m s ms` in that order, each at most once,
-/// each a whole number; None when zero, out of range or written otherwise.
+/// each a whole number; None when zero, written otherwise, or past what Go's `time.Duration`
+/// holds (about 292 years), which Prometheus refuses.
 pub(super) fn duration(text: &str) -> Option<Duration> {
     const UNITS: [(&str, u64); 7] = [
         ("y", 365 * 24 * 3600 * 1000),
@@ -704,5 +708,6 @@ pub(super) fn duration(text: &str) -> Option<Duration> {
         millis = millis.checked_add(u64::from(value).checked_mul(UNITS[next_unit - 1].1)?)?;
         rest = &rest[letters..];
     }
-    (millis > 0).then(|| Duration::from_millis(millis))
+    const GO_MAX_MILLIS: u64 = i64::MAX as u64 / 1_000_000;
+    (millis > 0 && millis <= GO_MAX_MILLIS).then(|| Duration::from_millis(millis))
 }

@@ -29,7 +29,8 @@
 //!   crate item); `examples`: the example config, the TKG ConfigMap, the engine's rendering;
 //! - `attack`, `well_behaved`: the attack tests' neighbour and clients; `manifests`: the
 //!   install tools and manifest helpers of `deploy`; `kube`: a local Kubernetes API server;
-//! - `lezer`: the Prometheus project's lezer grammar of PromQL as a peer (`require!(lezer_promql)`).
+//! - `expressions`: every PromQL expression the project holds, with where it came from;
+//!   `lezer`: the Prometheus project's lezer grammar of PromQL as a peer (`require!(lezer_promql)`).
 
 // Each test module uses only some of these helpers.
 #![allow(dead_code, unused_macros, unused_imports)]
@@ -43,6 +44,7 @@ use std::sync::OnceLock;
 
 pub mod attack;
 pub mod examples;
+pub mod expressions;
 pub mod kube;
 mod lezer;
 pub mod load;

@@ -1,6 +1,6 @@
 //! Criterion benches of the rewrite: `render_stream` on the TKG ConfigMap and on a ~1 MB
 //! ConfigMap holding every corpus rule, `Scoper::scope` over every distinct corpus
-//! expression, and the webhook's answer to the TKG review from the cache and from the engine. `cargo bench --bench render`; `scripts/bench.sh` compares the CLI with promtool
+//! expression, promfed's PromQL parser next to promql-parser's on them, and the webhook's answer to the TKG review from the cache and from the engine. `cargo bench --bench render`; `scripts/bench.sh` compares the CLI with promtool
 //! and the seed's overlay.
 //!
 //! The 1 MB ConfigMap is generated when the bench starts by `tests/peers/mkbig.py`, which needs
@@ -149,6 +149,30 @@ fn scope(c: &mut Criterion) {
     group.finish();
 }
 
+/// Parsing the 840 distinct corpus expressions: promfed's own parser (`parse/own`) next to
+/// `promql-parser` (`parse/promql_parser`, the crate's `parse` on the same texts), the
+/// reference it replaces on the scoper's fast path.
+fn parse(c: &mut Criterion) {
+    let exprs = corpus_exprs(&root().join("tests/data/rules/all_exprs.txt"));
+    let mut group = c.benchmark_group("parse");
+    group.throughput(Throughput::Elements(exprs.len() as u64));
+    group.bench_function("own", |b| {
+        b.iter(|| {
+            for expr in &exprs {
+                black_box(promfed::promql::syntax::parse(black_box(expr)));
+            }
+        })
+    });
+    group.bench_function("promql_parser", |b| {
+        b.iter(|| {
+            for expr in &exprs {
+                let _ = black_box(promql_parser::parser::parse(black_box(expr)));
+            }
+        })
+    });
+    group.finish();
+}
+
 /// `Admission::review` of the TKG ConfigMap's review: answered from the cache (what a
 /// re-apply costs), and by the engine with a cold cache.
 fn review(c: &mut Criterion) {
@@ -175,5 +199,5 @@ fn review(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, render, scope, review);
+criterion_group!(benches, render, scope, parse, review);
 criterion_main!(benches);

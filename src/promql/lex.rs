@@ -1,9 +1,8 @@
-//! Tokens of an expression, as promfed reads PromQL, and the views built from them.
+//! Tokens of an expression from the crate's lexer, and the selectors and label lists in them.
 //!
-//! The crate's lexer gives token ids and byte positions; everything that edits the user's text
-//! in place (the scoper's splice, the dashboard's grouping lists) finds its spots here, so the
-//! text keeps its formatting and `#` comments. Nothing here parses with regexes: the regex-free
-//! view writes `=~` as `= ` so the parser has no pattern to compile, at the same positions.
+//! The crate's lexer gives token ids and byte positions; what edits the user's text in place on
+//! the crate's path (the full path's splice, the dashboard's grouping lists) finds its spots
+//! here, so the text keeps its formatting and `#` comments.
 
 use lrpar::{Lexeme as _, Lexer as _};
 use promql_parser::parser;
@@ -43,22 +42,6 @@ pub(super) fn lex(text: &str) -> Result<Vec<Token>, String> {
         .collect())
 }
 
-/// `text` with `=~` written `= ` and `!~` written `!=`: same length, no regexes to compile.
-pub(super) fn regex_free(text: &str, tokens: &[Token]) -> String {
-    let mut bytes = text.as_bytes().to_vec();
-    for &(id, start, end) in tokens {
-        if end == start + 2 {
-            match id {
-                T_EQL_REGEX => bytes[start + 1] = b' ',
-                T_NEQ_REGEX => bytes[start + 1] = b'=',
-                _ => {}
-            }
-        }
-    }
-    // Only ASCII bytes of two ASCII tokens changed.
-    String::from_utf8(bytes).expect("replacing ASCII with ASCII keeps UTF-8")
-}
-
 /// A PromQL string literal's value, as the parser reads it (Go's `strconv.Unquote` rules).
 pub fn unquote(literal: &str) -> Option<String> {
     promql_parser::util::unquote_string(literal).ok()
@@ -67,7 +50,6 @@ pub fn unquote(literal: &str) -> Option<String> {
 /// A selector's position in the text.
 #[derive(Debug)]
 pub(super) struct LexedSelector {
-    pub start: usize,
     pub end: usize,
     pub braces: Option<Braces>,
 }
@@ -84,12 +66,8 @@ pub(super) struct Braces {
 #[derive(Debug)]
 pub(super) struct LexedMatcher {
     pub label: String,
-    /// `=~` or `!~`.
-    pub regex: bool,
     pub start: usize,
     pub end: usize,
-    /// The value's string literal, quotes included.
-    pub value: (usize, usize),
 }
 
 /// Find vector selectors in source order: an identifier not followed by `(` (that is a
@@ -99,7 +77,7 @@ pub(super) fn lex_selectors(text: &str, tokens: &[Token]) -> Option<Vec<LexedSel
     let mut out = Vec::new();
     let mut i = 0;
     while i < tokens.len() {
-        let (id, start, end) = tokens[i];
+        let (id, _, end) = tokens[i];
         let next = tokens.get(i + 1).map(|t| t.0);
         match id {
             _ if is_label_list(tokens, i) => i = label_list_close(tokens, i) + 1,
@@ -108,24 +86,18 @@ pub(super) fn lex_selectors(text: &str, tokens: &[Token]) -> Option<Vec<LexedSel
                 if next == Some(T_LEFT_BRACE) {
                     let (braces, after) = lex_braces(text, tokens, i + 1)?;
                     out.push(LexedSelector {
-                        start,
                         end: braces.close + 1,
                         braces: Some(braces),
                     });
                     i = after;
                 } else {
-                    out.push(LexedSelector {
-                        start,
-                        end,
-                        braces: None,
-                    });
+                    out.push(LexedSelector { end, braces: None });
                     i += 1;
                 }
             }
             T_LEFT_BRACE => {
                 let (braces, after) = lex_braces(text, tokens, i)?;
                 out.push(LexedSelector {
-                    start,
                     end: braces.close + 1,
                     braces: Some(braces),
                 });
@@ -216,10 +188,8 @@ fn lex_braces(text: &str, tokens: &[Token], open: usize) -> Option<(Braces, usiz
             T_STRING if matches!(tokens.get(i + 1), Some((T_COMMA | T_RIGHT_BRACE, ..))) => {
                 matchers.push(LexedMatcher {
                     label: "__name__".to_string(),
-                    regex: false,
                     start,
                     end,
-                    value: (start, end),
                 });
                 needs_comma = true;
                 i += 1;
@@ -227,7 +197,7 @@ fn lex_braces(text: &str, tokens: &[Token], open: usize) -> Option<(Braces, usiz
             _ => {
                 // label op "value"; the label may be quoted (Prometheus 3: `"label.name"="v"`).
                 let (op, _, _) = *tokens.get(i + 1)?;
-                let (value_id, value_start, value_end) = *tokens.get(i + 2)?;
+                let (value_id, _, value_end) = *tokens.get(i + 2)?;
                 if value_id != T_STRING || !matches!(op, T_EQL | T_NEQ | T_EQL_REGEX | T_NEQ_REGEX)
                 {
                     return None;
@@ -239,10 +209,8 @@ fn lex_braces(text: &str, tokens: &[Token], open: usize) -> Option<(Braces, usiz
                 };
                 matchers.push(LexedMatcher {
                     label,
-                    regex: op == T_EQL_REGEX || op == T_NEQ_REGEX,
                     start,
                     end: value_end,
-                    value: (value_start, value_end),
                 });
                 needs_comma = true;
                 i += 3;
@@ -298,13 +266,5 @@ mod tests {
         for (literal, want) in cases {
             assert_eq!(unquote(literal).as_deref(), want, "{literal}");
         }
-    }
-
-    #[test]
-    fn regex_free_keeps_positions() {
-        let text = r#"x{a=~"1",b!~"2",c="=~"}"#;
-        let free = regex_free(text, &lex(text).unwrap());
-        assert_eq!(free, r#"x{a= "1",b!="2",c="=~"}"#);
-        assert_eq!(free.len(), text.len());
     }
 }

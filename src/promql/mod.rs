@@ -5,8 +5,10 @@
 //!   at `line:column` by [`position`], as promtool gives them.
 //! - [`walk`]: the one exhaustive walk over the AST (immutable and mutable, aggregation
 //!   parameters included). Everything that visits nodes or selectors goes through it.
-//! - [`lex`]: the crate's tokens at byte positions in the user's text, selectors and label
-//!   lists found in them, and the regex-free view the scoper parses.
+//! - [`lex`]: the crate's tokens at byte positions in the user's text, and the selectors and
+//!   label lists found in them.
+//! - [`syntax`]: promfed's own PromQL parser, with a span on every node: the scoper's fast
+//!   path. It declines what it does not read, and the crate's path decides.
 //! - [`scope`]: the scoper, which adds a label matcher to every selector by splicing it into
 //!   the text and proving the result by a re-parse.
 //! - [`labels`]: which results carry a label, and adding it to grouping lists.

@@ -71,8 +71,9 @@ pub struct Selector<'a> {
     pub offset: Option<Offset>,
     /// From the name (or the `{`) to the end of the selector's last part.
     pub span: Span,
-    /// The end of the name, or of the `}` (where a `{...}` or matcher is added).
-    pub selector_end: usize,
+    /// The name and the `{...}`, without range and offset: its end is where a `{...}` or a
+    /// matcher is added.
+    pub head: Span,
 }
 
 /// A selector's `{...}`.
@@ -221,6 +222,30 @@ impl Expr<'_> {
                 }
             }
             Expr::Subquery(_) => Type::Matrix,
+        }
+    }
+}
+
+impl<'a> Expr<'a> {
+    /// Every selector, mutably, in source order (an aggregation's parameter before its
+    /// expression, arguments in order, the left operand before the right).
+    pub fn visit_selectors_mut(&mut self, f: &mut dyn FnMut(&mut Selector<'a>)) {
+        match self {
+            Expr::Number(..) | Expr::String(..) => {}
+            Expr::Selector(s) => f(s),
+            Expr::Call(c) => c.args.iter_mut().for_each(|a| a.visit_selectors_mut(f)),
+            Expr::Aggregate(a) => {
+                if let Some(p) = &mut a.param {
+                    p.visit_selectors_mut(f);
+                }
+                a.expr.visit_selectors_mut(f);
+            }
+            Expr::Negate(e, _) | Expr::Paren(e, _) => e.visit_selectors_mut(f),
+            Expr::Binary(b) => {
+                b.lhs.visit_selectors_mut(f);
+                b.rhs.visit_selectors_mut(f);
+            }
+            Expr::Subquery(s) => s.expr.visit_selectors_mut(f),
         }
     }
 }

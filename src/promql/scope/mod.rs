@@ -1,12 +1,15 @@
 //! Scoping PromQL: add a label matcher to every vector selector of an expression.
 //!
-//! The expression is parsed with `promql-parser`, through `dialect`, which makes what
-//! Prometheus 2.x and 3.x accept and the crate does not readable for it; the matchers are then
-//! spliced into the original text at the selectors' byte positions (found with the crate's
-//! lexer), so the user's formatting and `#` comments survive. The spliced text is parsed again
-//! and its AST must equal the AST with the matchers injected; only if that check fails is the
-//! printed AST used instead (never for syntax the AST cannot hold), and it must pass the same
-//! check. An expression is never returned unverified.
+//! The matchers are spliced into the original text at the selectors' byte positions, so the
+//! user's formatting and `#` comments survive; the spliced text is parsed again and its AST
+//! must equal the first AST with the matchers injected. An expression is never returned
+//! unverified.
+//!
+//! `fast` does this with promfed's own parser (`syntax`). What that parser declines takes the
+//! full path here: `promql-parser` through `dialect`, which makes what Prometheus 2.x and 3.x
+//! accept and the crate does not readable for it, the selectors found with the crate's lexer;
+//! only if the splice fails verification is the printed AST used instead (never for syntax
+//! the AST cannot hold), and it must pass the same check.
 
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{Expr, VectorSelector};
@@ -14,8 +17,10 @@ use promql_parser::util::escape_string;
 
 use super::ScopeError;
 use super::dialect::Source;
-use super::lex::{LexedMatcher, LexedSelector, lex_selectors, regex_free, unquote};
+use super::lex::{LexedSelector, lex_selectors};
 use super::walk::visit_selectors_mut;
+
+mod fast;
 
 /// What to do with a selector that already has a matcher on the label.
 pub use crate::config::MatcherPolicy as Policy;
@@ -72,151 +77,13 @@ impl Scoper {
         }
     }
 
-    /// Scope every vector selector of `expr`.
+    /// Scope every vector selector of `expr`: on the fast path when promfed's own parser
+    /// reads it, else on the full path.
     pub fn scope(&self, expr: &str) -> Result<Scoped, ScopeError> {
-        let source = Source::new(expr)?;
-        if let Some(scoped) = self.scope_without_regexes(expr, &source)? {
+        if let Some(scoped) = self.scope_fast(expr)? {
             return Ok(scoped);
         }
-        self.scope_with_full_parse(expr, &source)
-    }
-
-    /// The fast path. promql-parser compiles a regex for every `=~`/`!~` matcher it parses,
-    /// which costs several times the parse itself. The structure of an expression does not
-    /// depend on which matchers are regexes, so this path parses a view of the text with
-    /// `=~` written `= ` and `!~` written `!=` (same length, same byte positions), takes the
-    /// operators from the lexer, and checks the patterns' syntax with regex-syntax. Ok(None)
-    /// sends anything unusual (and every error, for the parser's own message) to the full path.
-    fn scope_without_regexes(
-        &self,
-        expr: &str,
-        source: &Source<'_>,
-    ) -> Result<Option<Scoped>, ScopeError> {
-        let text: &str = &source.text;
-        let tokens = &source.view.tokens;
-        let Some(selectors) = lex_selectors(text, tokens) else {
-            return Ok(None);
-        };
-        if !regexes_are_valid(text, &selectors) {
-            return Ok(None);
-        }
-        let Ok(mut expected) = parse_regex_free(source) else {
-            return Ok(None);
-        };
-        let mut actions = Vec::with_capacity(selectors.len());
-        let mut kept = Vec::new();
-        let mut unsure = false;
-        let mut failure = None;
-        let mut index = 0;
-        visit_selectors_mut(&mut expected, &mut |vs| {
-            let Some(lexed) = selectors.get(index) else {
-                unsure = true;
-                return;
-            };
-            index += 1;
-            if unsure || failure.is_some() {
-                return;
-            }
-            match self.decide_lexed(vs, lexed, text) {
-                Ok(Some(action)) => {
-                    if let Action::Keep(text) = &action {
-                        kept.push(text.clone());
-                    }
-                    // In the regex-free view our matcher reads as an equality.
-                    self.apply_with(vs, &action, MatchOp::Equal);
-                    actions.push(action);
-                }
-                Ok(None) => unsure = true,
-                Err(e) => failure = Some(e),
-            }
-        });
-        if unsure || index != selectors.len() {
-            return Ok(None);
-        }
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        let scoped = count_scoped(&actions);
-        if scoped == 0 {
-            return Ok(Some(Scoped {
-                text: expr.to_string(),
-                scoped: 0,
-                kept,
-                reprinted: false,
-            }));
-        }
-        normalize(&mut expected);
-        let Some(spliced) = self.splice(text, &selectors, &actions) else {
-            return Ok(None);
-        };
-        let verified = Source::new(&spliced).is_ok_and(|spliced| {
-            parse_regex_free(&spliced).is_ok_and(|mut got| {
-                normalize(&mut got);
-                got == expected
-            })
-        });
-        Ok(verified.then_some(Scoped {
-            text: spliced,
-            scoped,
-            kept,
-            reprinted: false,
-        }))
-    }
-
-    /// Like [`Scoper::decide`], with the operators of the label's matchers taken from the
-    /// lexer (the AST of the regex-free view shows them as `=`/`!=`). None: not sure.
-    fn decide_lexed(
-        &self,
-        vs: &VectorSelector,
-        lexed: &LexedSelector,
-        text: &str,
-    ) -> Result<Option<Action>, ScopeError> {
-        if !vs.matchers.or_matchers.is_empty() {
-            return Ok(None);
-        }
-        let in_ast: Vec<&Matcher> = vs
-            .matchers
-            .matchers
-            .iter()
-            .filter(|m| m.name == self.label)
-            .collect();
-        let in_text: Vec<&LexedMatcher> = lexed
-            .braces
-            .iter()
-            .flat_map(|b| &b.matchers)
-            .filter(|m| m.label == self.label)
-            .collect();
-        if in_ast.len() != in_text.len() {
-            return Ok(None);
-        }
-        if in_ast.is_empty() {
-            return Ok(Some(Action::Add));
-        }
-        let ours = in_ast.iter().zip(&in_text).any(|(m, l)| {
-            m.value == self.value
-                && match self.op {
-                    ScopeOp::Equal => m.op == MatchOp::Equal && !l.regex,
-                    ScopeOp::Regex => m.op == MatchOp::Equal && l.regex,
-                }
-        });
-        if ours {
-            return Ok(Some(Action::Present));
-        }
-        let written = || {
-            in_text
-                .iter()
-                .map(|m| &text[m.start..m.end])
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        match self.policy {
-            Policy::Keep => Ok(Some(Action::Keep(written()))),
-            Policy::Override => Ok(Some(Action::Override)),
-            Policy::Error => Err(ScopeError::ExistingMatcher {
-                selector: text[lexed.start..lexed.end].to_string(),
-                label: self.label.clone(),
-            }),
-        }
+        self.scope_with_full_parse(expr, &Source::new(expr)?)
     }
 
     /// The full path: parse with regexes and decide on the exact AST; if splicing cannot be
@@ -340,20 +207,7 @@ impl Scoper {
     }
 
     fn apply(&self, vs: &mut VectorSelector, action: &Action) {
-        let op = match self.matcher().op {
-            MatchOp::Re(re) => MatchOp::Re(re),
-            _ => MatchOp::Equal,
-        };
-        self.apply_with(vs, action, op);
-    }
-
-    /// Apply `action` with our matcher written with `op`.
-    fn apply_with(&self, vs: &mut VectorSelector, action: &Action, op: MatchOp) {
-        let ours = Matcher {
-            op,
-            name: self.label.clone(),
-            value: self.value.clone(),
-        };
+        let ours = self.matcher();
         match action {
             Action::Add => vs.matchers.matchers.push(ours),
             Action::Override => {
@@ -442,13 +296,6 @@ fn parses_to(text: &str, expected: &Expr) -> bool {
         })
 }
 
-/// Parse the view of `source` with its regex matchers written as equalities (see
-/// [`regex_free`]); the crate's message on failure.
-fn parse_regex_free(source: &Source<'_>) -> Result<Expr, String> {
-    let view = &source.view;
-    view.parse_text(&regex_free(source.view_text(), &view.tokens))
-}
-
 /// Make ASTs comparable: matcher order is not significant.
 fn normalize(expr: &mut Expr) {
     fn op_rank(op: &MatchOp) -> u8 {
@@ -466,41 +313,6 @@ fn normalize(expr: &mut Expr) {
     });
 }
 
-/// Every regex matcher's pattern is valid RE2-style syntax (what the parser would check by
-/// compiling it). False also when a value cannot be unquoted: the full path decides then.
-fn regexes_are_valid(text: &str, selectors: &[LexedSelector]) -> bool {
-    // Rules repeat their patterns (`verb=~"LIST|GET"` in every selector): check each once.
-    let mut checked = std::collections::HashSet::new();
-    selectors
-        .iter()
-        .flat_map(|s| s.braces.iter().flat_map(|b| &b.matchers))
-        .filter(|m| m.regex)
-        .all(|m| {
-            let literal = &text[m.value.0..m.value.1];
-            !checked.insert(literal)
-                || unquote(literal).is_some_and(|pattern| {
-                    plainly_valid(&pattern)
-                        || regex_syntax::Parser::new()
-                            .parse(&format!("^(?:{pattern})$"))
-                            .is_ok()
-                })
-        })
-}
-
-/// A pattern of literal characters, `|` and `.`, with `*` and `+` only right after a `.`
-/// (`LIST|GET`, `kube-.*`): valid in every regex syntax, no parser needed. Anything else is
-/// parsed.
-fn plainly_valid(pattern: &str) -> bool {
-    let mut previous = None;
-    pattern.chars().all(|c| {
-        let ok = c.is_ascii_alphanumeric()
-            || matches!(c, '_' | '-' | ':' | '/' | ',' | '=' | ' ' | '|' | '.')
-            || (matches!(c, '*' | '+') && previous == Some('.'));
-        previous = Some(c);
-        ok
-    })
-}
-
 /// Selectors that get the matcher.
 fn count_scoped(actions: &[Action]) -> usize {
     actions
@@ -514,14 +326,13 @@ mod tests {
     use super::*;
 
     fn both_paths(scoper: &Scoper, expr: &str) -> (Option<Scoped>, Result<Scoped, ScopeError>) {
-        let source = Source::new(expr).unwrap();
-        let fast = scoper.scope_without_regexes(expr, &source).unwrap();
-        let full = scoper.scope_with_full_parse(expr, &source);
+        let fast = fast::fast_only(scoper, expr);
+        let full = scoper.scope_with_full_parse(expr, &Source::new(expr).unwrap());
         (fast, full)
     }
 
-    /// The regex-free path gives exactly what the full parse gives, on every corpus expression
-    /// and for every policy, and it is the path taken.
+    /// The fast path gives exactly what the full parse gives, on every corpus expression and
+    /// for every policy, and it is the path taken for all but a few.
     #[test]
     fn fast_path_agrees_with_full_parse_on_the_corpus() {
         let corpus = std::fs::read_to_string(concat!(
@@ -535,26 +346,17 @@ mod tests {
             Scoper::new("namespace", "$ns", ScopeOp::Regex, Policy::Keep),
         ];
         for scoper in &scopers {
+            let mut declined = Vec::new();
+            let mut total = 0;
             for expr in corpus.split("\n---\n") {
+                total += 1;
                 let (fast, full) = both_paths(scoper, expr);
-                let fast = fast.unwrap_or_else(|| panic!("fast path gave up on {expr}"));
-                assert_eq!(fast, full.unwrap(), "{expr}");
+                match fast {
+                    Some(fast) => assert_eq!(fast, full.unwrap(), "{expr}"),
+                    None => declined.push(expr),
+                }
             }
-        }
-    }
-
-    #[test]
-    fn plain_patterns_are_valid_without_a_parse() {
-        for pattern in ["", "LIST|GET", "kube-.*", ".+", "a.*b.+|c", "/api/v1:x,y=z"] {
-            assert!(plainly_valid(pattern), "{pattern}");
-            assert!(
-                regex_syntax::Parser::new()
-                    .parse(&format!("^(?:{pattern})$"))
-                    .is_ok()
-            );
-        }
-        for pattern in ["*", "a**", ".+*", "(a", "a{2}", "[a-z]", "a\\d", "a?", "é"] {
-            assert!(!plainly_valid(pattern), "{pattern}");
+            assert!(declined.len() * 100 <= total, "declined: {declined:#?}");
         }
     }
 

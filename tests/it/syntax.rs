@@ -25,8 +25,9 @@ use crate::support::expressions::{Expression, Origin, held};
 use crate::support::{promtool_check_exprs, require};
 
 /// The least share of the user-written expressions (rules and dashboards) that promql-parser
-/// reads which the fast parser must accept.
-const LEAST_SHARE_ACCEPTED: f64 = 0.95;
+/// reads which the fast parser must accept. When it landed it accepted 1,113 of 1,117 (99.6%):
+/// rules 845 of 847, dashboard queries 268 of 270.
+const LEAST_SHARE_ACCEPTED: f64 = 0.99;
 
 /// The experimental PromQL of Prometheus 3.x, enabled for expressions it refuses by default.
 const FEATURES: &str = "--enable-feature=promql-experimental-functions,promql-binop-fill-modifiers";
@@ -48,6 +49,7 @@ const LEZER_GAPS: &[(&str, &str)] = &[
         "the grammar knows hex numbers with a lower-case `0x` only",
     ),
     ("5.", "the grammar wants a digit after a decimal point"),
+    ("5.e3", "the grammar wants a digit after a decimal point"),
     ("offset", "`offset` as a metric name"),
     (r#"offset{job="x"}"#, "`offset` as a metric name"),
     ("rate(offset[5m])", "`offset` as a metric name"),
@@ -297,6 +299,213 @@ const CASES: &[(&str, &str, bool)] = &[
     ("an unterminated string", r#"x{a="b}"#, false),
     ("newline in a string", "x{a=\"b\nc\"}", false),
     ("regex escapes", r#"x{path=~"/api/v1/.*\\.json"}"#, true),
+    // More precedence and signs.
+    ("negative one to a power", "-1 ^ 2", true),
+    ("negated parens to a power", "(-1) ^ 2", true),
+    ("power of a negation", "2 ^ -x", true),
+    ("negation of a power of a negation", "-x ^ -y", true),
+    ("three minuses", "1---1", true),
+    ("alternating signs", "1+-+-1", true),
+    ("plus of a negation", "+-x", true),
+    ("negation of a plus", "-+x", true),
+    ("negated operand of and", "-x and y", true),
+    ("comparison with a negation", "x > -y", true),
+    ("comparison chain", "x >= 1 <= 2", true),
+    ("unless, or and and", "x unless y or z and w", true),
+    (
+        "bool comparison chain of scalars",
+        "1 > bool 2 > bool 3",
+        true,
+    ),
+    ("scalar compared without bool", "1 > scalar(x)", false),
+    // More vector matching.
+    (
+        "the same label in on and group_left",
+        "a * on (x) group_left (x) b",
+        false,
+    ),
+    (
+        "group_left then group_right",
+        "a + on(x) group_left(y) group_right b",
+        false,
+    ),
+    ("bool after on", "a > on(x) bool b", false),
+    ("bool on a set operator", "a and bool b", false),
+    (
+        "group_left on a set operator",
+        "a and on(x) group_left() b",
+        false,
+    ),
+    ("and on()", "x and on() y", true),
+    ("group_left in a chain", "a / on(x) group_left b / c", true),
+    (
+        "group_left and group_right in a chain",
+        "a * on(x) group_left(y) b * on(x) group_right c",
+        true,
+    ),
+    ("a set operator with a scalar", "vector(1) or 1", false),
+    (
+        "group_left of __name__",
+        "a * on (x) group_left (__name__) b",
+        true,
+    ),
+    // More aggregations.
+    ("by and without", "sum by (a) (x) without (b)", false),
+    ("a second body", "sum(x) by (a) (y)", false),
+    ("by as a metric name", "sum(by)", true),
+    ("trailing comma in an aggregation", "sum(x,)", false),
+    ("grouping on a function", "rate(x[5m]) by (a)", false),
+    ("empty by after", "count(x) by ()", true),
+    ("labels without a comma", "sum by (a b) (x)", false),
+    ("__name__ in by", "sum by (__name__) (x)", true),
+    // More functions.
+    (
+        "label_replace to an invalid label (checked when run)",
+        r#"label_replace(x, "1a", "$1", "b", "(.*)")"#,
+        true,
+    ),
+    (
+        "label_replace with an invalid regex (checked when run)",
+        r#"label_replace(x, "a", "$1", "b", "(")"#,
+        true,
+    ),
+    (
+        "label_replace with too few arguments",
+        r#"label_replace(x, "a", "b", "c")"#,
+        false,
+    ),
+    ("count_values with a number", "count_values(1, x)", false),
+    ("topk with a string", r#"topk("a", x)"#, false),
+    (
+        "quantile_over_time's arguments swapped",
+        "quantile_over_time(x[5m], 0.5)",
+        false,
+    ),
+    ("vector of a vector", "vector(x)", false),
+    ("scalar of a number", "scalar(1)", false),
+    ("time with an argument", "time(1)", false),
+    ("absent of a range", "absent(x[5m])", false),
+    ("days_in_month without an argument", "days_in_month()", true),
+    (
+        "label_join without sources",
+        r#"label_join(x, "a", ",")"#,
+        true,
+    ),
+    ("timestamp of a rate", "timestamp(rate(x[5m]))", true),
+    // More subqueries and offsets.
+    ("space before a subquery", "rate(x[5m]) [5m:1m]", true),
+    ("three parts in brackets", "x[5m:1m:1m]", false),
+    ("zero step", "x[1h:0s]", false),
+    ("subquery of a string", r#""a"[5m:1m]"#, false),
+    ("subquery of a call", "vector(1)[5m:1m]", true),
+    ("subquery of a range", "x[5m][5m:]", false),
+    ("range on parens", "(x)[5m]", false),
+    ("offset on parens", "(x) offset 5m", false),
+    (
+        "offset inside a subquery's parens",
+        "max_over_time((x offset 5m)[10m:1m])",
+        true,
+    ),
+    ("negated subquery with offset", "-x[5m:1m] offset 1m", false),
+    ("range after offset", r#"x{a="b"} offset 5m [5m]"#, false),
+    ("rate of a negated range", "rate(-x[5m])", false),
+    ("spaces in a subquery", "x[ 5m : 1m ]", true),
+    ("newline in a range", "rate(x[\n5m])", true),
+    (
+        "newline before the duration of offset",
+        "x offset\n5m",
+        true,
+    ),
+    // More durations.
+    ("hours then minutes", "x[1h5m]", true),
+    ("minutes then hours", "x[5m1h]", false),
+    ("a unit twice", "x[5m5m]", false),
+    ("a fraction of a unit", "x[0.5m]", false),
+    ("days", "x[1d]", true),
+    ("capital M", "x[5M]", false),
+    ("leading zero", "x[05m]", true),
+    ("every unit", "x[1y2w3d4h5m6s7ms]", true),
+    ("minutes then milliseconds", "x[1m1ms]", true),
+    ("milliseconds then seconds", "x[1ms1s]", false),
+    ("offset of many units", "x offset 1h30m15s10ms", true),
+    ("the longest range Go holds", "x[106751d]", true),
+    (
+        "an offset past any duration",
+        "x offset 99999999999y",
+        false,
+    ),
+    // More numbers.
+    ("08 is not octal", "08", true),
+    ("09.5", "09.5", true),
+    ("hex int64 max", "0x7FFFFFFFFFFFFFFF", true),
+    ("hex past int64", "0x8000000000000000", false),
+    ("int64 max", "9223372036854775807", true),
+    ("past int64", "9223372036854775808", true),
+    ("twenty digits", "99999999999999999999", true),
+    ("hex past 64 bits", "0x1FFFFFFFFFFFFFFFF", false),
+    ("hex with an underscore", "0x_1", false),
+    ("bare exponent", "1e", false),
+    ("bare 0x", "0x", false),
+    ("two points", "1.2.3", false),
+    ("exponent with a plus", "1E+03", true),
+    ("leading point with an exponent", ".5e-3", true),
+    ("trailing point with an exponent", "5.e3", true),
+    ("smallest subnormal", "4.9e-324", true),
+    ("largest float", "1.7976931348623157e308", true),
+    ("negative zero", "-0", true),
+    ("negative zero float", "-0.0", true),
+    ("negative hex zero", "-0x0", true),
+    ("infinity spelled out is a metric", "infinity", true),
+    ("Inf plus NaN", "Inf + NaN", true),
+    ("negated NaN", "-NaN", true),
+    // More strings.
+    (
+        "escaped backslash before a non-ASCII character",
+        r#""\\é""#,
+        true,
+    ),
+    ("escaped single quote in double quotes", r#""\'""#, false),
+    ("escaped single quote in single quotes", r"'\''", true),
+    ("double quote in single quotes", r#"'a"b'"#, true),
+    ("single quote in double quotes", r#""a'b""#, true),
+    ("short \\u", r#""\u00""#, false),
+    ("code point past Unicode", r#""\U00110000""#, false),
+    ("surrogate", r#""\uDFFF""#, false),
+    ("short \\x", r#""\x4""#, false),
+    ("octal escape with an 8", r#""\18""#, false),
+    ("octal escape past 255", r#""\777""#, false),
+    ("raw tab in a string", "\"a\tb\"", true),
+    // More regexes.
+    ("backreference", r#"x{a=~"\\1"}"#, false),
+    ("Unicode class", r#"x{a=~"\\pN"}"#, true),
+    ("POSIX class", r#"x{a=~"[[:alpha:]]"}"#, true),
+    ("case-insensitive flag", r#"x{a=~"(?i)a"}"#, true),
+    ("named group", r#"x{a=~"(?P<n>a)"}"#, true),
+    ("lookahead", r#"x{a=~"(?=a)"}"#, false),
+    ("unbalanced parenthesis", r#"x{a=~"("}"#, false),
+    // More names.
+    ("point in a name", "x.y", false),
+    ("minus between names", "x-y", true),
+    ("underscore", "_", true),
+    ("name ending in a colon", "x:", true),
+    ("two braces", r#"x{a="b"}{c="d"}"#, false),
+    ("two names", "x y{}", false),
+    ("on alone", "on", false),
+    ("bool alone", "bool", false),
+    ("offset without a duration", "x offset", false),
+    ("only a regex on the empty string", r#"{a=~""}"#, false),
+    ("only a not-equal empty", r#"{a!=""}"#, true),
+    // More comments and white space.
+    ("comment before the range", "x # c\n[5m]", true),
+    ("comment before braces", "x # c\n{a=\"b\"}", true),
+    ("comment before a line's expression", "# c\nx", true),
+    ("comment without a space", "x#c", true),
+    ("comment after a subquery", "x[5m:1m] # c\n offset 1m", true),
+    ("non-breaking space", "x\u{a0}+ y", false),
+    // promql-parser reads it, Prometheus does not: the fast parser must decline it.
+    ("form feed", "x\x0c+ y", true),
+    ("vertical tab", "x\x0b+ y", false),
+    ("carriage return and newline", "x\r\n+ y", true),
     // Types.
     ("string in arithmetic", r#"x + "a""#, false),
     ("aggregation of a scalar", "sum(1)", false),
@@ -318,8 +527,9 @@ pub(crate) fn expressions() -> impl Iterator<Item = &'static str> {
 // ---------------------------------------------------------------------------------------
 // The fast parser's reading
 
-/// A selector of the fast parser's AST: start, end of the name or `}`, end with range/offset.
-type SelectorSpan = (usize, usize, usize);
+/// A selector's spans: the name and `{...}` (the fast parser's `head`, lezer's VectorSelector),
+/// and with the range and offset that apply to it (the fast parser's `span`).
+type SelectorSpan = ((usize, usize), (usize, usize));
 
 /// What the fast parser does with one expression.
 enum Fast {
@@ -353,7 +563,9 @@ fn fast(text: &str) -> Fast {
 fn selector_spans(expr: &ast::Expr<'_>, out: &mut Vec<SelectorSpan>) {
     match expr {
         ast::Expr::Number(..) | ast::Expr::String(..) => {}
-        ast::Expr::Selector(s) => out.push((s.span.start, s.selector_end, s.span.end)),
+        ast::Expr::Selector(s) => {
+            out.push(((s.head.start, s.head.end), (s.span.start, s.span.end)))
+        }
         ast::Expr::Call(c) => c.args.iter().for_each(|a| selector_spans(a, out)),
         ast::Expr::Aggregate(a) => {
             if let Some(param) = &a.param {
@@ -617,22 +829,21 @@ fn accepted_expressions_read_the_same_by_lezer() {
         }
         let mut mine: Vec<SelectorSpan> = spans.clone();
         mine.sort_unstable();
-        let mut theirs: Vec<SelectorSpan> = tree
-            .selectors
-            .iter()
-            .map(|s| (s.start, s.selector_end, s.end))
-            .collect();
+        let mut theirs: Vec<SelectorSpan> =
+            tree.selectors.iter().map(|s| (s.head, s.whole)).collect();
         theirs.sort_unstable();
         if mine != theirs {
             let show = |spans: &[SelectorSpan]| {
                 spans
                     .iter()
-                    .map(|&(start, name_end, end)| {
+                    .map(|&((a, b), (c, d))| {
+                        let at = |r: std::ops::Range<usize>| {
+                            text.get(r).unwrap_or("<not on a char boundary>")
+                        };
                         format!(
-                            "{start}..{name_end} {:?} with range/offset {start}..{end} {:?}",
-                            text.get(start..name_end)
-                                .unwrap_or("<not on a char boundary>"),
-                            text.get(start..end).unwrap_or("<not on a char boundary>")
+                            "{a}..{b} {:?}, with range and offset {c}..{d} {:?}",
+                            at(a..b),
+                            at(c..d)
                         )
                     })
                     .collect::<Vec<_>>()
@@ -715,12 +926,12 @@ fn lezer_peer_reads_selector_spans() {
         trees[i]
             .selectors
             .iter()
-            .map(|s| (s.start, s.selector_end, s.end))
+            .map(|s| (s.head, s.whole))
             .collect()
     };
-    assert_eq!(spans(0), [(5, 14, 28)]);
-    assert_eq!(spans(1), [(0, 1, 1), (4, 9, 19)]);
-    assert_eq!(spans(2), [(1, 2, 2)]);
+    assert_eq!(spans(0), [((5, 14), (5, 28))]);
+    assert_eq!(spans(1), [((0, 1), (0, 1)), ((4, 9), (4, 19))]);
+    assert_eq!(spans(2), [((1, 2), (1, 2))]);
     assert!(!trees[0].error && !trees[1].error && !trees[2].error);
     assert!(trees[3].error);
 }

@@ -33,11 +33,10 @@ pub struct LezerTree {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LezerSelector {
-    pub start: usize,
-    /// End of the metric name or of the `}`.
-    pub selector_end: usize,
-    /// End with the ranges and offsets that apply to it.
-    pub end: usize,
+    /// The VectorSelector node: the metric name and the `{...}`.
+    pub head: (usize, usize),
+    /// With the ranges and offsets that apply to it.
+    pub whole: (usize, usize),
 }
 
 /// The version of `@prometheus-io/lezer-promql` pinned in `tests/peers/lezer/package.json`.
@@ -122,9 +121,8 @@ fn tree(line: &str) -> LezerTree {
             .expect("selectors")
             .iter()
             .map(|s| LezerSelector {
-                start: at(s, 0),
-                selector_end: at(s, 1),
-                end: at(s, 3),
+                head: (at(s, 0), at(s, 1)),
+                whole: (at(s, 2), at(s, 3)),
             })
             .collect(),
     }

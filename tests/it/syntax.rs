@@ -511,6 +511,52 @@ const CASES: &[(&str, &str, bool)] = &[
     ("aggregation of a scalar", "sum(1)", false),
     ("aggregation of a string", r#"sum("a")"#, false),
     ("scalar of a vector", "scalar(x) * 2", true),
+    // Where the fast parser (as merged at 337ebb7) and its peers part. Each row fails a test
+    // of this module until the parser declines it (or, for the panics, no longer panics).
+    // It panics on a `\` before a non-ASCII character (promql-parser's unescape slices inside
+    // the character); the full path refuses these.
+    ("escape of a non-ASCII character", r#""\é""#, false),
+    (
+        "escape of a non-ASCII character in single quotes",
+        r"'\é'",
+        false,
+    ),
+    ("escape of a snowman in a matcher", r#"x{a="\☃"}"#, false),
+    ("escape of an emoji in a matcher", r#"x{a="\😀"}"#, false),
+    (
+        "escape of é in a label_replace argument",
+        r#"label_replace(x, "a", "\é", "b", "")"#,
+        false,
+    ),
+    // A regex that regex-syntax parses but the crate cannot compile (too big): the fast parser
+    // accepts it, to_crate panics, Prometheus and the full path refuse it.
+    (
+        "regex past the compiled size limit",
+        r#"x{a=~"(a{1000}){1000}"}"#,
+        false,
+    ),
+    // Comments inside `[...]`: the fast parser skips them, promql-parser refuses them;
+    // Prometheus accepts some (`x[5m # c\n]`) and refuses others (`rate(x[ # c\n5m])`).
+    (
+        "comment at the start of a range",
+        "rate(x[ # c\n5m])",
+        false,
+    ),
+    ("comment right after the bracket", "rate(x[# c\n5m])", false),
+    ("comment in a range", "x[5m # c\n]", false),
+    ("comment before a subquery's step", "x[5m:# c\n1m]", false),
+    ("comment before a subquery's colon", "x[5m # c\n:1m]", false),
+    ("comment at the end of a subquery", "x[5m:1m # c\n]", false),
+    // Prometheus refuses these, promql-parser (so the full path) reads them; the fast parser
+    // must be the stricter one and decline them.
+    ("number past float64", "1e400", true),
+    ("negative number past float64", "-1e400", true),
+    ("number just past float64", "1.8e308", true),
+    ("range past Go's durations", "x[293y]", true),
+    ("range of days past Go's durations", "x[106752d]", true),
+    ("offset past Go's durations", "x offset 293y", true),
+    ("repetition past RE2's limit", r#"x{a=~"a{1001}"}"#, true),
+    ("nested repetition", r#"x{a=~"a**"}"#, true),
     // Broken.
     ("empty", "", false),
     ("only a comment", "# nothing", false),

@@ -75,6 +75,9 @@ mod semantic;
 #[path = "it/syntax.rs"]
 mod syntax;
 
+#[path = "it/syntax_properties.rs"]
+mod syntax_properties;
+
 #[path = "it/validation.rs"]
 mod validation;
 

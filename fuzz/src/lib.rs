@@ -8,6 +8,8 @@
 
 use std::sync::OnceLock;
 
+pub mod promql_syntax;
+
 use promfed::admission::{API_VERSION, Admission, Outcome};
 use promfed::promql::{Policy, ScopeOp, Scoper};
 use promfed::yaml::{self, Limits, Node, Value};
@@ -23,13 +25,20 @@ mod fixtures;
 use fixtures::{applied, configmap, data_pairs, decoded_patch, review_bytes};
 
 /// Target names, as in `fuzz/Cargo.toml` and `fuzz/regressions/<target>/`.
-pub const TARGETS: [&str; 4] = ["admission", "promql_scope", "rewrite", "yaml_roundtrip"];
+pub const TARGETS: [&str; 5] = [
+    "admission",
+    "promql_scope",
+    "promql_syntax",
+    "rewrite",
+    "yaml_roundtrip",
+];
 
 /// Run the target called `name` on `data`.
 pub fn run(name: &str, data: &[u8]) {
     match name {
         "admission" => admission(data),
         "promql_scope" => promql_scope(data),
+        "promql_syntax" => promql_syntax(data),
         "rewrite" => rewrite(data),
         "yaml_roundtrip" => yaml_roundtrip(data),
         _ => panic!("unknown fuzz target {name:?}"),
@@ -198,6 +207,14 @@ pub fn promql_scope(data: &[u8]) {
         .scope(&scoped.text)
         .unwrap_or_else(|e| panic!("re-scoping {:?} (from {expr:?}) failed: {e}", scoped.text));
     assert_eq!(again.text, scoped.text, "scoping {expr:?} twice differs");
+}
+
+/// PromQL in: promfed's own parser reads no more than the full path does, and what it reads
+/// it reads as promql-parser does, with sound spans (`promql_syntax::check`).
+pub fn promql_syntax(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        promql_syntax::check(text);
+    }
 }
 
 /// A data value in: the first byte picks the key (`prometheus.yml`, `recording_rules.yml`, or

@@ -27,6 +27,7 @@
 //!   `process`: a child process with its log collected, killed when dropped;
 //! - `review`: AdmissionReview fixtures, also included by `fuzz/src/lib.rs` (so it names no
 //!   crate item); `examples`: the example config, the TKG ConfigMap, the engine's rendering;
+//! - `promql_grammar`: PromQL text from the grammar, as a proptest strategy;
 //! - `attack`, `well_behaved`: the attack tests' neighbour and clients; `manifests`: the
 //!   install tools and manifest helpers of `deploy`; `kube`: a local Kubernetes API server;
 //! - `expressions`: every PromQL expression the project holds, with where it came from;
@@ -52,6 +53,7 @@ pub mod manifests;
 pub mod operator;
 pub mod process;
 pub mod prometheus;
+pub mod promql_grammar;
 pub mod review;
 pub mod serve;
 pub mod tls;

@@ -49,6 +49,31 @@ pub(super) enum Kind {
     Other,
 }
 
+impl Kind {
+    /// Whether the crate's lexer counts the token as an operator (its limit of 1,000 counts
+    /// matcher operators and signs too); `and`, `or`, `unless` and `atan2` are names here and
+    /// counted by the parser where it reads them as operators.
+    pub fn is_operator(self) -> bool {
+        matches!(
+            self,
+            Kind::EqEq
+                | Kind::NotEq
+                | Kind::Regex
+                | Kind::NotRegex
+                | Kind::Lt
+                | Kind::Le
+                | Kind::Gt
+                | Kind::Ge
+                | Kind::Add
+                | Kind::Sub
+                | Kind::Mul
+                | Kind::Div
+                | Kind::Mod
+                | Kind::Pow
+        )
+    }
+}
+
 /// A token: its kind and bytes `start..end` of the text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Token {
@@ -90,8 +115,13 @@ impl<'a> Lexer<'a> {
         while let Some(&b) = self.bytes.get(self.pos) {
             match b {
                 b' ' | b'\t' | b'\n' | b'\r' => self.pos += 1,
+                // A comment ends at a line feed or a carriage return, as Prometheus reads it.
                 b'#' => {
-                    while self.bytes.get(self.pos).is_some_and(|&b| b != b'\n') {
+                    while self
+                        .bytes
+                        .get(self.pos)
+                        .is_some_and(|&b| b != b'\n' && b != b'\r')
+                    {
                         self.pos += 1;
                     }
                 }
@@ -161,6 +191,11 @@ impl<'a> Lexer<'a> {
                     return Kind::String;
                 }
                 Some(b'\\') if quote == b'`' => {
+                    self.pos = at;
+                    return Kind::Other;
+                }
+                // An escape of a non-ASCII character: the full path says why it is wrong.
+                Some(b'\\') if self.bytes.get(at + 1).is_some_and(|b| !b.is_ascii()) => {
                     self.pos = at;
                     return Kind::Other;
                 }
@@ -306,6 +341,8 @@ mod tests {
             ("1e", &[Other]),
             ("5m.", &[Other]),
             ("x@1", &[Ident, Other]),
+            ("a # comment\r+ b", &[Ident, Add, Ident, Eof]),
+            ("\"\\é\"", &[Other]),
         ];
         for (text, want) in rows {
             assert_eq!(kinds(text), *want, "{text}");

@@ -116,11 +116,27 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// The next token, taken. Past the crate's operator limit every token is
+    /// [`Kind::Other`], so parsing stops at once and the full path refuses the expression.
     fn next(&mut self) -> Token {
-        let t = self.peek();
+        let mut t = self.peek();
         self.peeked = None;
         self.last_end = t.end;
+        if t.kind.is_operator() || self.binary_keyword(t) {
+            self.operators += 1;
+        }
+        if self.operators > MAX_OPERATORS {
+            t.kind = Kind::Other;
+        }
         t
+    }
+
+    /// `and`, `or`, `unless` or `atan2`: the crate's lexer counts them as operators.
+    fn binary_keyword(&self, t: Token) -> bool {
+        t.kind == Kind::Ident
+            && ["and", "or", "unless", "atan2"]
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(self.slice(t)))
     }
 
     fn expect(&mut self, kind: Kind) -> Option<Token> {
@@ -148,10 +164,6 @@ impl<'a> Parser<'a> {
         while let Some((op, precedence)) = self.binary_operator() {
             if precedence < min {
                 break;
-            }
-            self.operators += 1;
-            if self.operators > MAX_OPERATORS {
-                return None;
             }
             self.next();
             let (bool_modifier, matching, group) = self.binary_modifiers()?;
@@ -292,6 +304,11 @@ impl<'a> Parser<'a> {
             let t = self.peek();
             if t.kind == Kind::LBracket {
                 self.next();
+                // The crate refuses a comment inside brackets (Prometheus does not).
+                let close = self.text[t.end..].find(']').map(|i| t.end + i)?;
+                if self.text[t.end..close].contains('#') {
+                    return None;
+                }
                 let range = self.duration()?;
                 match self.next().kind {
                     Kind::RBracket => expr = range_of(expr, range, self.last_end())?,

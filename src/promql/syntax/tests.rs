@@ -166,11 +166,7 @@ fn plain_patterns_are_valid_without_a_parse() {
     use super::plainly_valid;
     for pattern in ["", "LIST|GET", "kube-.*", ".+", "a.*b.+|c", "/api/v1:x,y=z"] {
         assert!(plainly_valid(pattern), "{pattern}");
-        assert!(
-            regex_syntax::Parser::new()
-                .parse(&format!("^(?:{pattern})$"))
-                .is_ok()
-        );
+        assert!(regex::Regex::new(&format!("^(?:{pattern})$")).is_ok());
     }
     for pattern in ["*", "a**", ".+*", "(a", "a{2}", "[a-z]", "a\\d", "a?", "é"] {
         assert!(!plainly_valid(pattern), "{pattern}");

@@ -159,13 +159,14 @@ fn collect() -> Held {
 // ---------------------------------------------------------------------------------------
 // Rule files
 
-/// Every file of the corpus that holds rules: rule files, ConfigMaps with rule files in their
-/// data, PrometheusRule objects.
+/// Every file of the corpus that holds rules: the rule files `corpus_inputs` checks with
+/// promtool, ConfigMaps with rule files in their data, PrometheusRule objects.
 fn rule_sources() -> Vec<PathBuf> {
-    let mut files = yaml_files(&data("rules"));
+    let mut files: Vec<PathBuf> = crate::corpus_inputs::rule_files()
+        .iter()
+        .map(data)
+        .collect();
     for name in [
-        "tkg/recording_rules.yml",
-        "tkg/alerting_rules.yml",
         "tkg/prometheus-server-configmap.yaml",
         "federation/demo_rules.yml",
     ] {
@@ -290,8 +291,9 @@ fn tables() -> Vec<(&'static str, Vec<String>)> {
 // Fuzz regressions
 
 /// (file, [(place, expr)]) of every regression input that holds PromQL, decoded as its fuzz
-/// target reads it (fuzz/src/lib.rs): `promql_scope` inputs are an expression after a mode
-/// byte; `rewrite`, `admission` and `yaml_roundtrip` inputs may hold rule files.
+/// target reads it (fuzz/src/lib.rs): `promql_syntax` inputs are an expression, `promql_scope`
+/// inputs one after a mode byte; `rewrite`, `admission` and `yaml_roundtrip` inputs may hold
+/// rule files.
 fn fuzz_regressions() -> Vec<(PathBuf, Vec<(String, String)>)> {
     let base = root().join("fuzz/regressions");
     let mut out = Vec::new();
@@ -330,6 +332,10 @@ fn fuzz_input_exprs(target: &str, bytes: &[u8], source: &str) -> Vec<(String, St
     let rest = String::from_utf8_lossy(rest);
     match target {
         "promql_scope" => match std::str::from_utf8(&bytes[1..]) {
+            Ok(expr) => vec![(source.to_string(), expr.to_string())],
+            Err(_) => Vec::new(),
+        },
+        "promql_syntax" => match std::str::from_utf8(bytes) {
             Ok(expr) => vec![(source.to_string(), expr.to_string())],
             Err(_) => Vec::new(),
         },

@@ -5,6 +5,9 @@
 #   Debian packages  prometheus (/usr/bin/prometheus, /usr/bin/promtool 2.42), wrk, hyperfine
 #   Python venv      .venv/ at the crate root, from scripts/requirements-test.txt
 #                    (pyyaml, jsonpatch, kubernetes-validate: the real peers the tests compare with)
+#   lezer-promql     the Prometheus project's lezer grammar of PromQL (npm, pinned in
+#                    tests/peers/lezer/ with its lock file) in ~/.cache/promfed-lezer, outside
+#                    the clone; the parser tests compare with it (needs node and npm)
 #   Go tools         kube-apiserver, kubectl, etcd, helm 3 and 4, kapp, ytt, Prometheus 3,
 #                    prometheus-operator and CRDs, built from the Go module proxy at the versions
 #                    pinned in tests/tools/ into ~/.cache/promfed-tools (scripts/build-tools.sh;
@@ -12,7 +15,8 @@
 #
 # As root (CI, a bare Debian 12 machine) it installs; otherwise it prints the command to run
 # and exits 1 if something is missing.
-# Env: PROMFED_VENV (default <root>/.venv), PROMFED_BASE_PYTHON (default python3).
+# Env: PROMFED_VENV (default <root>/.venv), PROMFED_BASE_PYTHON (default python3),
+# PROMFED_LEZER (default ~/.cache/promfed-lezer).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -114,6 +118,8 @@ check_tool promtool prometheus --version
 check_tool wrk wrk --version
 check_tool hyperfine hyperfine --version
 check_tool openssl openssl version
+check_tool node nodejs --version
+check_tool npm npm --version
 # de-duplicate (prometheus and promtool come from one package)
 if [ "${#debs[@]}" -gt 0 ]; then
     mapfile -t debs < <(printf '%s\n' "${debs[@]}" | sort -u)
@@ -122,7 +128,7 @@ fi
 if [ "${#debs[@]}" -gt 0 ]; then
     if is_root; then
         apt_install "${debs[@]}"
-        for cmd in prometheus promtool wrk hyperfine openssl; do
+        for cmd in prometheus promtool wrk hyperfine openssl node npm; do
             command -v "$cmd" >/dev/null || { say "still missing after install: $cmd"; exit 1; }
         done
         say "now: $(promtool --version 2>&1 | head -n 1); $(hyperfine --version); wrk $(wrk --version 2>&1 | head -n 1 | awk '{print $2}')"
@@ -187,6 +193,50 @@ if [ "${#missing[@]}" -gt 0 ]; then
     for m in "${missing[@]}"; do say "  $m"; done
     say "then run scripts/test-deps.sh again (it makes the venv itself once python3-venv is there)"
     exit 1
+fi
+
+# --- lezer-promql ------------------------------------------------------------------------
+# Installed with `npm ci` from the pinned package.json and package-lock.json into a directory of
+# its own outside the clone (made aside and moved into place, so an interrupted install leaves
+# no half-made cache); as for the venv, a stamp holds the hash of the pins it was made from and
+# a changed pin reinstalls.
+LEZER=${PROMFED_LEZER:-$HOME/.cache/promfed-lezer}
+LEZER_PINS=$ROOT/tests/peers/lezer
+lezer_hash=$(cat "$LEZER_PINS/package.json" "$LEZER_PINS/package-lock.json" | sha256sum | cut -d' ' -f1)
+lezer_ok() {
+    [ "$(cat "$LEZER/.promfed-pins.sha256" 2>/dev/null)" = "$lezer_hash" ] &&
+        [ -f "$LEZER/node_modules/@prometheus-io/lezer-promql/package.json" ]
+}
+
+make_lezer() {
+    local start tmp
+    start=$(now)
+    mkdir -p "$(dirname "$LEZER")"
+    tmp=$LEZER.tmp.$$
+    rm -rf "$tmp"
+    mkdir "$tmp"
+    cp "$LEZER_PINS/package.json" "$LEZER_PINS/package-lock.json" "$tmp/"
+    if ! (cd "$tmp" && npm ci --no-audit --no-fund >/tmp/promfed-test-deps-npm.log 2>&1); then
+        rm -rf "$tmp"
+        say "npm ci of tests/peers/lezer failed; its log:"
+        tail -n 30 /tmp/promfed-test-deps-npm.log >&2
+        exit 1
+    fi
+    echo "$lezer_hash" >"$tmp/.promfed-pins.sha256"
+    rm -rf "$LEZER"
+    mv "$tmp" "$LEZER"
+    say "installed $(lezer_version) into $LEZER ($(since "$start"))"
+}
+
+lezer_version() {
+    node -p 'const p = require(process.argv[1]); p.name + " " + p.version' \
+        "$LEZER/node_modules/@prometheus-io/lezer-promql/package.json"
+}
+
+if lezer_ok; then
+    say "found $(lezer_version) in $LEZER"
+else
+    make_lezer
 fi
 
 # --- Go tools ----------------------------------------------------------------------------

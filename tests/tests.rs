@@ -72,6 +72,9 @@ mod selection;
 #[path = "it/semantic.rs"]
 mod semantic;
 
+#[path = "it/syntax.rs"]
+mod syntax;
+
 #[path = "it/syntax_properties.rs"]
 mod syntax_properties;
 

@@ -17,7 +17,7 @@ const DUPLICATE_RULES: &[&str] = &[
 ];
 
 /// Every rule file of the corpus, relative to tests/data: rules/**/*.y*ml and the TKG ones.
-fn rule_files() -> Vec<String> {
+pub(crate) fn rule_files() -> Vec<String> {
     let base = support::data("");
     let paths = support::yaml_files(&support::data("rules"));
     let mut files: Vec<String> = paths

@@ -390,6 +390,18 @@ const ROWS: &[Row] = &[
     ),
 ];
 
+/// Every expression of [`ROWS`] (inputs and promfed's wanted outputs) and of the keyword
+/// [`grid`], for the parser's differential tests (`support::expressions`).
+pub(crate) fn expressions() -> Vec<String> {
+    let rows = ROWS.iter().flat_map(|r| match r.want {
+        Scoped(want) => vec![r.input, want],
+        Refused(..) => vec![r.input],
+    });
+    let mut out: Vec<String> = rows.map(str::to_string).collect();
+    out.extend(grid().into_iter().map(|(expr, _)| expr));
+    out
+}
+
 fn scoper() -> Scoper {
     Scoper::new("cluster", "local", ScopeOp::Equal, Policy::Keep)
 }

@@ -432,17 +432,29 @@ fn other_label_and_value_are_escaped() {
     assert_eq!(s.scope("x").unwrap().text, r#"x{origin_cluster="a\"b"}"#);
 }
 
+/// PromQL that Prometheus refuses.
+const BROKEN: &[&str] = &[
+    "sum(",
+    "x{a=}",
+    "rate(x)",
+    "x[5m",
+    "unknown_function(x)",
+    "",
+    "x{a=\"1\" or b=\"2\"}",
+];
+
+/// Every expression of this module's tables, inputs and wanted outputs, for the parser's
+/// differential tests (`support::expressions`).
+pub(crate) fn expressions() -> impl Iterator<Item = &'static str> {
+    CASES
+        .iter()
+        .flat_map(|c| [c.input, c.want])
+        .chain(BROKEN.iter().copied())
+}
+
 #[test]
 fn broken_promql_is_an_error() {
-    for input in [
-        "sum(",
-        "x{a=}",
-        "rate(x)",
-        "x[5m",
-        "unknown_function(x)",
-        "",
-        "x{a=\"1\" or b=\"2\"}",
-    ] {
+    for &input in BROKEN {
         assert!(
             scoper(Policy::Keep).scope(input).is_err(),
             "{input:?} should fail"

@@ -56,6 +56,11 @@ const fn corpus(name: &'static str, source: &'static str, expr: &'static str) ->
     }
 }
 
+/// Every expression of [`ROWS`], for the parser's differential tests (`support::expressions`).
+pub(crate) fn expressions() -> impl Iterator<Item = &'static str> {
+    ROWS.iter().map(|r| r.expr)
+}
+
 const TKG: &str = "tkg/recording_rules.yml";
 const KP_CONTROL_PLANE: &str = "rules/kube-prometheus-main/kubernetesControlPlane.rules.yaml";
 const KP_GENERAL: &str = "rules/kube-prometheus-main/kubePrometheus.rules.yaml";

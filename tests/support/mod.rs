@@ -29,7 +29,9 @@
 //!   crate item); `examples`: the example config, the TKG ConfigMap, the engine's rendering;
 //! - `promql_grammar`: PromQL text from the grammar, as a proptest strategy;
 //! - `attack`, `well_behaved`: the attack tests' neighbour and clients; `manifests`: the
-//!   install tools and manifest helpers of `deploy`; `kube`: a local Kubernetes API server.
+//!   install tools and manifest helpers of `deploy`; `kube`: a local Kubernetes API server;
+//! - `expressions`: every PromQL expression the project holds, with where it came from;
+//!   `lezer`: the Prometheus project's lezer grammar of PromQL as a peer (`require!(lezer_promql)`).
 
 // Each test module uses only some of these helpers.
 #![allow(dead_code, unused_macros, unused_imports)]
@@ -43,7 +45,9 @@ use std::sync::OnceLock;
 
 pub mod attack;
 pub mod examples;
+pub mod expressions;
 pub mod kube;
+mod lezer;
 pub mod load;
 pub mod manifests;
 pub mod operator;
@@ -56,6 +60,7 @@ pub mod tls;
 mod tools;
 pub mod well_behaved;
 
+pub use lezer::*;
 pub use tools::*;
 
 /// How long a test waits for something that should happen before it calls it a hang. Only a
@@ -129,7 +134,7 @@ pub fn skip<T>(test: &str, tool: &str) -> Option<T> {
 
 /// `require!(promtool)`: the path of a tool from the function of that name in this module,
 /// or return from the test after [`skip`]. Tools: `promtool`, `prometheus`, `python`,
-/// `kubernetes_validate`.
+/// `kubernetes_validate`, `lezer_promql`.
 macro_rules! require {
     ($tool:ident) => {
         match $crate::support::$tool() {

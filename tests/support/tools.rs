@@ -184,6 +184,11 @@ pub fn prometheus3() -> Option<PathBuf> {
     .clone()
 }
 
+/// The Prometheus 3.x promtool next to [`prometheus3`] (`require!(promtool3)`).
+pub fn promtool3() -> Option<PathBuf> {
+    prometheus3().map(|server| server.with_file_name("promtool3"))
+}
+
 /// A Prometheus server release the checks run against: its major line, the server binary and
 /// the promtool of the same release.
 #[derive(Debug, Clone)]

@@ -2,9 +2,10 @@
 //! alias expanded (an alias bomb fails before anything is cloned), nesting bounded without
 //! recursion on the input's depth, duplicate keys refused.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use super::parse::{Expanded, Limits, Over, YamlError};
+use super::parse::{Expanded, Limits, Over, Sink, YamlError};
 use super::resolve::Kind;
 use super::tree::{Node, Scalar, Style, Value};
 
@@ -19,7 +20,7 @@ struct Anchored {
     bytes: usize,
 }
 
-pub(super) enum FrameValue {
+enum FrameValue {
     Seq(Vec<Node>),
     Map {
         entries: Vec<(Node, Node)>,
@@ -31,11 +32,11 @@ pub(super) enum FrameValue {
 }
 
 impl FrameValue {
-    pub(super) fn seq() -> FrameValue {
+    fn seq() -> FrameValue {
         FrameValue::Seq(Vec::new())
     }
 
-    pub(super) fn map() -> FrameValue {
+    fn map() -> FrameValue {
         FrameValue::Map {
             entries: Vec::new(),
             key: None,
@@ -132,20 +133,20 @@ impl Builder {
         }
     }
 
-    /// What the document has expanded to so far.
-    pub(super) fn expanded(&self) -> Expanded {
-        Expanded {
+    /// The document's root (`None` for an empty one) and what it expanded to.
+    pub(super) fn document(self) -> (Option<Node>, Expanded) {
+        let expanded = Expanded {
             nodes: self.nodes,
             bytes: self.bytes,
-        }
+        };
+        let root = self.finish().filter(|root| {
+            // `---` alone, like an empty input, is a document without content.
+            !matches!(&root.value, Value::Scalar(s) if s.value.is_empty() && s.style == Style::Plain && s.tag.is_none())
+        });
+        (root, expanded)
     }
 
-    pub(super) fn count(
-        &mut self,
-        nodes: usize,
-        bytes: usize,
-        line: usize,
-    ) -> Result<(), YamlError> {
+    fn count(&mut self, nodes: usize, bytes: usize, line: usize) -> Result<(), YamlError> {
         self.nodes = self.nodes.saturating_add(nodes);
         self.bytes = self.bytes.saturating_add(bytes);
         if self.nodes > self.limits.max_nodes {
@@ -179,61 +180,7 @@ impl Builder {
         )
     }
 
-    pub(super) fn in_flow(&self) -> bool {
-        self.stack.last().is_some_and(|f| f.flow)
-    }
-
-    pub(super) fn open(
-        &mut self,
-        value: FrameValue,
-        anchor: usize,
-        line: usize,
-        flow: bool,
-    ) -> Result<(), YamlError> {
-        if self.stack.len() >= self.limits.max_depth {
-            return Err(self.too_deep(line));
-        }
-        self.count(1, 0, line)?;
-        let flow = flow || self.in_flow();
-        self.stack.push(Frame {
-            value,
-            anchor,
-            line,
-            size: 1,
-            height: 1,
-            bytes: 0,
-            flow,
-        });
-        Ok(())
-    }
-
-    pub(super) fn close(&mut self) -> Result<(), YamlError> {
-        let frame = self
-            .stack
-            .pop()
-            .expect("the parser balances collection events");
-        let value = match frame.value {
-            FrameValue::Seq(items) => Value::Seq(items),
-            FrameValue::Map { entries, .. } => Value::Map(entries),
-        };
-        let node = Node {
-            value,
-            line: frame.line,
-        };
-        if frame.anchor > 0 {
-            self.anchor(frame.anchor, &node, frame.size, frame.height, frame.bytes);
-        }
-        self.deliver(node, frame.size, frame.height, frame.bytes)
-    }
-
-    pub(super) fn anchor(
-        &mut self,
-        id: usize,
-        node: &Node,
-        size: usize,
-        height: usize,
-        bytes: usize,
-    ) {
+    fn anchor(&mut self, id: usize, node: &Node, size: usize, height: usize, bytes: usize) {
         let anchored = Anchored {
             node: node.clone(),
             size,
@@ -244,39 +191,8 @@ impl Builder {
         self.finished.push(id);
     }
 
-    pub(super) fn alias(&mut self, anchor: usize, line: usize) -> Result<(), YamlError> {
-        let Some(anchored) = self.anchors.get(&anchor) else {
-            return Err(YamlError::new(
-                line,
-                "alias to a node that contains it (recursive alias)",
-            ));
-        };
-        let (size, height, bytes) = (anchored.size, anchored.height, anchored.bytes);
-        if self.stack.len() + height > self.limits.max_depth {
-            return Err(self.too_deep(line));
-        }
-        self.count(size, bytes, line)?;
-        let node = if height == 0 {
-            // A scalar: as cheap to copy as to stand in for.
-            let mut node = self.anchors[&anchor].node.clone();
-            node.line = line;
-            node
-        } else {
-            self.placeholders = true;
-            Node {
-                value: Value::Scalar(Scalar {
-                    value: anchor.to_string(),
-                    style: Style::Any,
-                    tag: Some(PLACEHOLDER.to_owned()),
-                }),
-                line,
-            }
-        };
-        self.deliver(node, size, height, bytes)
-    }
-
     /// The document's root, its aliases expanded.
-    pub(super) fn finish(mut self) -> Option<Node> {
+    fn finish(mut self) -> Option<Node> {
         let mut root = self.root.take()?;
         if self.placeholders {
             for id in std::mem::take(&mut self.finished) {
@@ -290,7 +206,7 @@ impl Builder {
     }
 
     /// Put a finished node into its parent (or make it the root).
-    pub(super) fn deliver(
+    fn deliver(
         &mut self,
         node: Node,
         size: usize,
@@ -319,6 +235,110 @@ impl Builder {
             },
         }
         Ok(())
+    }
+}
+
+impl Sink for Builder {
+    fn in_flow(&self) -> bool {
+        self.stack.last().is_some_and(|f| f.flow)
+    }
+
+    fn scalar(
+        &mut self,
+        text: Cow<'_, str>,
+        style: Style,
+        tag: Option<String>,
+        anchor: usize,
+        line: usize,
+    ) -> Result<(), YamlError> {
+        let scalar = Scalar {
+            value: text.into_owned(),
+            style,
+            tag,
+        };
+        let bytes = scalar.value.len();
+        self.count(1, bytes, line)?;
+        let node = Node {
+            value: Value::Scalar(scalar),
+            line,
+        };
+        if anchor > 0 {
+            self.anchor(anchor, &node, 1, 0, bytes);
+        }
+        self.deliver(node, 1, 0, bytes)
+    }
+
+    fn open(&mut self, map: bool, anchor: usize, line: usize, flow: bool) -> Result<(), YamlError> {
+        if self.stack.len() >= self.limits.max_depth {
+            return Err(self.too_deep(line));
+        }
+        self.count(1, 0, line)?;
+        let flow = flow || self.in_flow();
+        let value = if map {
+            FrameValue::map()
+        } else {
+            FrameValue::seq()
+        };
+        self.stack.push(Frame {
+            value,
+            anchor,
+            line,
+            size: 1,
+            height: 1,
+            bytes: 0,
+            flow,
+        });
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), YamlError> {
+        let frame = self
+            .stack
+            .pop()
+            .expect("the parser balances collection events");
+        let value = match frame.value {
+            FrameValue::Seq(items) => Value::Seq(items),
+            FrameValue::Map { entries, .. } => Value::Map(entries),
+        };
+        let node = Node {
+            value,
+            line: frame.line,
+        };
+        if frame.anchor > 0 {
+            self.anchor(frame.anchor, &node, frame.size, frame.height, frame.bytes);
+        }
+        self.deliver(node, frame.size, frame.height, frame.bytes)
+    }
+
+    fn alias(&mut self, anchor: usize, line: usize) -> Result<(), YamlError> {
+        let Some(anchored) = self.anchors.get(&anchor) else {
+            return Err(YamlError::new(
+                line,
+                "alias to a node that contains it (recursive alias)",
+            ));
+        };
+        let (size, height, bytes) = (anchored.size, anchored.height, anchored.bytes);
+        if self.stack.len() + height > self.limits.max_depth {
+            return Err(self.too_deep(line));
+        }
+        self.count(size, bytes, line)?;
+        let node = if height == 0 {
+            // A scalar: as cheap to copy as to stand in for.
+            let mut node = self.anchors[&anchor].node.clone();
+            node.line = line;
+            node
+        } else {
+            self.placeholders = true;
+            Node {
+                value: Value::Scalar(Scalar {
+                    value: anchor.to_string(),
+                    style: Style::Any,
+                    tag: Some(PLACEHOLDER.to_owned()),
+                }),
+                line,
+            }
+        };
+        self.deliver(node, size, height, bytes)
     }
 }
 

@@ -12,7 +12,7 @@
 //! - `build`: the tree built from those events within [`Limits`] (alias bombs, depth);
 //! - `emit`: the tree written back as block YAML;
 //! - `place`, `edit`: a changed tree written over the text it was read from, only the changes
-//!   rewritten;
+//!   rewritten (the places of the nodes recorded from the events the tree is built from);
 //! - `tree`: [`Node`], [`Value`], [`Scalar`] and their accessors.
 
 mod build;
@@ -25,7 +25,10 @@ mod tree;
 
 pub use edit::{emit_in_place, emit_in_place_over};
 pub use emit::emit;
-pub use parse::{Expanded, Limits, Over, YamlError, has_top_level_key, parse, parse_counted};
+pub use parse::{
+    Expanded, Limits, Over, YamlError, has_top_level_key, parse, parse_counted, parse_placed,
+};
+pub use place::Places;
 pub use resolve::{Kind, resolve_1_1};
 pub use tree::{Node, Scalar, Style, Value};
 

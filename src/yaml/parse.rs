@@ -3,8 +3,12 @@
 
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span, Tag};
 
-use super::build::{Builder, FrameValue};
-use super::tree::{Node, Scalar, Style, Value};
+use std::borrow::Cow;
+
+use super::build::Builder;
+use super::edit::MAX_NODES;
+use super::place::{Placer, Places};
+use super::tree::{Node, Style};
 
 /// Hard limits that make hostile input (alias bombs, deep nesting) fail fast.
 #[derive(Debug, Clone, Copy)]
@@ -134,8 +138,51 @@ pub fn parse(input: &str, limits: Limits) -> Result<Option<Node>, YamlError> {
 
 /// [`parse`], and what the document expanded to.
 pub fn parse_counted(input: &str, limits: Limits) -> Result<(Option<Node>, Expanded), YamlError> {
-    check_chars(input)?;
     let mut builder = Builder::new(limits);
+    read(input, limits, &mut builder, None)?;
+    Ok(builder.document())
+}
+
+/// [`parse_counted`], and where each node is in `input`, recorded from the same events: what
+/// [`super::emit_in_place_over`] needs to write a changed tree over `input`.
+pub fn parse_placed(
+    input: &str,
+    limits: Limits,
+) -> Result<(Option<Node>, Expanded, Places), YamlError> {
+    let mut builder = Builder::new(limits);
+    let mut placer = Placer::new(input, MAX_NODES);
+    read(input, limits, &mut builder, Some(&mut placer))?;
+    let (root, expanded) = builder.document();
+    Ok((root, expanded, placer.finish()))
+}
+
+/// What is made of a document's checked events: a tree ([`Builder`]), or a comparison with
+/// one (`verify`).
+pub(super) trait Sink {
+    /// Whether the innermost open collection is a flow one or inside one.
+    fn in_flow(&self) -> bool;
+    fn scalar(
+        &mut self,
+        text: Cow<'_, str>,
+        style: Style,
+        tag: Option<String>,
+        anchor: usize,
+        line: usize,
+    ) -> Result<(), YamlError>;
+    fn open(&mut self, map: bool, anchor: usize, line: usize, flow: bool) -> Result<(), YamlError>;
+    fn close(&mut self) -> Result<(), YamlError>;
+    fn alias(&mut self, anchor: usize, line: usize) -> Result<(), YamlError>;
+}
+
+/// Read one document's events into `sink`, with every check [`parse`] makes; `placer`
+/// records where each node is.
+pub(super) fn read(
+    input: &str,
+    limits: Limits,
+    sink: &mut impl Sink,
+    mut placer: Option<&mut Placer<'_>>,
+) -> Result<(), YamlError> {
+    check_chars(input)?;
     let mut source = Source {
         input,
         ascii: input.is_ascii(),
@@ -144,6 +191,9 @@ pub fn parse_counted(input: &str, limits: Limits) -> Result<(Option<Node>, Expan
     let mut documents = 0;
     for event in Parser::new_from_str(input) {
         let (event, span) = event.map_err(|e| scan_error(&e, limits))?;
+        if let Some(placer) = placer.as_deref_mut() {
+            placer.event(&event, span);
+        }
         let line = span.start.line();
         let anchor = match &event {
             Event::Scalar(_, _, anchor, _)
@@ -173,47 +223,28 @@ pub fn parse_counted(input: &str, limits: Limits) -> Result<(Option<Node>, Expan
                     ScalarStyle::Plain => Style::Plain,
                     _ => Style::Any,
                 };
-                if style == Style::Plain && builder.in_flow() {
+                if style == Style::Plain && sink.in_flow() {
                     check_flow_plain(&text, line)?;
                 }
                 let tag = tag.map(|t| check_scalar_tag(&t, line)).transpose()?;
-                let scalar = Scalar {
-                    value: text.into_owned(),
-                    style,
-                    tag,
-                };
-                let bytes = scalar.value.len();
-                builder.count(1, bytes, line)?;
-                let node = Node {
-                    value: Value::Scalar(scalar),
-                    line,
-                };
-                if anchor > 0 {
-                    builder.anchor(anchor, &node, 1, 0, bytes);
-                }
-                builder.deliver(node, 1, 0, bytes)?;
+                sink.scalar(text, style, tag, anchor, line)?;
             }
             Event::SequenceStart(anchor, tag) => {
                 check_collection_tag(tag.as_deref(), "seq", line)?;
                 let flow = source.is_flow_start(span);
-                builder.open(FrameValue::seq(), anchor, line, flow)?;
+                sink.open(false, anchor, line, flow)?;
             }
             Event::MappingStart(anchor, tag) => {
                 check_collection_tag(tag.as_deref(), "map", line)?;
                 let flow = source.is_flow_start(span);
-                builder.open(FrameValue::map(), anchor, line, flow)?;
+                sink.open(true, anchor, line, flow)?;
             }
-            Event::SequenceEnd | Event::MappingEnd => builder.close()?,
+            Event::SequenceEnd | Event::MappingEnd => sink.close()?,
             // Its name is an anchor's, already checked.
-            Event::Alias(anchor) => builder.alias(anchor, line)?,
+            Event::Alias(anchor) => sink.alias(anchor, line)?,
         }
     }
-    let expanded = builder.expanded();
-    let root = builder.finish().filter(|root| {
-        // `---` alone, like an empty input, is a document without content.
-        !matches!(&root.value, Value::Scalar(s) if s.value.is_empty() && s.style == Style::Plain && s.tag.is_none())
-    });
-    Ok((root, expanded))
+    Ok(())
 }
 
 /// Whether the document is a mapping with `key` among its top-level keys, read without

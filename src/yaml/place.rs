@@ -1,7 +1,7 @@
 //! Where each node of a document is in its text: the byte ranges the in-place writer
 //! (`edit`) keeps or replaces.
 
-use saphyr_parser::{Event, Parser, ScalarStyle};
+use saphyr_parser::{Event, ScalarStyle, Span};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Shape {
@@ -32,51 +32,94 @@ pub(super) struct Place {
     pub children: Vec<Place>,
 }
 
+/// Where each node of a document is in its text, recorded while it was parsed
+/// ([`super::parse_placed`]): what [`super::emit_in_place_over`] writes a changed tree over.
+/// Empty for a document that cannot be written over (one with anchors or aliases, or more
+/// nodes than the in-place writer takes).
+#[derive(Debug, Clone, Default)]
+pub struct Places(pub(super) Option<Place>);
+
 /// Byte offsets of the parser's character offsets.
-struct Offsets<'a> {
-    input: &'a str,
+struct Offsets {
+    len: usize,
     /// The byte offset of every character, when the input is not ASCII.
     bytes: Option<Vec<usize>>,
 }
 
-impl Offsets<'_> {
+impl Offsets {
     fn byte(&self, index: usize) -> usize {
         match &self.bytes {
-            None => index.min(self.input.len()),
-            Some(bytes) => bytes.get(index).copied().unwrap_or(self.input.len()),
+            None => index.min(self.len),
+            Some(bytes) => bytes.get(index).copied().unwrap_or(self.len),
         }
     }
 }
 
-/// The places of a one-document input's nodes; `None` for an empty document, or one with
-/// anchors or aliases (an alias's text means nothing where its anchor is not written).
-pub(super) fn places(input: &str) -> Option<Place> {
-    let offsets = Offsets {
-        input,
-        bytes: (!input.is_ascii()).then(|| input.char_indices().map(|(i, _)| i).collect()),
-    };
-    let mut stack: Vec<Place> = Vec::new();
-    let mut root = None;
-    // The end of the last scalar or flow collection: a block scalar's header comes after it.
-    let mut prev_end = 0;
-    for event in Parser::new_from_str(input) {
-        let (event, span) = event.ok()?;
-        let start = offsets.byte(span.start.index());
-        let end = offsets.byte(span.end.index());
+/// Records the places of a one-document input's nodes from the parser's events, as the tree
+/// is built from the same events; gives up (no places) on an anchor or alias (an alias's text
+/// means nothing where its anchor is not written) and past `max` nodes.
+pub(super) struct Placer<'a> {
+    input: &'a str,
+    offsets: Offsets,
+    stack: Vec<Place>,
+    root: Option<Place>,
+    /// The end of the last scalar or flow collection: a block scalar's header comes after it.
+    prev_end: usize,
+    /// Nodes left before giving up.
+    left: usize,
+    failed: bool,
+}
+
+impl<'a> Placer<'a> {
+    pub(super) fn new(input: &'a str, max: usize) -> Placer<'a> {
+        Placer {
+            input,
+            offsets: Offsets {
+                len: input.len(),
+                bytes: (!input.is_ascii()).then(|| input.char_indices().map(|(i, _)| i).collect()),
+            },
+            stack: Vec::new(),
+            root: None,
+            prev_end: 0,
+            left: max,
+            failed: false,
+        }
+    }
+
+    /// The places recorded; empty when the document has none that can be written over.
+    pub(super) fn finish(self) -> Places {
+        Places(if self.failed { None } else { self.root })
+    }
+
+    /// Take in the parser's next event.
+    pub(super) fn event(&mut self, event: &Event, span: Span) {
+        if !self.failed && self.place(event, span).is_none() {
+            self.failed = true;
+            self.stack = Vec::new();
+        }
+    }
+
+    /// `None` when the document cannot be placed.
+    fn place(&mut self, event: &Event, span: Span) -> Option<()> {
+        let input = self.input;
+        let start = self.offsets.byte(span.start.index());
+        let end = self.offsets.byte(span.end.index());
         let place = match event {
-            Event::StreamStart | Event::DocumentStart(_) | Event::DocumentEnd | Event::Nothing => {
-                continue;
-            }
-            Event::StreamEnd => break,
+            Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart(_)
+            | Event::DocumentEnd
+            | Event::Nothing => return Some(()),
             Event::Alias(_) => return None,
             Event::Scalar(_, style, anchor, tag) => {
-                if anchor > 0 {
+                if *anchor > 0 {
                     return None;
                 }
+                self.left = self.left.checked_sub(1)?;
                 let mut place = Place {
                     start,
                     end,
-                    shape: Shape::Inline(style),
+                    shape: Shape::Inline(*style),
                     indicator: None,
                     children: Vec::new(),
                 };
@@ -90,7 +133,7 @@ pub(super) fn places(input: &str) -> Option<Place> {
                             place.end = line;
                         }
                         // Untagged, the event starts at the content; tagged, at the tag.
-                        let from = if tag.is_some() { start } else { prev_end };
+                        let from = if tag.is_some() { start } else { self.prev_end };
                         let header = find_header(input, from, tag.is_some())?;
                         place.start = place.start.min(header);
                         place.indicator = input[header + 1..]
@@ -101,34 +144,35 @@ pub(super) fn places(input: &str) -> Option<Place> {
                     }
                     _ => {}
                 }
-                prev_end = end;
+                self.prev_end = end;
                 place
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
-                if anchor > 0 {
+                if *anchor > 0 {
                     return None;
                 }
+                self.left = self.left.checked_sub(1)?;
                 let flow = skip_tag(&input[start..]).starts_with(['[', '{']);
                 let shape = match event {
                     _ if flow => Shape::Flow,
                     Event::MappingStart(..) => Shape::BlockMap,
                     _ => Shape::BlockSeq,
                 };
-                stack.push(Place {
+                self.stack.push(Place {
                     start,
                     end: start,
                     shape,
                     indicator: None,
                     children: Vec::new(),
                 });
-                continue;
+                return Some(());
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let mut place = stack.pop()?;
+                let mut place = self.stack.pop()?;
                 if place.shape == Shape::Flow {
                     // The event is the closing bracket (and what follows it on its line).
                     place.end = start + 1;
-                    prev_end = place.end;
+                    self.prev_end = place.end;
                 } else {
                     let first = place.children.first()?;
                     place.start = match place.shape {
@@ -140,12 +184,12 @@ pub(super) fn places(input: &str) -> Option<Place> {
                 place
             }
         };
-        match stack.last_mut() {
+        match self.stack.last_mut() {
             Some(parent) => parent.children.push(place),
-            None => root = Some(place),
+            None => self.root = Some(place),
         }
+        Some(())
     }
-    root
 }
 
 /// `s` past a tag (`!!map `) and the white space after it.

@@ -365,6 +365,12 @@ fn same_key(a: &Node, b: &Scalar) -> bool {
     a.value == b.value && a.kind() == b.kind() && custom_tag(a) == custom_tag(b)
 }
 
+/// Whether a mapping's entries have two scalar keys that building it refuses as duplicates.
+pub(super) fn has_duplicate_keys(entries: &[(Node, Node)]) -> bool {
+    let mut index = None;
+    (1..entries.len()).any(|i| check_duplicate(&entries[..i], &mut index, &entries[i].0).is_err())
+}
+
 /// Duplicate scalar keys are an error (Go yaml.v2 rejects them too). Complex keys are not
 /// checked.
 fn check_duplicate(

@@ -2,6 +2,7 @@
 //! every corpus document changed in many ways, read back as [`emit`]'s text is.
 
 use super::edit::{in_place, reads_same};
+use super::verify::reads_as;
 use super::*;
 
 fn parse_ok(input: &str) -> Node {
@@ -332,6 +333,16 @@ fn corpus_in_place_reads_as_emit() {
                 .unwrap();
             let old = parse_ok(&emit(&root));
             assert!(reads_same(&back, &old), "{name} seed {seed}:\n{out}");
+            // The writer's proof says what parsing and comparing say, of the output and of
+            // the unchanged text.
+            let limits = Limits::default();
+            assert!(reads_as(&out, limits, &root), "{name} seed {seed}");
+            let unchanged = reads_same(&original, &root);
+            assert_eq!(
+                reads_as(text, limits, &root),
+                unchanged,
+                "{name} seed {seed}"
+            );
             in_place_count += usize::from(in_place(text, &root).is_some());
         }
         // Unchanged: the text itself.

@@ -13,6 +13,7 @@
 //! - `emit`: the tree written back as block YAML;
 //! - `place`, `edit`: a changed tree written over the text it was read from, only the changes
 //!   rewritten (the places of the nodes recorded from the events the tree is built from);
+//! - `verify`: whether a text reads as a tree, compared event by event (the writer's proof);
 //! - `tree`: [`Node`], [`Value`], [`Scalar`] and their accessors.
 
 mod build;
@@ -22,6 +23,7 @@ mod parse;
 mod place;
 mod resolve;
 mod tree;
+mod verify;
 
 pub use edit::{emit_in_place, emit_in_place_over};
 pub use emit::emit;

@@ -193,6 +193,28 @@ const CASES: &[(&str, &str, Change, &str)] = &[
         "a: 1\nb: 2\nc: 3\n",
     ),
     (
+        "text that is not ASCII: edits at their places",
+        "# café\na: 'naïve'\nb: |\n  größe\n  straße\nc: [é, ñ]\nd: 1 # ∑\n",
+        |root| {
+            root.insert("a", Node::string("ça"));
+            root.insert("b", Node::string("größer\nstraße\n"));
+            root.insert("d", Node::plain("2"));
+        },
+        "# café\na: 'ça'\nb: |\n  größer\n  straße\nc: [é, ñ]\nd: 2 # ∑\n",
+    ),
+    (
+        "text that is not ASCII: entries removed and added",
+        "ü: 1\nlist:\n  - 😀 # one\n  - été\n  - x\nz: ∅\n",
+        |root| {
+            let list = root.get_mut("list").unwrap().as_seq_mut().unwrap();
+            list.remove(1);
+            list.push(Node::string("ñ"));
+            root.remove("ü");
+            root.insert("new", Node::string("ß"));
+        },
+        "list:\n  - 😀 # one\n  - x\n  - ñ\nz: ∅\nnew: ß\n",
+    ),
+    (
         "anchors: written anew",
         "a: &x 1\nb: *x\n",
         |root| root.insert("c", Node::plain("3")),

@@ -39,18 +39,38 @@ pub(super) struct Place {
 #[derive(Debug, Clone, Default)]
 pub struct Places(pub(super) Option<Place>);
 
-/// Byte offsets of the parser's character offsets.
-struct Offsets {
-    len: usize,
-    /// The byte offset of every character, when the input is not ASCII.
-    bytes: Option<Vec<usize>>,
+/// Byte offsets of the parser's character offsets: a cursor that follows the events (forward,
+/// now and then a little back), so that a text that is not ASCII costs no table of them.
+struct Offsets<'a> {
+    input: &'a str,
+    ascii: bool,
+    /// The character and byte offsets of the last position looked up.
+    at: (usize, usize),
 }
 
-impl Offsets {
-    fn byte(&self, index: usize) -> usize {
-        match &self.bytes {
-            None => index.min(self.len),
-            Some(bytes) => bytes.get(index).copied().unwrap_or(self.len),
+impl Offsets<'_> {
+    fn byte(&mut self, index: usize) -> usize {
+        if self.ascii {
+            return index.min(self.input.len());
+        }
+        let (chars, bytes) = self.at;
+        let byte = if index >= chars {
+            self.input[bytes..]
+                .char_indices()
+                .nth(index - chars)
+                .map(|(i, _)| bytes + i)
+        } else {
+            self.input[..bytes]
+                .char_indices()
+                .nth_back(chars - index - 1)
+                .map(|(i, _)| i)
+        };
+        match byte {
+            Some(byte) => {
+                self.at = (index, byte);
+                byte
+            }
+            None => self.input.len(),
         }
     }
 }
@@ -60,7 +80,7 @@ impl Offsets {
 /// means nothing where its anchor is not written) and past `max` nodes.
 pub(super) struct Placer<'a> {
     input: &'a str,
-    offsets: Offsets,
+    offsets: Offsets<'a>,
     stack: Vec<Place>,
     root: Option<Place>,
     /// The end of the last scalar or flow collection: a block scalar's header comes after it.
@@ -75,8 +95,9 @@ impl<'a> Placer<'a> {
         Placer {
             input,
             offsets: Offsets {
-                len: input.len(),
-                bytes: (!input.is_ascii()).then(|| input.char_indices().map(|(i, _)| i).collect()),
+                input,
+                ascii: input.is_ascii(),
+                at: (0, 0),
             },
             stack: Vec::new(),
             root: None,
@@ -219,4 +240,26 @@ fn find_header(input: &str, from: usize, tagged: bool) -> Option<usize> {
 pub(super) fn dash_before(input: &str, start: usize) -> Option<usize> {
     let before = input.get(..start)?.trim_end();
     before.ends_with('-').then(|| before.len() - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cursor gives each character's byte offset in whatever order it is asked.
+    #[test]
+    fn offsets_forward_and_back() {
+        let input = "ä: 'ß'\n# ∑ 😀\nb: [é, x]\n";
+        let table: Vec<usize> = input.char_indices().map(|(i, _)| i).collect();
+        let mut offsets = Offsets {
+            input,
+            ascii: false,
+            at: (0, 0),
+        };
+        let chars = table.len();
+        for index in [3, 1, 9, 0, 12, 11, chars - 1, 2, chars, chars + 5, 7, 7, 4] {
+            let want = table.get(index).copied().unwrap_or(input.len());
+            assert_eq!(offsets.byte(index), want, "character {index}");
+        }
+    }
 }

@@ -1,23 +1,19 @@
 //! The tree built from parser events, within [`Limits`]: nodes and bytes counted with every
-//! alias expanded (an alias bomb fails before anything is cloned), nesting bounded without
-//! recursion on the input's depth, duplicate keys refused.
+//! alias expanded (`count`; an alias bomb fails before anything is cloned), nesting bounded
+//! without recursion on the input's depth, duplicate keys refused.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use super::parse::{Expanded, Limits, Over, Sink, YamlError};
+use super::count::{Counter, Size};
+use super::parse::{Expanded, Limits, Sink, YamlError};
 use super::resolve::Kind;
 use super::tree::{Node, Scalar, Style, Value};
 
 /// An anchored node, kept to expand its aliases.
 struct Anchored {
     node: Node,
-    /// Nodes in the subtree.
-    size: usize,
-    /// Collections on the deepest path (0 for a scalar).
-    height: usize,
-    /// Bytes of the scalars in the subtree.
-    bytes: usize,
+    size: Size,
 }
 
 enum FrameValue {
@@ -50,9 +46,7 @@ struct Frame {
     value: FrameValue,
     anchor: usize,
     line: usize,
-    size: usize,
-    height: usize,
-    bytes: usize,
+    size: Size,
     /// A flow collection (`[...]`, `{...}`) or inside one.
     flow: bool,
 }
@@ -74,10 +68,7 @@ const SCAN_KEYS: usize = 16;
 /// Aliases of collections are expanded only at the end: while parsing, an alias is a
 /// placeholder whose size is counted, so an alias bomb fails before anything is cloned.
 pub(super) struct Builder {
-    limits: Limits,
-    nodes: usize,
-    /// Bytes of scalars, aliases counted by what they expand to.
-    bytes: usize,
+    counter: Counter,
     stack: Vec<Frame>,
     anchors: HashMap<usize, Anchored>,
     /// Anchor ids in the order their nodes were finished: an anchored node's aliases only
@@ -122,9 +113,7 @@ fn expand(node: &mut Node, anchors: &HashMap<usize, Anchored>) {
 impl Builder {
     pub(super) fn new(limits: Limits) -> Builder {
         Builder {
-            limits,
-            nodes: 0,
-            bytes: 0,
+            counter: Counter::new(limits),
             stack: Vec::new(),
             anchors: HashMap::new(),
             finished: Vec::new(),
@@ -135,10 +124,7 @@ impl Builder {
 
     /// The document's root (`None` for an empty one) and what it expanded to.
     pub(super) fn document(self) -> (Option<Node>, Expanded) {
-        let expanded = Expanded {
-            nodes: self.nodes,
-            bytes: self.bytes,
-        };
+        let expanded = self.counter.expanded();
         let root = self.finish().filter(|root| {
             // `---` alone, like an empty input, is a document without content.
             !matches!(&root.value, Value::Scalar(s) if s.value.is_empty() && s.style == Style::Plain && s.tag.is_none())
@@ -146,46 +132,10 @@ impl Builder {
         (root, expanded)
     }
 
-    fn count(&mut self, nodes: usize, bytes: usize, line: usize) -> Result<(), YamlError> {
-        self.nodes = self.nodes.saturating_add(nodes);
-        self.bytes = self.bytes.saturating_add(bytes);
-        if self.nodes > self.limits.max_nodes {
-            return Err(YamlError::limit(
-                line,
-                Over::Nodes,
-                format!(
-                    "document expands to more than {} nodes (alias bomb?)",
-                    self.limits.max_nodes
-                ),
-            ));
-        }
-        if self.bytes > self.limits.max_bytes {
-            return Err(YamlError::limit(
-                line,
-                Over::Bytes,
-                format!(
-                    "document expands to more than {} bytes of scalars (aliases counted by \
-                     what they expand to)",
-                    self.limits.max_bytes
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    fn too_deep(&self, line: usize) -> YamlError {
-        YamlError::new(
-            line,
-            format!("nesting deeper than {}", self.limits.max_depth),
-        )
-    }
-
-    fn anchor(&mut self, id: usize, node: &Node, size: usize, height: usize, bytes: usize) {
+    fn anchor(&mut self, id: usize, node: &Node, size: Size) {
         let anchored = Anchored {
             node: node.clone(),
             size,
-            height,
-            bytes,
         };
         self.anchors.insert(id, anchored);
         self.finished.push(id);
@@ -206,20 +156,12 @@ impl Builder {
     }
 
     /// Put a finished node into its parent (or make it the root).
-    fn deliver(
-        &mut self,
-        node: Node,
-        size: usize,
-        height: usize,
-        bytes: usize,
-    ) -> Result<(), YamlError> {
+    fn deliver(&mut self, node: Node, size: Size) -> Result<(), YamlError> {
         let Some(frame) = self.stack.last_mut() else {
             self.root = Some(node);
             return Ok(());
         };
-        frame.size += size;
-        frame.bytes += bytes;
-        frame.height = frame.height.max(height + 1);
+        frame.size.add(size);
         match &mut frame.value {
             FrameValue::Seq(items) => items.push(node),
             FrameValue::Map {
@@ -256,23 +198,20 @@ impl Sink for Builder {
             style,
             tag,
         };
-        let bytes = scalar.value.len();
-        self.count(1, bytes, line)?;
+        let size = Size::scalar(scalar.value.len());
+        self.counter.scalar(size.bytes, line)?;
         let node = Node {
             value: Value::Scalar(scalar),
             line,
         };
         if anchor > 0 {
-            self.anchor(anchor, &node, 1, 0, bytes);
+            self.anchor(anchor, &node, size);
         }
-        self.deliver(node, 1, 0, bytes)
+        self.deliver(node, size)
     }
 
     fn open(&mut self, map: bool, anchor: usize, line: usize, flow: bool) -> Result<(), YamlError> {
-        if self.stack.len() >= self.limits.max_depth {
-            return Err(self.too_deep(line));
-        }
-        self.count(1, 0, line)?;
+        self.counter.open(self.stack.len(), line)?;
         let flow = flow || self.in_flow();
         let value = if map {
             FrameValue::map()
@@ -283,9 +222,7 @@ impl Sink for Builder {
             value,
             anchor,
             line,
-            size: 1,
-            height: 1,
-            bytes: 0,
+            size: Size::OPEN,
             flow,
         });
         Ok(())
@@ -305,9 +242,9 @@ impl Sink for Builder {
             line: frame.line,
         };
         if frame.anchor > 0 {
-            self.anchor(frame.anchor, &node, frame.size, frame.height, frame.bytes);
+            self.anchor(frame.anchor, &node, frame.size);
         }
-        self.deliver(node, frame.size, frame.height, frame.bytes)
+        self.deliver(node, frame.size)
     }
 
     fn alias(&mut self, anchor: usize, line: usize) -> Result<(), YamlError> {
@@ -317,12 +254,9 @@ impl Sink for Builder {
                 "alias to a node that contains it (recursive alias)",
             ));
         };
-        let (size, height, bytes) = (anchored.size, anchored.height, anchored.bytes);
-        if self.stack.len() + height > self.limits.max_depth {
-            return Err(self.too_deep(line));
-        }
-        self.count(size, bytes, line)?;
-        let node = if height == 0 {
+        let size = anchored.size;
+        self.counter.alias(self.stack.len(), size, line)?;
+        let node = if size.height == 0 {
             // A scalar: as cheap to copy as to stand in for.
             let mut node = self.anchors[&anchor].node.clone();
             node.line = line;
@@ -338,7 +272,7 @@ impl Sink for Builder {
                 line,
             }
         };
-        self.deliver(node, size, height, bytes)
+        self.deliver(node, size)
     }
 }
 

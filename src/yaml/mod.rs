@@ -9,7 +9,8 @@
 //!
 //! - `resolve`: what a YAML 1.1 reader makes of a plain scalar, and its JSON value;
 //! - `parse`: saphyr-parser events checked for what YAML 1.1 and 1.2 readers disagree on;
-//! - `build`: the tree built from those events within [`Limits`] (alias bombs, depth);
+//! - `build`: the tree built from those events within [`Limits`] (alias bombs, depth), as
+//!   `count` counts them;
 //! - `emit`: the tree written back as block YAML;
 //! - `place`, `edit`: a changed tree written over the text it was read from, only the changes
 //!   rewritten (the places of the nodes recorded from the events the tree is built from);
@@ -17,6 +18,7 @@
 //! - `tree`: [`Node`], [`Value`], [`Scalar`] and their accessors.
 
 mod build;
+mod count;
 mod edit;
 mod emit;
 mod parse;

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::build::has_duplicate_keys;
+use super::count::{Counter, Size};
 use super::edit::reads_same;
 use super::parse::{Limits, Sink, YamlError, read};
 use super::tree::{Node, Style, Value, kind_of};
@@ -16,23 +17,13 @@ use super::tree::{Node, Style, Value, kind_of};
 /// document reads the same as `node` ([`reads_same`]).
 pub(super) fn reads_as(text: &str, limits: Limits, node: &Node) -> bool {
     let mut verifier = Verifier {
-        limits,
+        counter: Counter::new(limits),
         root: Some(node),
         matched: false,
         stack: Vec::new(),
         anchors: HashMap::new(),
-        nodes: 0,
-        bytes: 0,
     };
     read(text, limits, &mut verifier, None).is_ok() && verifier.matched
-}
-
-/// A subtree an anchor names: what its aliases expand to and count.
-struct Anchored<'t> {
-    node: &'t Node,
-    size: usize,
-    height: usize,
-    bytes: usize,
 }
 
 /// An open collection and the tree's collection it is compared with.
@@ -42,22 +33,19 @@ struct Frame<'t> {
     next: usize,
     at_value: bool,
     anchor: usize,
-    size: usize,
-    height: usize,
-    bytes: usize,
+    size: Size,
     flow: bool,
 }
 
 struct Verifier<'t> {
-    limits: Limits,
+    counter: Counter,
     /// The tree's root, until an event has matched it.
     root: Option<&'t Node>,
     /// The text's root matched the tree's, and is a document (not an empty one).
     matched: bool,
     stack: Vec<Frame<'t>>,
-    anchors: HashMap<usize, Anchored<'t>>,
-    nodes: usize,
-    bytes: usize,
+    /// The subtrees anchors name (the tree's nodes they were read as), and their sizes.
+    anchors: HashMap<usize, (&'t Node, Size)>,
 }
 
 /// The error that stops the reading: the text does not read as the tree. Its wording is never
@@ -81,27 +69,15 @@ impl<'t> Verifier<'t> {
         }
     }
 
-    /// Count nodes and bytes as the tree's builder does, against the same limits.
-    fn count(&mut self, nodes: usize, bytes: usize, line: usize) -> Result<(), YamlError> {
-        self.nodes = self.nodes.saturating_add(nodes);
-        self.bytes = self.bytes.saturating_add(bytes);
-        if self.nodes > self.limits.max_nodes || self.bytes > self.limits.max_bytes {
-            return Err(differs(line));
-        }
-        Ok(())
-    }
-
     /// A node read as the expected one: move past it.
-    fn matched(&mut self, node: &'t Node, size: usize, height: usize, bytes: usize) {
+    fn matched(&mut self, node: &'t Node, size: Size) {
         let Some(frame) = self.stack.last_mut() else {
             self.root = None;
             // `---` alone, like an empty input, is a document without content.
             self.matched = !matches!(&node.value, Value::Scalar(s) if s.value.is_empty() && s.style == Style::Plain && s.tag.is_none());
             return;
         };
-        frame.size += size;
-        frame.bytes += bytes;
-        frame.height = frame.height.max(height + 1);
+        frame.size.add(size);
         match (&frame.node.value, frame.at_value) {
             (Value::Map(_), false) => frame.at_value = true,
             _ => {
@@ -135,26 +111,17 @@ impl Sink for Verifier<'_> {
         if !same {
             return Err(differs(line));
         }
-        let bytes = text.len();
-        self.count(1, bytes, line)?;
+        let size = Size::scalar(text.len());
+        self.counter.scalar(size.bytes, line)?;
         if anchor > 0 {
-            let anchored = Anchored {
-                node,
-                size: 1,
-                height: 0,
-                bytes,
-            };
-            self.anchors.insert(anchor, anchored);
+            self.anchors.insert(anchor, (node, size));
         }
-        self.matched(node, 1, 0, bytes);
+        self.matched(node, size);
         Ok(())
     }
 
     fn open(&mut self, map: bool, anchor: usize, line: usize, flow: bool) -> Result<(), YamlError> {
-        if self.stack.len() >= self.limits.max_depth {
-            return Err(differs(line));
-        }
-        self.count(1, 0, line)?;
+        self.counter.open(self.stack.len(), line)?;
         let node = self.expected().ok_or_else(|| differs(line))?;
         match &node.value {
             // Duplicate keys are refused as the text is read; the text's keys read as the
@@ -169,9 +136,7 @@ impl Sink for Verifier<'_> {
             next: 0,
             at_value: false,
             anchor,
-            size: 1,
-            height: 1,
-            bytes: 0,
+            size: Size::OPEN,
             flow,
         });
         Ok(())
@@ -191,39 +156,24 @@ impl Sink for Verifier<'_> {
             return Err(differs(0));
         }
         if frame.anchor > 0 {
-            let anchored = Anchored {
-                node: frame.node,
-                size: frame.size,
-                height: frame.height,
-                bytes: frame.bytes,
-            };
-            self.anchors.insert(frame.anchor, anchored);
+            self.anchors.insert(frame.anchor, (frame.node, frame.size));
         }
-        self.matched(frame.node, frame.size, frame.height, frame.bytes);
+        self.matched(frame.node, frame.size);
         Ok(())
     }
 
     fn alias(&mut self, anchor: usize, line: usize) -> Result<(), YamlError> {
         // An alias to a node that contains it is not anchored yet: refused, as when building.
-        let Some(anchored) = self.anchors.get(&anchor) else {
+        let Some(&(target, size)) = self.anchors.get(&anchor) else {
             return Err(differs(line));
         };
-        let (target, size, height, bytes) = (
-            anchored.node,
-            anchored.size,
-            anchored.height,
-            anchored.bytes,
-        );
-        if self.stack.len() + height > self.limits.max_depth {
-            return Err(differs(line));
-        }
-        self.count(size, bytes, line)?;
+        self.counter.alias(self.stack.len(), size, line)?;
         let node = self.expected().ok_or_else(|| differs(line))?;
         if !reads_same(node, target) {
             return Err(differs(line));
         }
         // An expanded alias is checked for duplicate keys where it is anchored.
-        self.matched(node, size, height, bytes);
+        self.matched(node, size);
         Ok(())
     }
 }

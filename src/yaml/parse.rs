@@ -1,9 +1,10 @@
 //! Reading a document: saphyr-parser's events, checked for what YAML 1.1 readers
-//! (Prometheus) and a YAML 1.2 parser would read differently, into the tree `build` makes.
-
-use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span, Tag};
+//! (Prometheus) and a YAML 1.2 parser would read differently, into the tree `build` makes
+//! (or `verify`'s comparison with one), `place` recording where each node is when asked.
 
 use std::borrow::Cow;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span, Tag};
 
 use super::build::Builder;
 use super::edit::MAX_NODES;

@@ -1,8 +1,8 @@
-//! Whether a text reads as a given tree: its events, with every check [`parse`] makes, compared
-//! with the tree node by node as they come, without building a second tree. The in-place
-//! writer's proof that its output reads as the changed tree.
+//! Whether a text reads as a given tree: its events, with every check [`parse()`] makes,
+//! compared with the tree node by node as they come, without building a second tree. The
+//! in-place writer's proof that its output reads as the changed tree.
 //!
-//! [`parse`]: super::parse
+//! [`parse()`]: super::parse()
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -13,7 +13,7 @@ use super::edit::reads_same;
 use super::parse::{Limits, Sink, YamlError, read};
 use super::tree::{Node, Style, Value, kind_of};
 
-/// Whether `text` parses (as [`super::parse`] with `limits` does) to a document, and that
+/// Whether `text` parses (as [`super::parse()`] with `limits` does) to a document, and that
 /// document reads the same as `node` ([`reads_same`]).
 pub(super) fn reads_as(text: &str, limits: Limits, node: &Node) -> bool {
     let mut verifier = Verifier {

@@ -86,9 +86,9 @@ fn render_document(
         object: object.to_string(),
         reason,
     };
-    let Some(mut root) = yaml::parse(body, Limits::default())
-        .map_err(|e| fail("", format!("not valid YAML: {e}")))?
-    else {
+    let (root, _, places) = yaml::parse_placed(body, Limits::default())
+        .map_err(|e| fail("", format!("not valid YAML: {e}")))?;
+    let Some(mut root) = root else {
         return Ok(None);
     };
     let Some(kind) = Kind::of_yaml(&root) else {
@@ -125,7 +125,7 @@ fn render_document(
             rewritten.stats,
         )));
     }
-    let text = yaml::emit_in_place_over(body, &original, &root);
+    let text = yaml::emit_in_place_over(body, &original, &places, &root);
     Ok(Some((
         Some(text),
         object_name,

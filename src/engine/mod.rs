@@ -273,10 +273,10 @@ impl Engine {
             if only_auto && !yaml::has_top_level_key(value, "groups").unwrap_or(true) {
                 continue;
             }
-            let parsed = match yaml::parse_counted(value, work.yaml_limits(DATA_DEPTH)) {
-                Ok((root, expanded)) => {
+            let parsed = match yaml::parse_placed(value, work.yaml_limits(DATA_DEPTH)) {
+                Ok((root, expanded, places)) => {
                     work.spend_yaml(expanded);
-                    Ok(root)
+                    Ok(root.map(|root| (root, places)))
                 }
                 Err(e) => {
                     let location = at_key(Some(e.line).filter(|l| *l > 0));
@@ -290,10 +290,10 @@ impl Engine {
                     })
                 }
             };
-            // The tree as read is kept for writing the changed one over the text: the text is
-            // not parsed a second time for that.
+            // The tree as read and its places are kept for writing the changed one over the
+            // text: the text is not read a second time for that.
             let (original, mut root) = match parsed {
-                Ok(Some(root)) => (Some(root.clone()), root),
+                Ok(Some((root, places))) => (Some((root.clone(), places)), root),
                 Ok(None) => (None, yaml::Node::from_json(&serde_json::Value::Null)),
                 // A key that merely mentions "groups" need not be YAML, unless its name says
                 // it is one (a broken rule file must not slip through unnoticed).
@@ -331,7 +331,9 @@ impl Engine {
             }
             if changed {
                 *value = match &original {
-                    Some(original) => yaml::emit_in_place_over(value, original, &root),
+                    Some((original, places)) => {
+                        yaml::emit_in_place_over(value, original, places, &root)
+                    }
                     None => yaml::emit_in_place(value, &root),
                 };
                 work.spend_output(value.len())

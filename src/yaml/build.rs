@@ -1,25 +1,22 @@
 //! The tree built from parser events, within [`Limits`]: nodes and bytes counted with every
-//! alias expanded (an alias bomb fails before anything is cloned), nesting bounded without
-//! recursion on the input's depth, duplicate keys refused.
+//! alias expanded (`count`; an alias bomb fails before anything is cloned), nesting bounded
+//! without recursion on the input's depth, duplicate keys refused.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use super::parse::{Expanded, Limits, Over, YamlError};
+use super::count::{Counter, Size};
+use super::parse::{Expanded, Limits, Sink, YamlError};
 use super::resolve::Kind;
 use super::tree::{Node, Scalar, Style, Value};
 
 /// An anchored node, kept to expand its aliases.
 struct Anchored {
     node: Node,
-    /// Nodes in the subtree.
-    size: usize,
-    /// Collections on the deepest path (0 for a scalar).
-    height: usize,
-    /// Bytes of the scalars in the subtree.
-    bytes: usize,
+    size: Size,
 }
 
-pub(super) enum FrameValue {
+enum FrameValue {
     Seq(Vec<Node>),
     Map {
         entries: Vec<(Node, Node)>,
@@ -31,11 +28,11 @@ pub(super) enum FrameValue {
 }
 
 impl FrameValue {
-    pub(super) fn seq() -> FrameValue {
+    fn seq() -> FrameValue {
         FrameValue::Seq(Vec::new())
     }
 
-    pub(super) fn map() -> FrameValue {
+    fn map() -> FrameValue {
         FrameValue::Map {
             entries: Vec::new(),
             key: None,
@@ -49,9 +46,7 @@ struct Frame {
     value: FrameValue,
     anchor: usize,
     line: usize,
-    size: usize,
-    height: usize,
-    bytes: usize,
+    size: Size,
     /// A flow collection (`[...]`, `{...}`) or inside one.
     flow: bool,
 }
@@ -73,10 +68,7 @@ const SCAN_KEYS: usize = 16;
 /// Aliases of collections are expanded only at the end: while parsing, an alias is a
 /// placeholder whose size is counted, so an alias bomb fails before anything is cloned.
 pub(super) struct Builder {
-    limits: Limits,
-    nodes: usize,
-    /// Bytes of scalars, aliases counted by what they expand to.
-    bytes: usize,
+    counter: Counter,
     stack: Vec<Frame>,
     anchors: HashMap<usize, Anchored>,
     /// Anchor ids in the order their nodes were finished: an anchored node's aliases only
@@ -121,9 +113,7 @@ fn expand(node: &mut Node, anchors: &HashMap<usize, Anchored>) {
 impl Builder {
     pub(super) fn new(limits: Limits) -> Builder {
         Builder {
-            limits,
-            nodes: 0,
-            bytes: 0,
+            counter: Counter::new(limits),
             stack: Vec::new(),
             anchors: HashMap::new(),
             finished: Vec::new(),
@@ -132,151 +122,27 @@ impl Builder {
         }
     }
 
-    /// What the document has expanded to so far.
-    pub(super) fn expanded(&self) -> Expanded {
-        Expanded {
-            nodes: self.nodes,
-            bytes: self.bytes,
-        }
-    }
-
-    pub(super) fn count(
-        &mut self,
-        nodes: usize,
-        bytes: usize,
-        line: usize,
-    ) -> Result<(), YamlError> {
-        self.nodes = self.nodes.saturating_add(nodes);
-        self.bytes = self.bytes.saturating_add(bytes);
-        if self.nodes > self.limits.max_nodes {
-            return Err(YamlError::limit(
-                line,
-                Over::Nodes,
-                format!(
-                    "document expands to more than {} nodes (alias bomb?)",
-                    self.limits.max_nodes
-                ),
-            ));
-        }
-        if self.bytes > self.limits.max_bytes {
-            return Err(YamlError::limit(
-                line,
-                Over::Bytes,
-                format!(
-                    "document expands to more than {} bytes of scalars (aliases counted by \
-                     what they expand to)",
-                    self.limits.max_bytes
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    fn too_deep(&self, line: usize) -> YamlError {
-        YamlError::new(
-            line,
-            format!("nesting deeper than {}", self.limits.max_depth),
-        )
-    }
-
-    pub(super) fn in_flow(&self) -> bool {
-        self.stack.last().is_some_and(|f| f.flow)
-    }
-
-    pub(super) fn open(
-        &mut self,
-        value: FrameValue,
-        anchor: usize,
-        line: usize,
-        flow: bool,
-    ) -> Result<(), YamlError> {
-        if self.stack.len() >= self.limits.max_depth {
-            return Err(self.too_deep(line));
-        }
-        self.count(1, 0, line)?;
-        let flow = flow || self.in_flow();
-        self.stack.push(Frame {
-            value,
-            anchor,
-            line,
-            size: 1,
-            height: 1,
-            bytes: 0,
-            flow,
+    /// The document's root (`None` for an empty one) and what it expanded to.
+    pub(super) fn document(self) -> (Option<Node>, Expanded) {
+        let expanded = self.counter.expanded();
+        let root = self.finish().filter(|root| {
+            // `---` alone, like an empty input, is a document without content.
+            !matches!(&root.value, Value::Scalar(s) if s.value.is_empty() && s.style == Style::Plain && s.tag.is_none())
         });
-        Ok(())
+        (root, expanded)
     }
 
-    pub(super) fn close(&mut self) -> Result<(), YamlError> {
-        let frame = self
-            .stack
-            .pop()
-            .expect("the parser balances collection events");
-        let value = match frame.value {
-            FrameValue::Seq(items) => Value::Seq(items),
-            FrameValue::Map { entries, .. } => Value::Map(entries),
-        };
-        let node = Node {
-            value,
-            line: frame.line,
-        };
-        if frame.anchor > 0 {
-            self.anchor(frame.anchor, &node, frame.size, frame.height, frame.bytes);
-        }
-        self.deliver(node, frame.size, frame.height, frame.bytes)
-    }
-
-    pub(super) fn anchor(
-        &mut self,
-        id: usize,
-        node: &Node,
-        size: usize,
-        height: usize,
-        bytes: usize,
-    ) {
+    fn anchor(&mut self, id: usize, node: &Node, size: Size) {
         let anchored = Anchored {
             node: node.clone(),
             size,
-            height,
-            bytes,
         };
         self.anchors.insert(id, anchored);
         self.finished.push(id);
     }
 
-    pub(super) fn alias(&mut self, anchor: usize, line: usize) -> Result<(), YamlError> {
-        let Some(anchored) = self.anchors.get(&anchor) else {
-            return Err(YamlError::new(
-                line,
-                "alias to a node that contains it (recursive alias)",
-            ));
-        };
-        let (size, height, bytes) = (anchored.size, anchored.height, anchored.bytes);
-        if self.stack.len() + height > self.limits.max_depth {
-            return Err(self.too_deep(line));
-        }
-        self.count(size, bytes, line)?;
-        let node = if height == 0 {
-            // A scalar: as cheap to copy as to stand in for.
-            let mut node = self.anchors[&anchor].node.clone();
-            node.line = line;
-            node
-        } else {
-            self.placeholders = true;
-            Node {
-                value: Value::Scalar(Scalar {
-                    value: anchor.to_string(),
-                    style: Style::Any,
-                    tag: Some(PLACEHOLDER.to_owned()),
-                }),
-                line,
-            }
-        };
-        self.deliver(node, size, height, bytes)
-    }
-
     /// The document's root, its aliases expanded.
-    pub(super) fn finish(mut self) -> Option<Node> {
+    fn finish(mut self) -> Option<Node> {
         let mut root = self.root.take()?;
         if self.placeholders {
             for id in std::mem::take(&mut self.finished) {
@@ -290,20 +156,12 @@ impl Builder {
     }
 
     /// Put a finished node into its parent (or make it the root).
-    pub(super) fn deliver(
-        &mut self,
-        node: Node,
-        size: usize,
-        height: usize,
-        bytes: usize,
-    ) -> Result<(), YamlError> {
+    fn deliver(&mut self, node: Node, size: Size) -> Result<(), YamlError> {
         let Some(frame) = self.stack.last_mut() else {
             self.root = Some(node);
             return Ok(());
         };
-        frame.size += size;
-        frame.bytes += bytes;
-        frame.height = frame.height.max(height + 1);
+        frame.size.add(size);
         match &mut frame.value {
             FrameValue::Seq(items) => items.push(node),
             FrameValue::Map {
@@ -319,6 +177,102 @@ impl Builder {
             },
         }
         Ok(())
+    }
+}
+
+impl Sink for Builder {
+    fn in_flow(&self) -> bool {
+        self.stack.last().is_some_and(|f| f.flow)
+    }
+
+    fn scalar(
+        &mut self,
+        text: Cow<'_, str>,
+        style: Style,
+        tag: Option<String>,
+        anchor: usize,
+        line: usize,
+    ) -> Result<(), YamlError> {
+        let scalar = Scalar {
+            value: text.into_owned(),
+            style,
+            tag,
+        };
+        let size = Size::scalar(scalar.value.len());
+        self.counter.scalar(size.bytes, line)?;
+        let node = Node {
+            value: Value::Scalar(scalar),
+            line,
+        };
+        if anchor > 0 {
+            self.anchor(anchor, &node, size);
+        }
+        self.deliver(node, size)
+    }
+
+    fn open(&mut self, map: bool, anchor: usize, line: usize, flow: bool) -> Result<(), YamlError> {
+        self.counter.open(self.stack.len(), line)?;
+        let flow = flow || self.in_flow();
+        let value = if map {
+            FrameValue::map()
+        } else {
+            FrameValue::seq()
+        };
+        self.stack.push(Frame {
+            value,
+            anchor,
+            line,
+            size: Size::OPEN,
+            flow,
+        });
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), YamlError> {
+        let frame = self
+            .stack
+            .pop()
+            .expect("the parser balances collection events");
+        let value = match frame.value {
+            FrameValue::Seq(items) => Value::Seq(items),
+            FrameValue::Map { entries, .. } => Value::Map(entries),
+        };
+        let node = Node {
+            value,
+            line: frame.line,
+        };
+        if frame.anchor > 0 {
+            self.anchor(frame.anchor, &node, frame.size);
+        }
+        self.deliver(node, frame.size)
+    }
+
+    fn alias(&mut self, anchor: usize, line: usize) -> Result<(), YamlError> {
+        let Some(anchored) = self.anchors.get(&anchor) else {
+            return Err(YamlError::new(
+                line,
+                "alias to a node that contains it (recursive alias)",
+            ));
+        };
+        let size = anchored.size;
+        self.counter.alias(self.stack.len(), size, line)?;
+        let node = if size.height == 0 {
+            // A scalar: as cheap to copy as to stand in for.
+            let mut node = self.anchors[&anchor].node.clone();
+            node.line = line;
+            node
+        } else {
+            self.placeholders = true;
+            Node {
+                value: Value::Scalar(Scalar {
+                    value: anchor.to_string(),
+                    style: Style::Any,
+                    tag: Some(PLACEHOLDER.to_owned()),
+                }),
+                line,
+            }
+        };
+        self.deliver(node, size)
     }
 }
 
@@ -343,6 +297,12 @@ fn same_key(a: &Node, b: &Scalar) -> bool {
         return false;
     };
     a.value == b.value && a.kind() == b.kind() && custom_tag(a) == custom_tag(b)
+}
+
+/// Whether a mapping's entries have two scalar keys that building it refuses as duplicates.
+pub(super) fn has_duplicate_keys(entries: &[(Node, Node)]) -> bool {
+    let mut index = None;
+    (1..entries.len()).any(|i| check_duplicate(&entries[..i], &mut index, &entries[i].0).is_err())
 }
 
 /// Duplicate scalar keys are an error (Go yaml.v2 rejects them too). Complex keys are not

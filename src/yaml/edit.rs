@@ -7,15 +7,17 @@
 //! Whatever cannot be changed in place (a flow collection that grows, a node whose kind
 //! changes) is written anew at its place; a document with anchors or aliases is written anew
 //! whole, as [`emit`] writes it. The result is parsed again and must read exactly as the tree
-//! does, else [`emit`]'s text is used: in-place writing never changes what readers see.
+//! does (`verify`), else [`emit`]'s text is used: in-place writing never changes what readers
+//! see.
 
 use saphyr_parser::ScalarStyle;
 
 use super::emit::{Emitter, Repr, emit, literal_ok, repr};
-use super::parse::{Limits, parse};
-use super::place::{Place, Shape, dash_before, places};
+use super::parse::{Limits, parse_placed};
+use super::place::{Place, Places, Shape, dash_before};
 use super::resolve::is_inline_char;
 use super::tree::{Node, Scalar, Style, Value};
+use super::verify::reads_as;
 
 /// Write `node`, a tree read from `source` and then changed, as `source` with only the
 /// changed nodes rewritten. Falls back to [`emit`] (after `source`'s leading comment lines)
@@ -24,11 +26,12 @@ pub fn emit_in_place(source: &str, node: &Node) -> String {
     in_place(source, node).unwrap_or_else(|| fallback(source, node))
 }
 
-/// [`emit_in_place`] when the caller still holds `original`, the tree `source` parses to
-/// (as [`super::parse`] read it, within the same depth): `source` is not parsed again. The
-/// output is still parsed back and checked against `node`.
-pub fn emit_in_place_over(source: &str, original: &Node, node: &Node) -> String {
-    in_place_over(source, original, node).unwrap_or_else(|| fallback(source, node))
+/// [`emit_in_place`] when the caller still holds `original` and `places`, the tree `source`
+/// parses to and where its nodes are (as [`super::parse_placed`] read them, within the same
+/// depth): `source` is not read again. The output is still parsed back and checked against
+/// `node`.
+pub fn emit_in_place_over(source: &str, original: &Node, places: &Places, node: &Node) -> String {
+    in_place_over(source, original, places, node).unwrap_or_else(|| fallback(source, node))
 }
 
 /// What is written when in-place writing is not possible: [`emit`] after `source`'s leading
@@ -42,7 +45,7 @@ fn fallback(source: &str, node: &Node) -> String {
 /// Documents with more nodes than this are written anew: editing in place holds the text's
 /// places and its tree beside the changed tree (a real 1 MiB ConfigMap has about 24,000
 /// nodes; a review's data may expand to 250,000, within the pod's memory only without them).
-const MAX_NODES: usize = 100_000;
+pub(super) const MAX_NODES: usize = 100_000;
 
 /// How many old children past the last match a new child is looked for among.
 const LOOK_AHEAD: usize = 64;
@@ -58,36 +61,35 @@ pub(super) fn in_place(source: &str, node: &Node) -> Option<String> {
     if !within(node, MAX_NODES) {
         return None;
     }
-    let original = parse(source, LIMITS).ok()??;
-    written_over(source, &original, node)
+    let (original, _, places) = parse_placed(source, LIMITS).ok()?;
+    written_over(source, &original?, &places, node)
 }
 
-/// [`in_place`] with the tree of `source` at hand.
-fn in_place_over(source: &str, original: &Node, node: &Node) -> Option<String> {
+/// [`in_place`] with the tree of `source` and its places at hand.
+fn in_place_over(source: &str, original: &Node, places: &Places, node: &Node) -> Option<String> {
     if !within(node, MAX_NODES) || !within(original, MAX_NODES) {
         return None;
     }
-    written_over(source, original, node)
+    written_over(source, original, places, node)
 }
 
-/// `node` written over `source`, whose tree is `original`; None where that is not possible
-/// or the result does not read back as `node`.
-fn written_over(source: &str, original: &Node, node: &Node) -> Option<String> {
+/// `node` written over `source`, whose tree is `original` and places `places`; None where
+/// that is not possible or the result does not read back as `node`.
+fn written_over(source: &str, original: &Node, places: &Places, node: &Node) -> Option<String> {
     let out = {
-        let place = places(source)?;
+        let place = places.0.as_ref()?;
         let mut writer = Writer {
             source,
             layout: (2, 0),
             edits: Vec::new(),
         };
-        writer.layout = writer.layout(&place);
-        if !writer.collection(node, original, &place) {
+        writer.layout = writer.layout(place);
+        if !writer.collection(node, original, place) {
             return None;
         }
         writer.apply()?
     };
-    let back = parse(&out, LIMITS).ok()??;
-    reads_same(&back, node).then_some(out)
+    reads_as(&out, LIMITS, node).then_some(out)
 }
 
 /// Whether the tree has at most `max` nodes.

@@ -2,6 +2,7 @@
 //! every corpus document changed in many ways, read back as [`emit`]'s text is.
 
 use super::edit::{in_place, reads_same};
+use super::verify::reads_as;
 use super::*;
 
 fn parse_ok(input: &str) -> Node {
@@ -192,6 +193,28 @@ const CASES: &[(&str, &str, Change, &str)] = &[
         "a: 1\nb: 2\nc: 3\n",
     ),
     (
+        "text that is not ASCII: edits at their places",
+        "# café\na: 'naïve'\nb: |\n  größe\n  straße\nc: [é, ñ]\nd: 1 # ∑\n",
+        |root| {
+            root.insert("a", Node::string("ça"));
+            root.insert("b", Node::string("größer\nstraße\n"));
+            root.insert("d", Node::plain("2"));
+        },
+        "# café\na: 'ça'\nb: |\n  größer\n  straße\nc: [é, ñ]\nd: 2 # ∑\n",
+    ),
+    (
+        "text that is not ASCII: entries removed and added",
+        "ü: 1\nlist:\n  - 😀 # one\n  - été\n  - x\nz: ∅\n",
+        |root| {
+            let list = root.get_mut("list").unwrap().as_seq_mut().unwrap();
+            list.remove(1);
+            list.push(Node::string("ñ"));
+            root.remove("ü");
+            root.insert("new", Node::string("ß"));
+        },
+        "list:\n  - 😀 # one\n  - x\n  - ñ\nz: ∅\nnew: ß\n",
+    ),
+    (
         "anchors: written anew",
         "a: &x 1\nb: *x\n",
         |root| root.insert("c", Node::plain("3")),
@@ -332,6 +355,16 @@ fn corpus_in_place_reads_as_emit() {
                 .unwrap();
             let old = parse_ok(&emit(&root));
             assert!(reads_same(&back, &old), "{name} seed {seed}:\n{out}");
+            // The writer's proof says what parsing and comparing say, of the output and of
+            // the unchanged text.
+            let limits = Limits::default();
+            assert!(reads_as(&out, limits, &root), "{name} seed {seed}");
+            let unchanged = reads_same(&original, &root);
+            assert_eq!(
+                reads_as(text, limits, &root),
+                unchanged,
+                "{name} seed {seed}"
+            );
             in_place_count += usize::from(in_place(text, &root).is_some());
         }
         // Unchanged: the text itself.

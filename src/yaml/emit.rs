@@ -70,11 +70,16 @@ fn plain_syntax_ok(text: &str, strict: bool) -> bool {
 /// least one line break, something besides spaces.
 pub(super) fn literal_ok(text: &str) -> bool {
     let body = text.trim_end_matches('\n');
+    let printable = |c: char| c == '\n' || c == '\t' || is_inline_char(c);
     text.contains('\n')
         && body.bytes().any(|c| c != b'\n' && c != b' ')
-        && body
-            .chars()
-            .all(|c| c == '\n' || c == '\t' || is_inline_char(c))
+        && if body.is_ascii() {
+            // The same test on bytes, which the compiler makes on many at once.
+            body.bytes()
+                .fold(true, |ok, c| ok & printable(char::from(c)))
+        } else {
+            body.chars().all(printable)
+        }
 }
 
 pub(super) struct Emitter {

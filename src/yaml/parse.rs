@@ -1,10 +1,15 @@
 //! Reading a document: saphyr-parser's events, checked for what YAML 1.1 readers
-//! (Prometheus) and a YAML 1.2 parser would read differently, into the tree `build` makes.
+//! (Prometheus) and a YAML 1.2 parser would read differently, into the tree `build` makes
+//! (or `verify`'s comparison with one), `place` recording where each node is when asked.
+
+use std::borrow::Cow;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span, Tag};
 
-use super::build::{Builder, FrameValue};
-use super::tree::{Node, Scalar, Style, Value};
+use super::build::Builder;
+use super::edit::MAX_NODES;
+use super::place::{Placer, Places};
+use super::tree::{Node, Style};
 
 /// Hard limits that make hostile input (alias bombs, deep nesting) fail fast.
 #[derive(Debug, Clone, Copy)]
@@ -85,24 +90,17 @@ fn scan_error(e: &ScanError, limits: Limits) -> YamlError {
 /// sees it: C0 and C1 control characters (saphyr takes NUL for the end of the input) and the
 /// Unicode line breaks NEL, LS and PS (line breaks in YAML 1.1, ordinary characters in 1.2).
 fn check_chars(input: &str) -> Result<(), YamlError> {
+    // Most text is printable ASCII and line feeds: a chunk of only those is passed over at
+    // once (a test the compiler makes on many bytes together), the others byte by byte.
+    const CHUNK: usize = 64;
     let bytes = input.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        let bad = match b {
-            b'\t' | b'\n' | b'\r' => false,
-            0..=0x1f | 0x7f => true,
-            // U+0080..U+009F
-            0xc2 => matches!(bytes.get(i + 1), Some(0x80..=0x9f)),
-            // U+2028, U+2029
-            0xe2 => {
-                bytes.get(i + 1) == Some(&0x80) && matches!(bytes.get(i + 2), Some(0xa8 | 0xa9))
-            }
-            // U+FFFE, U+FFFF
-            0xef => {
-                bytes.get(i + 1) == Some(&0xbf) && matches!(bytes.get(i + 2), Some(0xbe | 0xbf))
-            }
-            _ => false,
-        };
-        if bad {
+    let mut from = 0;
+    while from < bytes.len() {
+        let to = bytes.len().min(from + CHUNK);
+        let plain = bytes[from..to].iter().fold(true, |plain, &b| {
+            plain & ((b' '..=b'~').contains(&b) | (b == b'\n'))
+        });
+        if !plain && let Some(i) = (from..to).find(|&i| forbidden_at(bytes, i)) {
             let line = 1 + bytes[..i].iter().filter(|&&c| c == b'\n').count();
             let c = input[i..].chars().next().unwrap_or_default();
             let what = if matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}') {
@@ -118,8 +116,24 @@ fn check_chars(input: &str) -> Result<(), YamlError> {
                 ),
             ));
         }
+        from = to;
     }
     Ok(())
+}
+
+/// Whether the character starting at byte `i` is one [`check_chars`] rejects.
+fn forbidden_at(bytes: &[u8], i: usize) -> bool {
+    match bytes[i] {
+        b'\t' | b'\n' | b'\r' => false,
+        0..=0x1f | 0x7f => true,
+        // U+0080..U+009F
+        0xc2 => matches!(bytes.get(i + 1), Some(0x80..=0x9f)),
+        // U+2028, U+2029
+        0xe2 => bytes.get(i + 1) == Some(&0x80) && matches!(bytes.get(i + 2), Some(0xa8 | 0xa9)),
+        // U+FFFE, U+FFFF
+        0xef => bytes.get(i + 1) == Some(&0xbf) && matches!(bytes.get(i + 2), Some(0xbe | 0xbf)),
+        _ => false,
+    }
 }
 
 /// Parse one YAML document (the content of a ConfigMap data key or a manifest document).
@@ -134,8 +148,51 @@ pub fn parse(input: &str, limits: Limits) -> Result<Option<Node>, YamlError> {
 
 /// [`parse`], and what the document expanded to.
 pub fn parse_counted(input: &str, limits: Limits) -> Result<(Option<Node>, Expanded), YamlError> {
-    check_chars(input)?;
     let mut builder = Builder::new(limits);
+    read(input, limits, &mut builder, None)?;
+    Ok(builder.document())
+}
+
+/// [`parse_counted`], and where each node is in `input`, recorded from the same events: what
+/// [`super::emit_in_place_over`] needs to write a changed tree over `input`.
+pub fn parse_placed(
+    input: &str,
+    limits: Limits,
+) -> Result<(Option<Node>, Expanded, Places), YamlError> {
+    let mut builder = Builder::new(limits);
+    let mut placer = Placer::new(input, MAX_NODES);
+    read(input, limits, &mut builder, Some(&mut placer))?;
+    let (root, expanded) = builder.document();
+    Ok((root, expanded, placer.finish()))
+}
+
+/// What is made of a document's checked events: a tree ([`Builder`]), or a comparison with
+/// one (`verify`).
+pub(super) trait Sink {
+    /// Whether the innermost open collection is a flow one or inside one.
+    fn in_flow(&self) -> bool;
+    fn scalar(
+        &mut self,
+        text: Cow<'_, str>,
+        style: Style,
+        tag: Option<String>,
+        anchor: usize,
+        line: usize,
+    ) -> Result<(), YamlError>;
+    fn open(&mut self, map: bool, anchor: usize, line: usize, flow: bool) -> Result<(), YamlError>;
+    fn close(&mut self) -> Result<(), YamlError>;
+    fn alias(&mut self, anchor: usize, line: usize) -> Result<(), YamlError>;
+}
+
+/// Read one document's events into `sink`, with every check [`parse`] makes; `placer`
+/// records where each node is.
+pub(super) fn read(
+    input: &str,
+    limits: Limits,
+    sink: &mut impl Sink,
+    mut placer: Option<&mut Placer<'_>>,
+) -> Result<(), YamlError> {
+    check_chars(input)?;
     let mut source = Source {
         input,
         ascii: input.is_ascii(),
@@ -144,6 +201,9 @@ pub fn parse_counted(input: &str, limits: Limits) -> Result<(Option<Node>, Expan
     let mut documents = 0;
     for event in Parser::new_from_str(input) {
         let (event, span) = event.map_err(|e| scan_error(&e, limits))?;
+        if let Some(placer) = placer.as_deref_mut() {
+            placer.event(&event, span);
+        }
         let line = span.start.line();
         let anchor = match &event {
             Event::Scalar(_, _, anchor, _)
@@ -173,47 +233,28 @@ pub fn parse_counted(input: &str, limits: Limits) -> Result<(Option<Node>, Expan
                     ScalarStyle::Plain => Style::Plain,
                     _ => Style::Any,
                 };
-                if style == Style::Plain && builder.in_flow() {
+                if style == Style::Plain && sink.in_flow() {
                     check_flow_plain(&text, line)?;
                 }
                 let tag = tag.map(|t| check_scalar_tag(&t, line)).transpose()?;
-                let scalar = Scalar {
-                    value: text.into_owned(),
-                    style,
-                    tag,
-                };
-                let bytes = scalar.value.len();
-                builder.count(1, bytes, line)?;
-                let node = Node {
-                    value: Value::Scalar(scalar),
-                    line,
-                };
-                if anchor > 0 {
-                    builder.anchor(anchor, &node, 1, 0, bytes);
-                }
-                builder.deliver(node, 1, 0, bytes)?;
+                sink.scalar(text, style, tag, anchor, line)?;
             }
             Event::SequenceStart(anchor, tag) => {
                 check_collection_tag(tag.as_deref(), "seq", line)?;
                 let flow = source.is_flow_start(span);
-                builder.open(FrameValue::seq(), anchor, line, flow)?;
+                sink.open(false, anchor, line, flow)?;
             }
             Event::MappingStart(anchor, tag) => {
                 check_collection_tag(tag.as_deref(), "map", line)?;
                 let flow = source.is_flow_start(span);
-                builder.open(FrameValue::map(), anchor, line, flow)?;
+                sink.open(true, anchor, line, flow)?;
             }
-            Event::SequenceEnd | Event::MappingEnd => builder.close()?,
+            Event::SequenceEnd | Event::MappingEnd => sink.close()?,
             // Its name is an anchor's, already checked.
-            Event::Alias(anchor) => builder.alias(anchor, line)?,
+            Event::Alias(anchor) => sink.alias(anchor, line)?,
         }
     }
-    let expanded = builder.expanded();
-    let root = builder.finish().filter(|root| {
-        // `---` alone, like an empty input, is a document without content.
-        !matches!(&root.value, Value::Scalar(s) if s.value.is_empty() && s.style == Style::Plain && s.tag.is_none())
-    });
-    Ok((root, expanded))
+    Ok(())
 }
 
 /// Whether the document is a mapping with `key` among its top-level keys, read without

@@ -1,7 +1,7 @@
 //! Where each node of a document is in its text: the byte ranges the in-place writer
 //! (`edit`) keeps or replaces.
 
-use saphyr_parser::{Event, Parser, ScalarStyle};
+use saphyr_parser::{Event, ScalarStyle, Span};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Shape {
@@ -32,51 +32,115 @@ pub(super) struct Place {
     pub children: Vec<Place>,
 }
 
-/// Byte offsets of the parser's character offsets.
+/// Where each node of a document is in its text, recorded while it was parsed
+/// ([`super::parse_placed`]): what [`super::emit_in_place_over`] writes a changed tree over.
+/// Empty for a document that cannot be written over (one with anchors or aliases, or more
+/// nodes than the in-place writer takes).
+#[derive(Debug, Clone, Default)]
+pub struct Places(pub(super) Option<Place>);
+
+/// Byte offsets of the parser's character offsets: a cursor that follows the events (forward,
+/// now and then a little back), so that a text that is not ASCII costs no table of them.
 struct Offsets<'a> {
     input: &'a str,
-    /// The byte offset of every character, when the input is not ASCII.
-    bytes: Option<Vec<usize>>,
+    ascii: bool,
+    /// The character and byte offsets of the last position looked up.
+    at: (usize, usize),
 }
 
 impl Offsets<'_> {
-    fn byte(&self, index: usize) -> usize {
-        match &self.bytes {
-            None => index.min(self.input.len()),
-            Some(bytes) => bytes.get(index).copied().unwrap_or(self.input.len()),
+    fn byte(&mut self, index: usize) -> usize {
+        if self.ascii {
+            return index.min(self.input.len());
+        }
+        let (chars, bytes) = self.at;
+        let byte = if index >= chars {
+            self.input[bytes..]
+                .char_indices()
+                .nth(index - chars)
+                .map(|(i, _)| bytes + i)
+        } else {
+            self.input[..bytes]
+                .char_indices()
+                .nth_back(chars - index - 1)
+                .map(|(i, _)| i)
+        };
+        match byte {
+            Some(byte) => {
+                self.at = (index, byte);
+                byte
+            }
+            None => self.input.len(),
         }
     }
 }
 
-/// The places of a one-document input's nodes; `None` for an empty document, or one with
-/// anchors or aliases (an alias's text means nothing where its anchor is not written).
-pub(super) fn places(input: &str) -> Option<Place> {
-    let offsets = Offsets {
-        input,
-        bytes: (!input.is_ascii()).then(|| input.char_indices().map(|(i, _)| i).collect()),
-    };
-    let mut stack: Vec<Place> = Vec::new();
-    let mut root = None;
-    // The end of the last scalar or flow collection: a block scalar's header comes after it.
-    let mut prev_end = 0;
-    for event in Parser::new_from_str(input) {
-        let (event, span) = event.ok()?;
-        let start = offsets.byte(span.start.index());
-        let end = offsets.byte(span.end.index());
+/// Records the places of a one-document input's nodes from the parser's events, as the tree
+/// is built from the same events; gives up (no places) on an anchor or alias (an alias's text
+/// means nothing where its anchor is not written) and past `max` nodes.
+pub(super) struct Placer<'a> {
+    input: &'a str,
+    offsets: Offsets<'a>,
+    stack: Vec<Place>,
+    root: Option<Place>,
+    /// The end of the last scalar or flow collection: a block scalar's header comes after it.
+    prev_end: usize,
+    /// Nodes left before giving up.
+    left: usize,
+    failed: bool,
+}
+
+impl<'a> Placer<'a> {
+    pub(super) fn new(input: &'a str, max: usize) -> Placer<'a> {
+        Placer {
+            input,
+            offsets: Offsets {
+                input,
+                ascii: input.is_ascii(),
+                at: (0, 0),
+            },
+            stack: Vec::new(),
+            root: None,
+            prev_end: 0,
+            left: max,
+            failed: false,
+        }
+    }
+
+    /// The places recorded; empty when the document has none that can be written over.
+    pub(super) fn finish(self) -> Places {
+        Places(if self.failed { None } else { self.root })
+    }
+
+    /// Take in the parser's next event.
+    pub(super) fn event(&mut self, event: &Event, span: Span) {
+        if !self.failed && self.place(event, span).is_none() {
+            self.failed = true;
+            self.stack = Vec::new();
+        }
+    }
+
+    /// `None` when the document cannot be placed.
+    fn place(&mut self, event: &Event, span: Span) -> Option<()> {
+        let input = self.input;
+        let start = self.offsets.byte(span.start.index());
+        let end = self.offsets.byte(span.end.index());
         let place = match event {
-            Event::StreamStart | Event::DocumentStart(_) | Event::DocumentEnd | Event::Nothing => {
-                continue;
-            }
-            Event::StreamEnd => break,
+            Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart(_)
+            | Event::DocumentEnd
+            | Event::Nothing => return Some(()),
             Event::Alias(_) => return None,
             Event::Scalar(_, style, anchor, tag) => {
-                if anchor > 0 {
+                if *anchor > 0 {
                     return None;
                 }
+                self.left = self.left.checked_sub(1)?;
                 let mut place = Place {
                     start,
                     end,
-                    shape: Shape::Inline(style),
+                    shape: Shape::Inline(*style),
                     indicator: None,
                     children: Vec::new(),
                 };
@@ -90,7 +154,7 @@ pub(super) fn places(input: &str) -> Option<Place> {
                             place.end = line;
                         }
                         // Untagged, the event starts at the content; tagged, at the tag.
-                        let from = if tag.is_some() { start } else { prev_end };
+                        let from = if tag.is_some() { start } else { self.prev_end };
                         let header = find_header(input, from, tag.is_some())?;
                         place.start = place.start.min(header);
                         place.indicator = input[header + 1..]
@@ -101,34 +165,35 @@ pub(super) fn places(input: &str) -> Option<Place> {
                     }
                     _ => {}
                 }
-                prev_end = end;
+                self.prev_end = end;
                 place
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
-                if anchor > 0 {
+                if *anchor > 0 {
                     return None;
                 }
+                self.left = self.left.checked_sub(1)?;
                 let flow = skip_tag(&input[start..]).starts_with(['[', '{']);
                 let shape = match event {
                     _ if flow => Shape::Flow,
                     Event::MappingStart(..) => Shape::BlockMap,
                     _ => Shape::BlockSeq,
                 };
-                stack.push(Place {
+                self.stack.push(Place {
                     start,
                     end: start,
                     shape,
                     indicator: None,
                     children: Vec::new(),
                 });
-                continue;
+                return Some(());
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let mut place = stack.pop()?;
+                let mut place = self.stack.pop()?;
                 if place.shape == Shape::Flow {
                     // The event is the closing bracket (and what follows it on its line).
                     place.end = start + 1;
-                    prev_end = place.end;
+                    self.prev_end = place.end;
                 } else {
                     let first = place.children.first()?;
                     place.start = match place.shape {
@@ -140,12 +205,12 @@ pub(super) fn places(input: &str) -> Option<Place> {
                 place
             }
         };
-        match stack.last_mut() {
+        match self.stack.last_mut() {
             Some(parent) => parent.children.push(place),
-            None => root = Some(place),
+            None => self.root = Some(place),
         }
+        Some(())
     }
-    root
 }
 
 /// `s` past a tag (`!!map `) and the white space after it.
@@ -175,4 +240,26 @@ fn find_header(input: &str, from: usize, tagged: bool) -> Option<usize> {
 pub(super) fn dash_before(input: &str, start: usize) -> Option<usize> {
     let before = input.get(..start)?.trim_end();
     before.ends_with('-').then(|| before.len() - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cursor gives each character's byte offset in whatever order it is asked.
+    #[test]
+    fn offsets_forward_and_back() {
+        let input = "ä: 'ß'\n# ∑ 😀\nb: [é, x]\n";
+        let table: Vec<usize> = input.char_indices().map(|(i, _)| i).collect();
+        let mut offsets = Offsets {
+            input,
+            ascii: false,
+            at: (0, 0),
+        };
+        let chars = table.len();
+        for index in [3, 1, 9, 0, 12, 11, chars - 1, 2, chars, chars + 5, 7, 7, 4] {
+            let want = table.get(index).copied().unwrap_or(input.len());
+            assert_eq!(offsets.byte(index), want, "character {index}");
+        }
+    }
 }

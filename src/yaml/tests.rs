@@ -635,6 +635,15 @@ fn rejects_control_characters() {
         assert_eq!(err.line, line, "{doc:?}: {err}");
         assert!(err.message.contains("U+"), "{err}");
     }
+    // Wherever it is in the text, across the chunks the plain text is passed over in.
+    for at in 50..140 {
+        for c in ['\u{1}', '\u{85}', '\u{2028}', '\u{ffff}'] {
+            let doc = format!("a: b\n{}: {c}\n", "x".repeat(at));
+            assert_eq!(parse_err(&doc).line, 2, "{doc:?}");
+        }
+        let doc = format!("a: b\n{}: é\u{a0}\t\r\n", "x".repeat(at));
+        parse_ok(&doc);
+    }
     // Tabs, CR LF and other Unicode are fine.
     assert_eq!(
         parse_ok("a: \"x\ty\"\r\nb: é\r\n")

@@ -41,16 +41,7 @@ impl Scalar {
     /// What a YAML 1.1 reader makes of this scalar: an untagged plain scalar by
     /// [`resolve_1_1`], a quoted or block one is a string, a core tag (`!!int`) says it.
     pub fn kind(&self) -> Kind {
-        match self.tag.as_deref() {
-            None if self.style == Style::Plain => resolve_1_1(&self.value),
-            Some("!!null") => Kind::Null,
-            Some("!!bool") => Kind::Bool,
-            Some("!!int") => Kind::Int,
-            Some("!!float") => Kind::Float,
-            Some("!!timestamp") => Kind::Timestamp,
-            Some("!!merge") => Kind::Merge,
-            _ => Kind::Str,
-        }
+        kind_of(&self.value, self.style, self.tag.as_deref())
     }
 
     fn to_json(&self) -> serde_json::Value {
@@ -69,6 +60,20 @@ impl Scalar {
             Kind::Timestamp | Kind::Merge | Kind::Value | Kind::Str => None,
         };
         value.unwrap_or_else(|| J::String(self.value.clone()))
+    }
+}
+
+/// [`Scalar::kind`] of a scalar's parts.
+pub(super) fn kind_of(value: &str, style: Style, tag: Option<&str>) -> Kind {
+    match tag {
+        None if style == Style::Plain => resolve_1_1(value),
+        Some("!!null") => Kind::Null,
+        Some("!!bool") => Kind::Bool,
+        Some("!!int") => Kind::Int,
+        Some("!!float") => Kind::Float,
+        Some("!!timestamp") => Kind::Timestamp,
+        Some("!!merge") => Kind::Merge,
+        _ => Kind::Str,
     }
 }
 

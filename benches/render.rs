@@ -17,6 +17,10 @@ use promfed::promql::{Policy, ScopeOp, Scoper};
 use promfed::render::render_stream;
 use promfed::{Config, Engine};
 
+/// The binary's allocator (src/main.rs), so the engine is measured as it runs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

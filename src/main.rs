@@ -16,6 +16,12 @@ use promfed::render::{
 };
 use promfed::{Config, Engine, config};
 
+/// mimalloc instead of glibc's allocator: an uncached review allocates and frees tens of
+/// thousands of small nodes (PromQL and YAML trees), and glibc's allocator took a third of its
+/// time, page faults included (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The TKG prometheus-server ConfigMap, for `render --example`.
 const EXAMPLE_CONFIGMAP: &str = include_str!("../tests/data/tkg/prometheus-server-configmap.yaml");
 

@@ -50,9 +50,9 @@ pub(super) enum Kind {
 }
 
 impl Kind {
-    /// Whether the crate's lexer counts the token as an operator (its limit of 1,000 counts
-    /// matcher operators and signs too); `and`, `or`, `unless` and `atan2` are names here and
-    /// counted by the parser where it reads them as operators.
+    /// Whether the crate's lexer counts a token of this kind as an operator (its limit of 1,000
+    /// counts matcher operators and signs too); the keywords `and`, `or`, `unless` and `atan2`
+    /// are identifiers here, counted by [`Token::is_operator`].
     pub fn is_operator(self) -> bool {
         matches!(
             self,
@@ -74,12 +74,92 @@ impl Kind {
     }
 }
 
-/// A token: its kind and bytes `start..end` of the text.
+impl Token {
+    /// Whether the crate's lexer counts the token as an operator.
+    pub fn is_operator(&self) -> bool {
+        self.kind.is_operator()
+            || matches!(self.word, Word::And | Word::Or | Word::Unless | Word::Atan2)
+    }
+}
+
+/// What an identifier spells, in any case: a keyword, or a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Word {
+    /// Not a keyword (and every token that is not an identifier).
+    Name,
+    And,
+    Or,
+    Unless,
+    Atan2,
+    Bool,
+    By,
+    Without,
+    On,
+    Ignoring,
+    GroupLeft,
+    GroupRight,
+    Offset,
+    Inf,
+    NaN,
+    /// An aggregation operator this parser reads, lower case.
+    Aggregator(&'static str),
+    /// A keyword of Prometheus or of `promql-parser` this parser does not read (`start`,
+    /// `limitk`, `anchored`, ...): wherever it stands, the full path decides.
+    Reserved,
+}
+
+/// The keyword `ident` spells, ignoring case (Prometheus reads keywords so).
+fn classify(ident: &[u8]) -> Word {
+    let mut lower = [0u8; 12];
+    let Some(lower) = lower.get_mut(..ident.len()) else {
+        return Word::Name;
+    };
+    for (l, b) in lower.iter_mut().zip(ident) {
+        *l = b.to_ascii_lowercase();
+    }
+    match &*lower {
+        b"and" => Word::And,
+        b"or" => Word::Or,
+        b"unless" => Word::Unless,
+        b"atan2" => Word::Atan2,
+        b"bool" => Word::Bool,
+        b"by" => Word::By,
+        b"without" => Word::Without,
+        b"on" => Word::On,
+        b"ignoring" => Word::Ignoring,
+        b"group_left" => Word::GroupLeft,
+        b"group_right" => Word::GroupRight,
+        b"offset" => Word::Offset,
+        b"inf" => Word::Inf,
+        b"nan" => Word::NaN,
+        b"avg" => Word::Aggregator("avg"),
+        b"bottomk" => Word::Aggregator("bottomk"),
+        b"count" => Word::Aggregator("count"),
+        b"count_values" => Word::Aggregator("count_values"),
+        b"group" => Word::Aggregator("group"),
+        b"max" => Word::Aggregator("max"),
+        b"min" => Word::Aggregator("min"),
+        b"quantile" => Word::Aggregator("quantile"),
+        b"stddev" => Word::Aggregator("stddev"),
+        b"stdvar" => Word::Aggregator("stdvar"),
+        b"sum" => Word::Aggregator("sum"),
+        b"topk" => Word::Aggregator("topk"),
+        // Prometheus 3's experimental aggregations and modifiers, the `@` functions, and the
+        // crate's `fill` modifiers.
+        b"limitk" | b"limit_ratio" | b"anchored" | b"smoothed" | b"start" | b"end" | b"fill"
+        | b"fill_left" | b"fill_right" => Word::Reserved,
+        _ => Word::Name,
+    }
+}
+
+/// A token: its kind, bytes `start..end` of the text, and for an identifier the keyword it
+/// spells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Token {
     pub kind: Kind,
     pub start: usize,
     pub end: usize,
+    pub word: Word,
 }
 
 /// The lexer's place in the text.
@@ -104,10 +184,15 @@ impl<'a> Lexer<'a> {
             None => Kind::Eof,
             Some(&b) => self.kind_at(b),
         };
+        let word = match kind {
+            Kind::Ident => classify(&self.bytes[start..self.pos]),
+            _ => Word::Name,
+        };
         Token {
             kind,
             start,
             end: self.pos,
+            word,
         }
     }
 
@@ -304,6 +389,20 @@ mod tests {
                 return out;
             }
         }
+    }
+
+    #[test]
+    fn keywords_in_any_case() {
+        let word = |text: &str| Lexer::new(text).next_token().word;
+        assert_eq!(word("SUM"), Word::Aggregator("sum"));
+        assert_eq!(word("Group_Left"), Word::GroupLeft);
+        assert_eq!(word("offset"), Word::Offset);
+        assert_eq!(word("NaN"), Word::NaN);
+        assert_eq!(word("limitk"), Word::Reserved);
+        assert_eq!(word("summary"), Word::Name);
+        assert_eq!(word("count_values_x"), Word::Name);
+        assert_eq!(word("a_name_longer_than_twelve"), Word::Name);
+        assert_eq!(word("5m"), Word::Name);
     }
 
     #[test]

@@ -12,73 +12,12 @@ use super::ast::{
     Number, Offset, Selector, Span, Subquery, Type,
 };
 use super::functions;
-use super::lex::{Kind, Lexer, Token};
+use super::lex::{Kind, Lexer, Token, Word};
 
 /// Deepest nesting of the recursive descent, and most binary operators (each a level of the
 /// AST); bigger expressions take the full path, which refuses them with its own limits.
 const MAX_DEPTH: usize = 128;
 const MAX_OPERATORS: usize = super::super::MAX_OPERATORS;
-
-/// Keywords of Prometheus and of `promql-parser`, lower case. A name that spells one (in any
-/// case) where a name is expected sends the expression to the full path.
-const KEYWORDS: &[&str] = &[
-    "and",
-    "anchored",
-    "atan2",
-    "avg",
-    "bool",
-    "bottomk",
-    "by",
-    "count",
-    "count_values",
-    "end",
-    "fill",
-    "fill_left",
-    "fill_right",
-    "group",
-    "group_left",
-    "group_right",
-    "ignoring",
-    "inf",
-    "limit_ratio",
-    "limitk",
-    "max",
-    "min",
-    "nan",
-    "offset",
-    "on",
-    "or",
-    "quantile",
-    "smoothed",
-    "start",
-    "stddev",
-    "stdvar",
-    "sum",
-    "topk",
-    "unless",
-    "without",
-];
-
-/// The aggregation operators this parser reads (Prometheus 3's experimental `limitk` and
-/// `limit_ratio` take the full path).
-const AGGREGATORS: &[&str] = &[
-    "avg",
-    "bottomk",
-    "count",
-    "count_values",
-    "group",
-    "max",
-    "min",
-    "quantile",
-    "stddev",
-    "stdvar",
-    "sum",
-    "topk",
-];
-
-fn keyword(name: &str) -> bool {
-    name.len() <= 12 && KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(name))
-}
 
 /// Parse a whole expression.
 pub(super) fn parse(text: &str) -> Option<Expr<'_>> {
@@ -122,21 +61,13 @@ impl<'a> Parser<'a> {
         let mut t = self.peek();
         self.peeked = None;
         self.last_end = t.end;
-        if t.kind.is_operator() || self.binary_keyword(t) {
+        if t.is_operator() {
             self.operators += 1;
         }
         if self.operators > MAX_OPERATORS {
             t.kind = Kind::Other;
         }
         t
-    }
-
-    /// `and`, `or`, `unless` or `atan2`: the crate's lexer counts them as operators.
-    fn binary_keyword(&self, t: Token) -> bool {
-        t.kind == Kind::Ident
-            && ["and", "or", "unless", "atan2"]
-                .iter()
-                .any(|k| k.eq_ignore_ascii_case(self.slice(t)))
     }
 
     fn expect(&mut self, kind: Kind) -> Option<Token> {
@@ -149,9 +80,8 @@ impl<'a> Parser<'a> {
     }
 
     /// Whether the next token is the keyword `word`.
-    fn at_keyword(&mut self, word: &str) -> bool {
-        let t = self.peek();
-        t.kind == Kind::Ident && self.slice(t).eq_ignore_ascii_case(word)
+    fn at(&mut self, word: Word) -> bool {
+        self.peek().word == word
     }
 
     /// Binary operators binding at least as tightly as `min` (1 `or` .. 6 `^`).
@@ -195,20 +125,13 @@ impl<'a> Parser<'a> {
             Kind::Le => BinOp::Le,
             Kind::Gt => BinOp::Gt,
             Kind::Ge => BinOp::Ge,
-            Kind::Ident => {
-                let word = self.slice(t);
-                if word.eq_ignore_ascii_case("and") {
-                    BinOp::And
-                } else if word.eq_ignore_ascii_case("or") {
-                    BinOp::Or
-                } else if word.eq_ignore_ascii_case("unless") {
-                    BinOp::Unless
-                } else if word.eq_ignore_ascii_case("atan2") {
-                    BinOp::Atan2
-                } else {
-                    return None;
-                }
-            }
+            Kind::Ident => match t.word {
+                Word::And => BinOp::And,
+                Word::Or => BinOp::Or,
+                Word::Unless => BinOp::Unless,
+                Word::Atan2 => BinOp::Atan2,
+                _ => return None,
+            },
             _ => return None,
         };
         Some((op, precedence(op)))
@@ -217,21 +140,21 @@ impl<'a> Parser<'a> {
     /// `bool`, `on|ignoring (labels)`, `group_left|group_right [(labels)]`, in that order.
     #[allow(clippy::type_complexity)]
     fn binary_modifiers(&mut self) -> Option<(bool, Option<Matching<'a>>, Option<Group<'a>>)> {
-        let bool_modifier = self.at_keyword("bool");
+        let bool_modifier = self.at(Word::Bool);
         if bool_modifier {
             self.next();
         }
         let mut matching = None;
-        if self.at_keyword("on") {
+        if self.at(Word::On) {
             self.next();
             matching = Some(Matching::On(self.labels()?));
-        } else if self.at_keyword("ignoring") {
+        } else if self.at(Word::Ignoring) {
             self.next();
             matching = Some(Matching::Ignoring(self.labels()?));
         }
         let mut group = None;
-        let left = self.at_keyword("group_left");
-        if left || self.at_keyword("group_right") {
+        let left = self.at(Word::GroupLeft);
+        if left || self.at(Word::GroupRight) {
             matching.as_ref()?;
             self.next();
             let labels = if self.peek().kind == Kind::LParen {
@@ -270,7 +193,7 @@ impl<'a> Parser<'a> {
     /// A label name: no `:`, not a keyword.
     fn label_name(&self, t: Token) -> Option<&'a str> {
         let name = self.slice(t);
-        (!name.contains(':') && !keyword(name)).then_some(name)
+        (t.word == Word::Name && !name.contains(':')).then_some(name)
     }
 
     /// A sign, or the postfix expression it applies to. A sign binds like `*`: its operand
@@ -333,7 +256,7 @@ impl<'a> Parser<'a> {
                     }
                     _ => return None,
                 }
-            } else if t.kind == Kind::Ident && self.slice(t).eq_ignore_ascii_case("offset") {
+            } else if t.word == Word::Offset {
                 self.next();
                 let offset = match self.peek().kind {
                     Kind::Sub => {
@@ -389,15 +312,14 @@ impl<'a> Parser<'a> {
     /// What starts with a name: an aggregation, a call, `Inf`/`NaN`, or a selector.
     fn named(&mut self, t: Token) -> Option<Expr<'a>> {
         let name = self.slice(t);
-        if let Some(op) = AGGREGATORS.iter().find(|a| a.eq_ignore_ascii_case(name)) {
-            return self.aggregate(op, t.start);
-        }
-        if name.eq_ignore_ascii_case("inf") || name.eq_ignore_ascii_case("nan") {
-            let value = promql_parser::util::parse_str_radix(name).ok()?;
-            return Some(Expr::Number(Number(value), Span::new(t.start, t.end)));
-        }
-        if keyword(name) {
-            return None;
+        match t.word {
+            Word::Name => {}
+            Word::Aggregator(op) => return self.aggregate(op, t.start),
+            Word::Inf | Word::NaN => {
+                let value = promql_parser::util::parse_str_radix(name).ok()?;
+                return Some(Expr::Number(Number(value), Span::new(t.start, t.end)));
+            }
+            _ => return None,
         }
         if self.peek().kind == Kind::LParen {
             let sig = functions::lookup(name)?;
@@ -470,11 +392,11 @@ impl<'a> Parser<'a> {
 
     /// `by (labels)` or `without (labels)`, if next.
     fn grouping(&mut self) -> Option<Option<Grouping<'a>>> {
-        if self.at_keyword("by") {
+        if self.at(Word::By) {
             self.next();
             return Some(Some(Grouping::By(self.labels()?)));
         }
-        if self.at_keyword("without") {
+        if self.at(Word::Without) {
             self.next();
             return Some(Some(Grouping::Without(self.labels()?)));
         }

@@ -48,12 +48,9 @@ impl Scoper {
                 reprinted: false,
             }));
         }
-        // Splice back to front, so earlier positions stay valid.
-        edits.sort_by_key(|e| std::cmp::Reverse(e.0));
-        let mut spliced = expr.to_string();
-        for (at, len, insert) in edits {
-            spliced.replace_range(at..at + len, &insert);
-        }
+        let Some(spliced) = splice(expr, &mut edits) else {
+            return Ok(None);
+        };
         let verified = syntax::parse(&spliced).is_some_and(|got| got == expected);
         Ok(verified.then_some(Scoped {
             text: spliced,
@@ -162,6 +159,22 @@ impl Scoper {
             Action::Present | Action::Keep(_) => {}
         }
     }
+}
+
+/// `text` with the edits (position, bytes removed, text inserted) made, in one pass; None
+/// if two overlap.
+fn splice(text: &str, edits: &mut [(usize, usize, Cow<'_, str>)]) -> Option<String> {
+    edits.sort_by_key(|e| e.0);
+    let added: usize = edits.iter().map(|e| e.2.len()).sum();
+    let mut out = String::with_capacity(text.len() + added);
+    let mut at = 0;
+    for (position, removed, insert) in edits.iter() {
+        out.push_str(text.get(at..*position)?);
+        out.push_str(insert);
+        at = position + removed;
+    }
+    out.push_str(text.get(at..)?);
+    Some(out)
 }
 
 /// For the tests: the fast path's answer, if it gives one.

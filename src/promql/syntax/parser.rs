@@ -446,7 +446,8 @@ impl<'a> Parser<'a> {
 
     /// The matchers after a `{` at `open`, to the `}`; a comma may end the list.
     fn braces(&mut self, open: usize) -> Option<Braces<'a>> {
-        let mut matchers = Vec::new();
+        // Most selectors have a few matchers: one allocation for them.
+        let mut matchers = Vec::with_capacity(4);
         let mut after_comma = false;
         loop {
             let t = self.next();

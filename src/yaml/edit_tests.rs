@@ -63,6 +63,16 @@ const CASES: &[(&str, &str, Change, &str)] = &[
         "a: 'uno'\nb: \"dos\"\n",
     ),
     (
+        "a comment after a changed quoted string kept",
+        "a: 'one' # it's one\nb: \"two\" # \"2\"\nc: 'x''y' # z\n",
+        |root| {
+            root.insert("a", Node::string("uno"));
+            root.insert("b", Node::string("dos"));
+            root.insert("c", Node::string("x'z"));
+        },
+        "a: 'uno' # it's one\nb: \"dos\" # \"2\"\nc: 'x''z' # z\n",
+    ),
+    (
         "flow list kept",
         "- targets: ['a:1', b]\n  labels: {x: y}\n",
         |root| {

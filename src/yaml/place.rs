@@ -146,6 +146,11 @@ impl<'a> Placer<'a> {
                 };
                 match style {
                     ScalarStyle::Plain if start == end => place.shape = Shape::Empty,
+                    // The parser's span of a quoted scalar runs on over a comment after it:
+                    // the scalar ends at its closing quote.
+                    ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => {
+                        place.end = closing_quote(input, start, end)?;
+                    }
                     ScalarStyle::Literal | ScalarStyle::Folded => {
                         place.shape = Shape::Block;
                         // The event ends past the next line's indentation: end at its start.
@@ -242,9 +247,44 @@ pub(super) fn dash_before(input: &str, start: usize) -> Option<usize> {
     before.ends_with('-').then(|| before.len() - 1)
 }
 
+/// Past the closing quote of the quoted scalar at `start` (`''` in single quotes and `\` escapes
+/// in double quotes are skipped), within `..end`.
+fn closing_quote(input: &str, start: usize, end: usize) -> Option<usize> {
+    let bytes = input.as_bytes();
+    let quote = *bytes.get(start)?;
+    let mut at = start + 1;
+    while at < end {
+        match bytes[at] {
+            b'\\' if quote == b'"' => at += 2,
+            b'\'' if quote == b'\'' && bytes.get(at + 1) == Some(&b'\'') => at += 2,
+            b if b == quote => return Some(at + 1),
+            _ => at += 1,
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A quoted scalar's place ends at its closing quote, not at the end of a comment after it.
+    #[test]
+    fn quoted_scalars_end_at_their_quote() {
+        for (input, want) in [
+            ("a: 'x' # c\nb: 1\n", "'x'"),
+            ("a: 'it''s' # it's\nb: 1\n", "'it''s'"),
+            ("a: \"x\\\"y\" # \"c\"\nb: 1\n", "\"x\\\"y\""),
+            ("a: \"multi\n  line\" # c\nb: 1\n", "\"multi\n  line\""),
+            ("a: x # c\nb: 1\n", "x"),
+        ] {
+            let (_, _, places) =
+                crate::yaml::parse_placed(input, crate::yaml::Limits::default()).expect("parses");
+            let root = places.0.expect("placed");
+            let value = &root.children[1];
+            assert_eq!(&input[value.start..value.end], want, "{input:?}");
+        }
+    }
 
     /// The cursor gives each character's byte offset in whatever order it is asked.
     #[test]

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use super::super::syntax::{
     self, ast::Braces, ast::MatchOp, ast::Matcher, ast::Selector, ast::Span,
 };
-use super::{Action, Policy, ScopeError, ScopeOp, Scoped, Scoper, count_scoped};
+use super::{Action, Policy, ScopeError, ScopeOp, Scoped, Scoper, decide_each};
 
 impl Scoper {
     /// Scope `expr` on the fast path; Ok(None): the full path decides.
@@ -17,36 +17,17 @@ impl Scoper {
             return Ok(None);
         };
         let mut edits: Vec<(usize, usize, Cow<'_, str>)> = Vec::new();
-        let mut actions = Vec::new();
-        let mut kept = Vec::new();
-        let mut failure = None;
-        expected.visit_selectors_mut(&mut |selector| {
-            if failure.is_some() {
-                return;
-            }
-            match self.decide_fast(selector, expr) {
-                Ok(action) => {
-                    if let Action::Keep(text) = &action {
-                        kept.push(text.clone());
-                    }
-                    self.edit(selector, &action, &mut edits);
-                    self.apply_fast(selector, &action);
-                    actions.push(action);
-                }
-                Err(e) => failure = Some(e),
-            }
-        });
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        let scoped = count_scoped(&actions);
-        if scoped == 0 {
-            return Ok(Some(Scoped {
-                text: expr.to_string(),
-                scoped: 0,
-                kept,
-                reprinted: false,
-            }));
+        let decided = decide_each(
+            |each| expected.visit_selectors_mut(each),
+            |selector| {
+                let action = self.decide_fast(selector, expr)?;
+                self.edit(selector, &action, &mut edits);
+                self.apply_fast(selector, &action);
+                Ok(action)
+            },
+        )?;
+        if decided.scoped == 0 {
+            return Ok(Some(decided.unchanged(expr)));
         }
         let Some(spliced) = splice(expr, &mut edits) else {
             return Ok(None);
@@ -54,8 +35,8 @@ impl Scoper {
         let verified = syntax::parse(&spliced).is_some_and(|got| got == expected);
         Ok(verified.then_some(Scoped {
             text: spliced,
-            scoped,
-            kept,
+            scoped: decided.scoped,
+            kept: decided.kept,
             reprinted: false,
         }))
     }

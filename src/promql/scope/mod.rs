@@ -95,37 +95,23 @@ impl Scoper {
 
         // Decide per selector (in source order) and build the AST we expect.
         let mut expected = original.clone();
-        let mut actions = Vec::new();
-        let mut kept = Vec::new();
-        let mut failure = None;
-        visit_selectors_mut(&mut expected, &mut |vs| {
-            if failure.is_some() {
-                return;
-            }
-            match self.decide(vs) {
-                Ok(action) => {
-                    if let Action::Keep(text) = &action {
-                        kept.push(text.clone());
-                    }
-                    self.apply(vs, &action);
-                    actions.push(action);
-                }
-                Err(e) => failure = Some(e),
-            }
-        });
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        let scoped = count_scoped(&actions);
-        if scoped == 0 {
+        let decided = decide_each(
+            |each| visit_selectors_mut(&mut expected, each),
+            |vs| {
+                let action = self.decide(vs)?;
+                self.apply(vs, &action);
+                Ok(action)
+            },
+        )?;
+        if decided.scoped == 0 {
             // Nothing to do: return the user's text untouched (even backtick strings).
-            return Ok(Scoped {
-                text: expr.to_string(),
-                scoped: 0,
-                kept,
-                reprinted: false,
-            });
+            return Ok(decided.unchanged(expr));
         }
+        let Decided {
+            actions,
+            kept,
+            scoped,
+        } = decided;
         normalize(&mut expected);
 
         if let Some(selectors) = lex_selectors(text, tokens)
@@ -313,12 +299,56 @@ fn normalize(expr: &mut Expr) {
     });
 }
 
-/// Selectors that get the matcher.
-fn count_scoped(actions: &[Action]) -> usize {
-    actions
-        .iter()
-        .filter(|a| matches!(a, Action::Add | Action::Override))
-        .count()
+/// What was decided for each selector of an expression, in source order.
+struct Decided {
+    actions: Vec<Action>,
+    /// The text of the kept matchers ([`Action::Keep`]).
+    kept: Vec<String>,
+    /// Selectors that get the matcher (added or overridden).
+    scoped: usize,
+}
+
+impl Decided {
+    /// The answer when no selector changes: the user's text as it is.
+    fn unchanged(self, expr: &str) -> Scoped {
+        Scoped {
+            text: expr.to_string(),
+            scoped: 0,
+            kept: self.kept,
+            reprinted: false,
+        }
+    }
+}
+
+/// Run `decide` on every selector `visit` reaches, in source order, stopping at the first
+/// error. Both paths decide this way, each on its own AST.
+fn decide_each<S: ?Sized>(
+    visit: impl FnOnce(&mut dyn FnMut(&mut S)),
+    mut decide: impl FnMut(&mut S) -> Result<Action, ScopeError>,
+) -> Result<Decided, ScopeError> {
+    let mut decided = Decided {
+        actions: Vec::new(),
+        kept: Vec::new(),
+        scoped: 0,
+    };
+    let mut failure = None;
+    visit(&mut |selector| {
+        if failure.is_some() {
+            return;
+        }
+        match decide(selector) {
+            Ok(action) => {
+                match &action {
+                    Action::Keep(text) => decided.kept.push(text.clone()),
+                    Action::Add | Action::Override => decided.scoped += 1,
+                    Action::Present => {}
+                }
+                decided.actions.push(action);
+            }
+            Err(e) => failure = Some(e),
+        }
+    });
+    failure.map_or(Ok(decided), Err)
 }
 
 #[cfg(test)]

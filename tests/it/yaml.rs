@@ -394,20 +394,8 @@ fn corpus_documents() -> Vec<(String, String)> {
         let name = path.strip_prefix(&base).unwrap().display().to_string();
         let text = std::fs::read_to_string(&path).unwrap();
         let node = parse(&name, &text);
-        if node.get("kind").and_then(Node::as_str) == Some("ConfigMap") {
-            for (key, value) in node
-                .get("data")
-                .and_then(Node::as_map)
-                .into_iter()
-                .flatten()
-            {
-                let (Some(key), Some(value)) = (key.as_str(), value.as_str()) else {
-                    continue;
-                };
-                if let Ok(Some(_)) = yaml::parse(value, Limits::default()) {
-                    docs.push((format!("{name} data.{key}"), value.to_owned()));
-                }
-            }
+        for (key, value, _) in support::configmap_yaml_data(&node) {
+            docs.push((format!("{name} data.{key}"), value.to_owned()));
         }
         docs.push((name, text));
     }
@@ -452,19 +440,8 @@ fn pyyaml_reads_in_place_renderings_as_emitted() {
         let input_text = support::read_data(input);
         let out = promfed::render::render_stream(&engine, &input_text).unwrap();
         let node = parse(input, &out.text);
-        for (key, value) in node
-            .get("data")
-            .and_then(Node::as_map)
-            .into_iter()
-            .flatten()
-        {
-            let value = value.as_str().unwrap();
-            if let Ok(Some(_)) = yaml::parse(value, Limits::default()) {
-                docs.push((
-                    format!("{input} data.{}", key.as_str().unwrap()),
-                    value.to_owned(),
-                ));
-            }
+        for (key, value, _) in support::configmap_yaml_data(&node) {
+            docs.push((format!("{input} data.{key}"), value.to_owned()));
         }
         docs.push((input.to_owned(), out.text));
     }

@@ -211,19 +211,9 @@ fn walk_rules(node: &Node, source: &str, out: &mut Vec<(String, String)>) {
         return;
     }
     if node.get("kind").and_then(Node::as_str) == Some("ConfigMap") {
-        for (key, value) in node
-            .get("data")
-            .and_then(Node::as_map)
-            .into_iter()
-            .flatten()
-        {
-            let (Some(key), Some(text)) = (key.scalar_text(), value.as_str()) else {
-                continue;
-            };
-            // A data key that is not YAML holds no rules.
-            if let Ok(Some(inner)) = yaml::parse(text, Limits::default()) {
-                walk_rules(&inner, &format!("{source} [{key}]"), out);
-            }
+        // A data key that is not YAML holds no rules.
+        for (key, _, inner) in super::configmap_yaml_data(node) {
+            walk_rules(&inner, &format!("{source} [{key}]"), out);
         }
         return;
     }

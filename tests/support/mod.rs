@@ -431,6 +431,26 @@ impl Mount {
     }
 }
 
+/// The data values of a ConfigMap (`node`) that hold a YAML document, with their keys and the
+/// document; nothing for any other object.
+pub fn configmap_yaml_data(node: &promfed::yaml::Node) -> Vec<(String, &str, promfed::yaml::Node)> {
+    use promfed::yaml::{Limits, Node};
+    if node.get("kind").and_then(Node::as_str) != Some("ConfigMap") {
+        return Vec::new();
+    }
+    let data = node
+        .get("data")
+        .and_then(Node::as_map)
+        .into_iter()
+        .flatten();
+    data.filter_map(|(key, value)| {
+        let (key, text) = (key.scalar_text()?, value.as_str()?);
+        let document = promfed::yaml::parse(text, Limits::default()).ok()??;
+        Some((key.to_string(), text, document))
+    })
+    .collect()
+}
+
 /// Every `*.yaml` / `*.yml` file under `dir`, recursively, sorted.
 pub fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();

@@ -4,12 +4,12 @@
 //! [`Admission::run`] (the engine) on a blocking thread. A review goes through two steps so
 //! that the cheap part never waits for the engine:
 //!
-//! 1. [`Admission::begin`] parses the review ([`review`]), decides whether promfed cares about
-//!    the object and looks its content up in the response cache ([`cache`]). Most reviews end
+//! 1. [`Admission::begin`] parses the review (`review`), decides whether promfed cares about
+//!    the object and looks its content up in the response cache (`cache`). Most reviews end
 //!    here.
 //! 2. For a cache miss it returns a [`Pending`]: [`Admission::run`] rewrites the content (pure,
 //!    may take ~100 ms on a 1 MiB ConfigMap) and [`Head::respond`] turns the verdict into the
-//!    answer ([`response`]).
+//!    answer (`response`).
 //!
 //! Which kinds are rewritten, and what of them, is [`crate::object`]'s: the patch is
 //! `json_patch::diff` of the whole object before and after.

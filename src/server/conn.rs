@@ -12,7 +12,7 @@
 //! number of connections attempted (the rest wait in the kernel's accept queue or are
 //! closed).
 //!
-//! Each connection has one timer task ([`serve_connection`]): its first request must arrive
+//! Each connection has one timer task (`serve_connection`): its first request must arrive
 //! within `first_request` of the accept (the TLS handshake included), a connection with
 //! nothing in flight for `idle` is closed (HTTP/2: GOAWAY first), and an answer the client
 //! does not take within `send` (a client that stops reading, an HTTP/2 window left at 0)

@@ -604,33 +604,13 @@ fn offset_of(expr: Expr<'_>, offset: Offset, end: usize) -> Option<Expr<'_>> {
     }
 }
 
-/// A duration as Prometheus writes it: `y w d h m s ms` in that order, each at most once,
-/// each a whole number; None when zero, written otherwise, or past what Go's `time.Duration`
-/// holds (about 292 years), which Prometheus refuses.
+/// A non-zero duration as Prometheus writes it (`prometheus::duration`, which the config's
+/// durations are read with too): None when zero or written otherwise, and when a part is past
+/// `u32` (`promql-parser` reads such a part as 0).
 pub(super) fn duration(text: &str) -> Option<Duration> {
-    const UNITS: [(&str, u64); 7] = [
-        ("y", 365 * 24 * 3600 * 1000),
-        ("w", 7 * 24 * 3600 * 1000),
-        ("d", 24 * 3600 * 1000),
-        ("h", 3600 * 1000),
-        ("m", 60 * 1000),
-        ("s", 1000),
-        ("ms", 1),
-    ];
-    let mut rest = text;
-    let mut next_unit = 0;
-    let mut millis: u64 = 0;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let value: u32 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let letters = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let unit = &rest[..letters];
-        let offset = UNITS[next_unit..].iter().position(|(u, _)| *u == unit)?;
-        next_unit += offset + 1;
-        millis = millis.checked_add(u64::from(value).checked_mul(UNITS[next_unit - 1].1)?)?;
-        rest = &rest[letters..];
-    }
-    const GO_MAX_MILLIS: u64 = i64::MAX as u64 / 1_000_000;
-    (millis > 0 && millis <= GO_MAX_MILLIS).then(|| Duration::from_millis(millis))
+    let parts_fit = text
+        .split(|c: char| c.is_ascii_alphabetic())
+        .all(|n| n.is_empty() || n.parse::<u32>().is_ok());
+    let d = crate::prometheus::duration::parse(text).ok()?;
+    (parts_fit && !d.is_zero()).then(|| Duration::from_millis(d.0))
 }

@@ -211,7 +211,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let every = Duration::from_millis(args.reload_interval_ms.max(10));
     tokio::spawn(reload::watch_config(
         state.clone(),
-        Watched::new(vec![files.config.clone()], &[config_text]),
+        Watched::new(vec![files.config.clone()], &[config_text]).settling(reload::CONFIG_QUIET),
         every,
         stopping.clone(),
     ));

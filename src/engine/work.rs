@@ -57,11 +57,11 @@ pub const YAML_BYTES: Scale = Scale {
     floor: 256 * 1024,
     per_mib: 2 * MIB,
 };
-/// PromQL work units (see [`promql_units`]; each distinct expression counted once). Real
-/// rules with regex matchers are the densest real input: 93,380 units in 1 MiB (Prometheus'
-/// own short test expressions 65,485, the kube-prometheus and mixin rules 80,871).
+/// PromQL work units (see [`promql_units`]; each distinct expression counted once). The
+/// floor holds the costliest expressions the parser allows (a chain of 1,000 operators on
+/// the full path counts about 88,000) next to a ConfigMap's own rules.
 pub const PROMQL_UNITS: Scale = Scale {
-    floor: 5_000,
+    floor: 100_000,
     per_mib: 200_000,
 };
 /// Rewritten data: the input and what promfed adds to it (a matcher per selector, a label
@@ -240,9 +240,12 @@ impl Work {
         }
     }
 
-    /// Count scoping `expr` (a distinct expression).
-    pub(crate) fn spend_promql(&mut self, expr: &str) -> Result<(), String> {
-        self.spent.promql_units = self.spent.promql_units.saturating_add(promql_units(expr));
+    /// Count scoping `expr` (a distinct expression), on the full path or not. Counted after
+    /// the expression was scoped: the parser's own limits bound what one expression costs,
+    /// and its errors say more than a budget's.
+    pub(crate) fn spend_promql(&mut self, expr: &str, full_path: bool) -> Result<(), String> {
+        let units = promql_units(expr, full_path);
+        self.spent.promql_units = self.spent.promql_units.saturating_add(units);
         if self.spent.promql_units > self.limits.promql_units {
             return Err(format!(
                 "over promfed's work budget: more than {} PromQL units to scope ({}; a unit \
@@ -282,18 +285,27 @@ impl Work {
     }
 }
 
-/// A long expression's units grow with the square of its [`promql_steps`] divided by this:
-/// what scoping one step costs grows with the expression's length (measured, release build:
-/// a microsecond or two per step in expressions of up to ten steps, 6 at 100, 12 to 75 at
-/// 1,000, the longest the parser allows), so that a chain of 1,000 additions counts 16,625
+/// A long expression's units grow with the square of its operators divided by this: what
+/// scoping one step costs grows with the depth of the operator tree (measured, release
+/// build: a microsecond or two per step in expressions of up to ten operators, about 6 at
+/// 100, 12 at 1,000, the parser's limit), so that a chain of 1,000 additions counts 8,796
 /// units where 500 expressions `a + b`, as many steps, count 1,000.
-pub const LONG_EXPRESSION_DIVISOR: usize = 64;
+pub const OPERATOR_DIVISOR: usize = 128;
 
-/// The work units of scoping one expression: its [`promql_steps`] `n`, plus `n² /`
-/// [`LONG_EXPRESSION_DIVISOR`].
-pub fn promql_units(expr: &str) -> usize {
-    let steps = promql_steps(expr);
-    steps.saturating_add(steps.saturating_mul(steps) / LONG_EXPRESSION_DIVISOR)
+/// An expression that promfed's own parser declines (the full path: promql-parser and the
+/// dialect layer) costs this many times as much per step (measured: 17 to 134 µs per step
+/// against 1.5 to 12 on the fast path).
+pub const FULL_PATH_WEIGHT: usize = 10;
+
+/// The work units of scoping one expression: its [`promql_steps`] plus the square of its
+/// operators over [`OPERATOR_DIVISOR`], times [`FULL_PATH_WEIGHT`] when it took the full path.
+pub fn promql_units(expr: &str, full_path: bool) -> usize {
+    let (steps, operators) = promql_steps_and_operators(expr);
+    let units = steps.saturating_add(operators.saturating_mul(operators) / OPERATOR_DIVISOR);
+    match full_path {
+        true => units.saturating_mul(FULL_PATH_WEIGHT),
+        false => units,
+    }
 }
 
 /// The steps of scoping one expression: one, plus one for every operator character
@@ -302,8 +314,13 @@ pub fn promql_units(expr: &str) -> usize {
 /// level of the AST that is walked, compared and printed; this counts what the parser's own
 /// limits (1,000 operators, 256 brackets) count, without parsing.
 pub fn promql_steps(expr: &str) -> usize {
+    promql_steps_and_operators(expr).0
+}
+
+/// [`promql_steps`], and how many of them are operators (not brackets).
+fn promql_steps_and_operators(expr: &str) -> (usize, usize) {
     let bytes = expr.as_bytes();
-    let mut units = 1;
+    let (mut steps, mut operators) = (1, 0);
     let mut at = 0;
     while at < bytes.len() {
         let c = bytes[at];
@@ -324,9 +341,14 @@ pub fn promql_steps(expr: &str) -> usize {
                     at += 1;
                 }
             }
-            b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'(' | b'[' | b'{' => units += 1,
+            b'(' | b'[' | b'{' => steps += 1,
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'^' => {
+                steps += 1;
+                operators += 1;
+            }
             b'<' | b'>' | b'=' | b'!' => {
-                units += 1;
+                steps += 1;
+                operators += 1;
                 let next = bytes.get(at + 1);
                 if next == Some(&b'=') || (c != b'<' && c != b'>' && next == Some(&b'~')) {
                     at += 1;
@@ -340,7 +362,8 @@ pub fn promql_steps(expr: &str) -> usize {
                     at += 1;
                 }
                 if matches!(&expr[start..at], "and" | "or" | "unless") {
-                    units += 1;
+                    steps += 1;
+                    operators += 1;
                 }
                 continue;
             }
@@ -348,7 +371,7 @@ pub fn promql_steps(expr: &str) -> usize {
         }
         at += 1;
     }
-    units
+    (steps, operators)
 }
 
 #[cfg(test)]
@@ -385,17 +408,23 @@ mod tests {
     }
 
     #[test]
-    fn promql_units_grow_with_the_square_of_long_expressions() {
-        assert_eq!(promql_units("up"), 1);
-        assert_eq!(promql_units("sum(rate(x[5m]))"), 4);
+    fn promql_units_grow_with_the_square_of_the_operators_and_on_the_full_path() {
+        assert_eq!(promql_units("up", false), 1);
+        assert_eq!(promql_units("sum(rate(x[5m]))", false), 4);
+        assert_eq!(promql_units("sum(rate(x[5m]))", true), 40);
         let chain = vec!["up"; 1000].join(" + ");
         assert_eq!(promql_steps(&chain), 1000);
         assert_eq!(
-            promql_units(&chain),
-            1000 + 1_000_000 / LONG_EXPRESSION_DIVISOR
+            promql_units(&chain, false),
+            1000 + 999 * 999 / OPERATOR_DIVISOR
         );
-        let short: usize = (0..1000).map(|_| promql_units("a + b")).sum();
-        assert!(promql_units(&chain) > 8 * short);
+        let short: usize = (0..500).map(|_| promql_units("a + b", false)).sum();
+        assert_eq!(short, 1000);
+        assert!(promql_units(&chain, false) > 8 * short);
+        // Brackets are steps, not operators.
+        let deep = format!("{}x{}", "(".repeat(200), ")".repeat(200));
+        assert_eq!(promql_units(&deep, false), 201);
+        assert!(promql_units(&chain, true) <= PROMQL_UNITS.floor);
     }
 
     #[test]
@@ -430,11 +459,11 @@ mod tests {
         });
         assert_eq!(work.yaml_limits(100).max_nodes, 10);
         let mut spent = 0;
-        while spent + promql_units("up + up") <= limits.promql_units {
-            assert!(work.spend_promql("up + up").is_ok());
-            spent += promql_units("up + up");
+        while spent + promql_units("up + up", false) <= limits.promql_units {
+            assert!(work.spend_promql("up + up", false).is_ok());
+            spent += promql_units("up + up", false);
         }
-        let over = work.spend_promql("up + up").unwrap_err();
+        let over = work.spend_promql("up + up", false).unwrap_err();
         assert!(over.contains("PromQL units"), "{over}");
         assert!(over.contains("for a review of 1001 bytes"), "{over}");
         assert!(work.spend_output(limits.output_bytes).is_ok());

@@ -1048,7 +1048,7 @@ fn worst_case_reviews_are_denials_within_the_work_budget() {
             .flat_map(|(key, text)| {
                 crate::support::expressions::rule_exprs(text, key).unwrap_or_default()
             })
-            .map(|(_, expr)| promfed::engine::work::promql_units(&expr))
+            .map(|(_, expr)| promfed::engine::work::promql_units(&expr, true))
             .max()
             .unwrap_or(0);
         assert!(

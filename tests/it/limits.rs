@@ -115,16 +115,17 @@ pub(crate) fn dense_rule_file(shape: Shape, bytes: usize) -> String {
     unreachable!("the expressions have no end")
 }
 
+/// A ConfigMap's data: (key, value) pairs.
+type Data = Vec<(String, String)>;
+
 /// The data of a ConfigMap holding one dense rule file of `bytes` (key and value).
-fn dense_data(shape: Shape, bytes: usize) -> Vec<(String, String)> {
+fn dense_data(shape: Shape, bytes: usize) -> Data {
     let key = "recording_rules.yml";
     vec![(key.into(), dense_rule_file(shape, bytes - key.len()))]
 }
 
 /// What the engine spent rewriting `data` within its limits, or its error.
-fn rewrite(
-    data: &[(String, String)],
-) -> (Result<Vec<(String, String)>, String>, Spent, WorkLimits) {
+fn rewrite(data: &[(String, String)]) -> (Result<Data, String>, Spent, WorkLimits) {
     let engine = engine(promfed::config::EXAMPLE);
     let limits = WorkLimits::for_data(data);
     let mut work = Work::new(limits);
@@ -184,7 +185,7 @@ fn dense_real_input_fits_twice_within_every_budget() {
 
 /// The TKG ConfigMap's data with its recording rules replaced by a rule file of `shape`, the
 /// data `bytes` in all.
-fn dense_configmap_data(shape: Shape, bytes: usize) -> Vec<(String, String)> {
+fn dense_configmap_data(shape: Shape, bytes: usize) -> Data {
     let key = "recording_rules.yml";
     let mut data = data_pairs(&tkg_configmap());
     data.retain(|(k, _)| k != key);
@@ -195,7 +196,7 @@ fn dense_configmap_data(shape: Shape, bytes: usize) -> Vec<(String, String)> {
 
 /// The largest TKG ConfigMap with rules of `shape` whose rewrite stays within Kubernetes'
 /// limit, and that rewrite's data.
-fn largest_storable(shape: Shape) -> (Vec<(String, String)>, Vec<(String, String)>) {
+fn largest_storable(shape: Shape) -> (Data, Data) {
     let limit = promfed::object::configmap::MAX_DATA_BYTES;
     let mut bytes = limit;
     loop {

@@ -319,7 +319,10 @@ fn check(path: &Path) -> Result<Done, Failure> {
         if operator.namespace.is_some() || !operator.labels.is_empty() {
             return Err(Failure::Invalid(message));
         }
-        eprintln!("promfed: warning: {message}; the ConfigMap path takes it");
+        eprintln!(
+            "promfed: warning: for prometheus-operator only: {message}; the ConfigMap path \
+             (webhook, render) takes it as it is"
+        );
     }
     // A config written for the operator path whose ScrapeConfigs no selector would pick up.
     if config.operator.scrape_configs.namespace.is_some()

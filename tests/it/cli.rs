@@ -735,64 +735,78 @@ fn check_refuses_what_render_scrape_configs_refuses() {
     );
 }
 
-/// ScrapeConfigs without labels are picked up by no kube-prometheus-stack Prometheus: the
-/// warning names the setting. The Secrets and ConfigMaps they read open the stream as
-/// comments. With `federationAlerts.enabled` the alert group comes as a PrometheusRule that
-/// promtool loads and that promfed itself leaves as it is.
-#[test]
-fn scrape_configs_say_what_selects_them_and_what_they_need() {
-    let promtool = crate::support::promtool();
-    let clusters = "clusters:\n\
-        - name: a\n  url: https://a.example.com\n  tls_config:\n    ca_file: /etc/prometheus/configmaps/federation-ca/ca.crt\n    cert_file: /etc/prometheus/secrets/federation-tls/tls.crt\n    key_file: /etc/prometheus/secrets/federation-tls/tls.key\n\
-        - name: b\n  targets: ['b:9090']\n  basic_auth:\n    username_file: /etc/prometheus/secrets/federation-b/user\n    password_file: /etc/prometheus/secrets/federation-b/password\n";
-    let labelled = format!(
-        "{clusters}federationAlerts: {{enabled: true}}\n\
-         operator:\n  scrapeConfigs:\n    namespace: monitoring\n    labels: {{release: kps}}\n"
-    );
-    let dir = crate::support::temp_files(&[("bare.yaml", clusters), ("labelled.yaml", &labelled)]);
-    let bare = dir.path().join("bare.yaml");
-    let labelled = dir.path().join("labelled.yaml");
+/// Federation jobs with mTLS files (a CA from a ConfigMap) and basic auth from Secrets.
+const OPERATOR_CLUSTERS: &str = "clusters:\n\
+    - name: a\n  url: https://a.example.com\n  tls_config:\n    ca_file: /etc/prometheus/configmaps/federation-ca/ca.crt\n    cert_file: /etc/prometheus/secrets/federation-tls/tls.crt\n    key_file: /etc/prometheus/secrets/federation-tls/tls.key\n\
+    - name: b\n  targets: ['b:9090']\n  basic_auth:\n    username_file: /etc/prometheus/secrets/federation-b/user\n    password_file: /etc/prometheus/secrets/federation-b/password\n";
 
+/// `render --scrape-configs` with the config `OPERATOR_CLUSTERS` + `more`: (exit code,
+/// stdout, stderr).
+fn scrape_configs(more: &str) -> (Option<i32>, String, String) {
+    let config = format!("{OPERATOR_CLUSTERS}{more}");
+    let dir = crate::support::temp_files(&[("promfed.yaml", &config)]);
+    let path = dir.path().join("promfed.yaml");
     let out = promfed(
         &[
             "render",
             "--scrape-configs",
             "--config",
-            bare.to_str().unwrap(),
+            path.to_str().unwrap(),
         ],
+        None,
+    );
+    (out.status.code(), stdout(&out), stderr(&out))
+}
+
+const LABELLED: &str =
+    "operator:\n  scrapeConfigs:\n    namespace: monitoring\n    labels: {release: kps}\n";
+
+/// ScrapeConfigs without labels are picked up by no kube-prometheus-stack Prometheus
+/// (`scrapeConfigSelector: {release: <release>}`): `render --scrape-configs` warns, naming the
+/// setting to add, and so does `check` of a config written for the operator path.
+#[test]
+fn scrape_configs_without_labels_are_warned_about() {
+    let (code, _, message) = scrape_configs("");
+    assert_eq!(code, Some(0), "{message}");
+    assert!(
+        message.contains("warning") && message.contains("operator.scrapeConfigs.labels"),
+        "{message}"
+    );
+    let (code, _, message) = scrape_configs(LABELLED);
+    assert_eq!(code, Some(0), "{message}");
+    assert!(!message.contains("warning"), "{message}");
+
+    let config =
+        format!("{OPERATOR_CLUSTERS}operator: {{scrapeConfigs: {{namespace: monitoring}}}}\n");
+    let dir = crate::support::temp_files(&[("promfed.yaml", &config)]);
+    let out = promfed(
+        &["check", dir.path().join("promfed.yaml").to_str().unwrap()],
         None,
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("warning") && stderr(&out).contains("operator.scrapeConfigs.labels"),
+        stderr(&out).contains("operator.scrapeConfigs.labels"),
         "{}",
         stderr(&out)
     );
+}
+
+/// The Secrets and ConfigMaps the ScrapeConfigs read open the stream as comments, each with
+/// its keys, in the namespace they must be in: without them the operator scrapes nothing.
+#[test]
+fn scrape_configs_list_the_secrets_they_read() {
+    let (code, text, message) = scrape_configs("");
+    assert_eq!(code, Some(0), "{message}");
     assert!(
-        stdout(&out).starts_with(
+        text.starts_with(
             "# These ScrapeConfigs read the following from the namespace they are applied in"
         ),
-        "{}",
-        stdout(&out)
+        "{text}"
     );
-    assert!(
-        !stdout(&out).contains("kind: PrometheusRule"),
-        "alerts not enabled"
-    );
-
-    let out = promfed(
-        &[
-            "render",
-            "--scrape-configs",
-            "--config",
-            labelled.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
-    let text = stdout(&out);
+    let (code, text, message) = scrape_configs(LABELLED);
+    assert_eq!(code, Some(0), "{message}");
     let comments: Vec<&str> = text.lines().take_while(|l| l.starts_with('#')).collect();
+    assert!(comments[0].contains("from namespace monitoring"), "{text}");
     assert_eq!(
         comments[2..],
         [
@@ -802,7 +816,33 @@ fn scrape_configs_say_what_selects_them_and_what_they_need() {
         ],
         "{text}"
     );
-    assert!(comments[0].contains("namespace monitoring"), "{text}");
+    // Each one is what the objects refer to.
+    let documents: Vec<serde_json::Value> = text.split("---\n").map(to_json).collect();
+    let a = &documents[0]["spec"];
+    assert_eq!(
+        a["tlsConfig"]["ca"]["configMap"]["name"], "federation-ca",
+        "{a}"
+    );
+    assert_eq!(a["tlsConfig"]["keySecret"]["key"], "tls.key", "{a}");
+    let b = &documents[1]["spec"];
+    assert_eq!(b["basicAuth"]["username"]["name"], "federation-b", "{b}");
+}
+
+/// `federationAlerts.enabled` on the operator path: the alert group comes as a PrometheusRule
+/// next to the ScrapeConfigs, with their namespace and labels; promtool loads its group, and
+/// promfed (render, as the webhook) leaves it as written.
+#[test]
+fn federation_alerts_come_as_a_prometheus_rule() {
+    let (code, text, message) = scrape_configs(LABELLED);
+    assert_eq!(code, Some(0), "{message}");
+    assert!(
+        !text.contains("kind: PrometheusRule"),
+        "alerts not enabled:\n{text}"
+    );
+
+    let alerts = format!("{LABELLED}federationAlerts: {{enabled: true}}\n");
+    let (code, text, message) = scrape_configs(&alerts);
+    assert_eq!(code, Some(0), "{message}");
     let documents: Vec<serde_json::Value> = text.split("---\n").map(to_json).collect();
     let kinds: Vec<&str> = documents
         .iter()
@@ -810,28 +850,39 @@ fn scrape_configs_say_what_selects_them_and_what_they_need() {
         .collect();
     assert_eq!(kinds, ["ScrapeConfig", "ScrapeConfig", "PrometheusRule"]);
     let rule = &documents[2];
+    assert_eq!(rule["metadata"]["name"], "promfed-federation-health");
     assert_eq!(rule["metadata"]["namespace"], "monitoring");
     assert_eq!(rule["metadata"]["labels"]["release"], "kps");
-    let groups = &rule["spec"]["groups"];
-    assert_eq!(groups[0]["name"], "promfed-federation-health");
-    let alerts: Vec<&str> = (groups[0]["rules"].as_array().unwrap().iter())
+    let group = &rule["spec"]["groups"][0];
+    assert_eq!(group["name"], "promfed-federation-health");
+    let names: Vec<&str> = (group["rules"].as_array().unwrap().iter())
         .map(|r| r["alert"].as_str().unwrap())
         .collect();
-    assert!(alerts.contains(&"FederationTargetDown"), "{alerts:?}");
+    assert!(names.contains(&"FederationTargetDown"), "{names:?}");
+    assert!(
+        group["rules"][0]["expr"]
+            .as_str()
+            .unwrap()
+            .contains("federate-a|federate-b"),
+        "{group}"
+    );
 
     // The webhook and render leave it as written (its group is promfed's own).
+    let config = format!("{OPERATOR_CLUSTERS}{alerts}");
+    let dir = crate::support::temp_files(&[("promfed.yaml", &config)]);
+    let path = dir.path().join("promfed.yaml");
     let rule_text = text.rsplit("---\n").next().unwrap();
     let out = promfed(
-        &["render", "--diff", "--config", labelled.to_str().unwrap()],
+        &["render", "--diff", "--config", path.to_str().unwrap()],
         Some(rule_text),
     );
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 
     // Prometheus loads the group.
-    let Some(_) = promtool else {
+    if crate::support::promtool().is_none() {
         crate::support::skip::<()>(&crate::support::current_test(), "promtool");
         return;
-    };
+    }
     let file = promfed::yaml::emit(&promfed::yaml::Node::from_json(&rule["spec"]));
     let out =
         crate::support::run_promtool(&["check", "rules", "alerts.yml"], &[("alerts.yml", &file)]);

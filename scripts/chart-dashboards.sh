@@ -28,6 +28,7 @@ namespace=$1 selector=$2 out=$3
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+mkdir "$work/chart" "$work/out"
 mapfile -t configmaps < <(kubectl get configmap -n "$namespace" \
     -l "$selector,app.kubernetes.io/name!=promfed" -o name)
 [ "${#configmaps[@]}" -gt 0 ] || die "no ConfigMap in $namespace matches $selector"
@@ -40,10 +41,12 @@ for configmap in "${configmaps[@]}"; do
             *.json) ;;
             *) printf '%s: %s: %s is not a dashboard (*.json), skipped\n' "$PROG" "$configmap" "$key" >&2; continue ;;
         esac
-        [ ! -e "$work/$key" ] || die "two ConfigMaps hold a dashboard $key"
-        kubectl get -n "$namespace" "$configmap" -o go-template="{{index .data \"$key\"}}" >"$work/source"
-        "$promfed" dashboard "$work/source" >"$work/$key" || die "$configmap: $key: promfed dashboard failed"
+        [ ! -e "$work/out/$key" ] || die "two ConfigMaps hold a dashboard $key"
+        # The chart's file under its key, so that promfed's warnings name it.
+        mkdir -p "$work/chart/${configmap#configmap/}"
+        source=$work/chart/${configmap#configmap/}/$key
+        kubectl get -n "$namespace" "$configmap" -o go-template="{{index .data \"$key\"}}" >"$source"
+        "$promfed" dashboard "$source" >"$work/out/$key" || die "$configmap: $key: promfed dashboard failed"
     done
 done
-rm -f "$work/source"
-"$ROOT/scripts/dashboards-configmaps.sh" --dir "$work" --out "$out"
+"$ROOT/scripts/dashboards-configmaps.sh" --dir "$work/out" --out "$out"

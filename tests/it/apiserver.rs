@@ -1112,6 +1112,10 @@ fn chart_dashboards_recipe_makes_a_charts_dashboards_multi_cluster() {
         assert!(variables.contains(&"cluster"), "{name}: {variables:?}");
         let mut queries = 0;
         for expr in promfed::dashboard::expressions(&dashboard) {
+            // The cluster variable's own query lists the clusters.
+            if expr.variable.as_deref() == Some("cluster") {
+                continue;
+            }
             queries += 1;
             let unscoped = promfed::dashboard::unscoped_selectors(&expr.text, "cluster").unwrap();
             assert!(unscoped.is_empty(), "{name}: {}: {unscoped:?}", expr.text);

@@ -44,10 +44,12 @@ impl Rendered {
 /// The sentence for an input in which no object is selected, from what was passed over.
 fn nothing_selected(passed: &[String]) -> String {
     let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
-    let what = if passed.is_empty() {
-        "it is empty".to_string()
-    } else {
-        passed.join("; ")
+    // The first few say what the input is; a long stream (a chart's manifests) is not listed.
+    const LISTED: usize = 5;
+    let what = match passed.len() {
+        0 => "it is empty".to_string(),
+        n if n <= LISTED => passed.join("; "),
+        n => format!("{}; and {} more", passed[..LISTED].join("; "), n - LISTED),
     };
     format!(
         "nothing here is an object promfed rewrites (a {} the config selects): {what}",

@@ -661,6 +661,19 @@ fn input_with_nothing_to_rewrite_is_said_so() {
             stderr(&render)
         );
     }
+    // A long stream (a chart's manifests) is summed up, not listed.
+    let services: Vec<String> = (0..9)
+        .map(|i| format!("apiVersion: v1\nkind: Service\nmetadata: {{name: s{i}}}\n"))
+        .collect();
+    let render = promfed(
+        &["render", "--config", &config],
+        Some(&services.join("---\n")),
+    );
+    let message = stderr(&render);
+    assert!(
+        message.contains("document 5: a Service; and 4 more") && !message.contains("document 6"),
+        "{message}"
+    );
 }
 
 /// A ConfigMap given as JSON (`kubectl get -o json`) is diffed as YAML, line by line, not

@@ -149,7 +149,7 @@ KUBECTL=$(command -v kubectl)
 if [ -n "${PROMFED_BIN:-}" ]; then
     [ -x "$PROMFED_BIN" ] || die "PROMFED_BIN=$PROMFED_BIN is not an executable"
 else
-    say "cargo build --release"
+    say "cargo build --release (PROMFED_BIN=/path/to/promfed skips it)"
     (cd "$ROOT" && cargo build --release -q) || die "cargo build --release failed"
     PROMFED_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/promfed
 fi

@@ -145,8 +145,15 @@ fn render_document(
     let Some(mut root) = root else {
         return Ok(None);
     };
-    // The tree as read, so that writing the changed one over `body` need not parse it again.
-    let original = root.clone();
+    let selected = |object: &Node| {
+        Kind::of_yaml(object).is_some_and(|kind| engine.matches(&kind.object_ref_yaml(object)))
+    };
+    // The tree as read, so that writing the changed one over `body` need not parse it again;
+    // not copied for a document with nothing selected (most of a chart's).
+    let original = objects(&root)
+        .into_iter()
+        .any(selected)
+        .then(|| root.clone());
     let mut changed = false;
     for object in objects_mut(&mut root) {
         let Some(kind) = Kind::of_yaml(object) else {
@@ -180,7 +187,9 @@ fn render_document(
             changed = true;
         }
     }
-    Ok(changed.then(|| yaml::emit_in_place_over(body, &original, &places, &root)))
+    Ok(original
+        .filter(|_| changed)
+        .map(|original| yaml::emit_in_place_over(body, &original, &places, &root)))
 }
 
 /// What rendering one selected object did.

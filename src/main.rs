@@ -49,7 +49,7 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Print a unified diff of what would change instead of the stream, and exit like
-        /// `diff`: 0 no changes, 1 changes, 2 trouble.
+        /// `diff`: 0 no changes, 1 changes, 2 trouble (also: nothing in the input selected).
         #[arg(long)]
         diff: bool,
         /// Use the bundled example TKG prometheus-server ConfigMap as input, with the seed's

@@ -24,6 +24,9 @@ mod apiserver;
 #[path = "it/attacks.rs"]
 mod attacks;
 
+#[path = "it/chart.rs"]
+mod chart;
+
 #[path = "it/cli.rs"]
 mod cli;
 

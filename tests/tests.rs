@@ -60,6 +60,9 @@ mod installs;
 #[path = "it/operator.rs"]
 mod operator;
 
+#[path = "it/package.rs"]
+mod package;
+
 #[path = "it/properties.rs"]
 mod properties;
 

@@ -69,6 +69,9 @@ mod properties;
 #[path = "it/promql.rs"]
 mod promql;
 
+#[path = "it/releases.rs"]
+mod releases;
+
 #[path = "it/security.rs"]
 mod security;
 

@@ -25,6 +25,7 @@ use std::time::Instant;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+use crate::support::charts::assert_match_conditions_from_config;
 use crate::support::kube::{self, Cluster, assert_stored_federated_with, configmap};
 use crate::support::manifests::{base64_decode, generate_ok, p};
 use crate::support::{self, Mount, describe, root};
@@ -363,6 +364,14 @@ fn lifecycle(program: &str) {
             bundle0, data0["ca.crt"],
             "{case}: the caBundle is the Secret's CA"
         );
+        // As the API server stored them: the webhooks' conditions are promfed's for the config.
+        let stored = [
+            lab.cluster
+                .get("mutatingwebhookconfiguration", "", &fullname),
+            lab.cluster
+                .get("configmap", &namespace, &format!("{fullname}-config")),
+        ];
+        assert_match_conditions_from_config(&stored, &fullname, &case);
         lab.kubelet_sync(&namespace, &format!("{fullname}-config"), &secret);
         lab.write_federated(&apps, &format!("{case}: after install"));
 
@@ -587,6 +596,12 @@ fn the_package_installed_then_the_tkg_package_reconciled_without_a_fight() {
         None,
     );
     lab.kubelet_sync("promfed-pkg", "pf-pkg-config", "pf-pkg-tls");
+    let stored = [
+        lab.cluster
+            .get("mutatingwebhookconfiguration", "", "pf-pkg"),
+        lab.cluster.get("configmap", "promfed-pkg", "pf-pkg-config"),
+    ];
+    assert_match_conditions_from_config(&stored, "pf-pkg", "the package");
     let out = ytt_kapp(&lab, "promfed", &promfed_ytt, &["--wait=false"]);
     assert_eq!(
         kapp_ops(&out),

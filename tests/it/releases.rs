@@ -825,3 +825,386 @@ fn the_readme_helm_block_installs_as_written() {
     let left = leftovers(&lab.cluster, "promfed-system", "promfed", "promfed");
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+// ---------------------------------------------------------------------------------------
+// kapp-controller itself: two PackageInstalls, periodic reconciles
+
+/// kapp-controller's folder in the tools cache (`bin/kapp-controller`, `bin/vendir`,
+/// `crds/crds.yml`), if built.
+fn kapp_controller_dir() -> Option<PathBuf> {
+    let out = support::run(
+        &root().join("scripts/build-tools.sh"),
+        &[
+            std::ffi::OsStr::new("dir"),
+            std::ffi::OsStr::new("kapp-controller"),
+        ],
+        None,
+    );
+    let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    dir.join(".stamp").is_file().then_some(dir)
+}
+
+/// kapp-controller and its sidecarexec as processes beside the local API server, as its
+/// Deployment runs them (two containers sharing a socket), killed when dropped. What it needs
+/// there: KUBECONFIG (controller-runtime reads it before any in-cluster configuration), its
+/// CRDs and Package/PackageMetadata as CRDs (`--start-api-server=false`, see
+/// tests/data/kapp-controller), KUBERNETES_SERVICE_HOST/PORT and KAPPCTRL_KUBERNETES_CA_DATA
+/// (the kubeconfig it gives kapp for a PackageInstall's ServiceAccount names the API server by
+/// them), vendir, ytt and kapp on PATH.
+struct KappController {
+    _processes: Vec<support::KillOnDrop>,
+    log: PathBuf,
+}
+
+fn start_kapp_controller(lab: &Lab, dir: &Path) -> KappController {
+    let cluster = &lab.cluster;
+    let crds = dir.join("crds/crds.yml");
+    let ours = support::data("kapp-controller/data-packaging-crds.yaml");
+    cluster.kubectl_ok(
+        &["apply", "--server-side", "-f", p(&crds), "-f", p(&ours)],
+        None,
+    );
+    cluster.kubectl_ok(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd",
+            "--all",
+            "--timeout=120s",
+        ],
+        None,
+    );
+    cluster.namespace("kapp-controller");
+    let mem = lab.tmp.path().join("kc");
+    std::fs::create_dir_all(&mem).unwrap();
+    let socket = mem.join("sidecarexec.sock");
+    let server = &cluster.env["PROMFED_LOCAL_SERVER"];
+    let port = server.rsplit(':').next().unwrap().to_string();
+    let path = format!("{}:{}", dir.join("bin").display(), cluster.env["PATH"]);
+    let ca = std::fs::read_to_string(cluster.dir.join("pki/ca.crt")).unwrap();
+    let spawn = |name: &str, args: &[&str]| {
+        let log = std::fs::File::create(mem.join(format!("{name}.log"))).unwrap();
+        let mut command = cluster.command(p(&dir.join("bin/kapp-controller")));
+        command
+            .args(args)
+            .env("PATH", &path)
+            .env("KAPPCTRL_MEM_TMP_DIR", &mem)
+            .env("KAPPCTRL_SIDECAREXEC_SOCK", &socket)
+            .env("KAPPCTRL_SYSTEM_NAMESPACE", "kapp-controller")
+            .env("KAPPCTRL_KUBERNETES_CA_DATA", &ca)
+            .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+            .env("KUBERNETES_SERVICE_PORT", &port)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        support::KillOnDrop(command.spawn().unwrap())
+    };
+    let sidecar = spawn("sidecarexec", &["--sidecarexec"]);
+    support::wait_until(
+        "kapp-controller's sidecarexec socket",
+        support::HANG_GUARD,
+        || socket.exists(),
+    );
+    let controller = spawn(
+        "kapp-controller",
+        &[
+            "--start-api-server=false",
+            "--metrics-bind-address=0",
+            "--packaging-global-namespace=kapp-controller-packaging-global",
+        ],
+    );
+    let log = mem.join("kapp-controller.log");
+    support::wait_until("kapp-controller's workers", support::HANG_GUARD, || {
+        std::fs::read_to_string(&log)
+            .is_ok_and(|t| t.contains(r#""controller":"pkgi","worker count""#))
+    });
+    KappController {
+        _processes: vec![sidecar, controller],
+        log,
+    }
+}
+
+/// The App of a PackageInstall once its last deploy is done: (deploy start, kapp's Op line).
+fn app_deploy(cluster: &Cluster, namespace: &str, name: &str) -> Option<(String, String)> {
+    let out = cluster.kubectl(&["get", "app", "-n", namespace, name, "-o", "json"], None);
+    if !out.status.success() {
+        return None;
+    }
+    let app: Value = serde_json::from_slice(&out.stdout).ok()?;
+    let deploy = &app["status"]["deploy"];
+    if deploy["finished"] != true
+        || app["status"]["observedGeneration"] != app["metadata"]["generation"]
+    {
+        return None;
+    }
+    let stdout = deploy["stdout"].as_str()?;
+    let op = stdout.lines().find(|l| l.starts_with("Op:"))?;
+    Some((
+        deploy["startedAt"].as_str()?.to_string(),
+        op.split_whitespace().collect::<Vec<_>>().join(" "),
+    ))
+}
+
+/// The TCE/TKG prometheus package's templates, verbatim (tests/data/tkg/raw: the upstream
+/// ConfigMap, the ConfigMap part of its overlay, its data values), the overlay that puts it in
+/// `data.values.namespace` (the package has its own elsewhere), and promfed's kapp Config.
+fn tkg_package_files() -> Vec<(String, String)> {
+    let raw = support::data("tkg/raw");
+    let read = |f: &str| std::fs::read_to_string(raw.join(f)).unwrap();
+    let overlay = read("tce-prometheus-2.37.0-overlay-prometheus.yaml");
+    let cut = overlay
+        .find("#@overlay/match by=overlay.subset({\"kind\":\"Deployment\"")
+        .expect("the overlay's Deployment part");
+    vec![
+        (
+            "config/upstream-configmap.yaml".into(),
+            read("tce-prometheus-2.37.0-upstream-configmap.yaml"),
+        ),
+        (
+            "config/values.yaml".into(),
+            read("tce-prometheus-2.37.0-values.yaml"),
+        ),
+        (
+            "config/overlay-prometheus.yaml".into(),
+            overlay[..cut].to_string(),
+        ),
+        (
+            "config/overlay-namespace.yaml".into(),
+            "#@ load(\"@ytt:overlay\", \"overlay\")\n#@ load(\"@ytt:data\", \"data\")\n\
+             #@overlay/match by=overlay.subset({\"kind\": \"ConfigMap\"}), expects=\"1+\"\n---\n\
+             metadata:\n  #@overlay/match missing_ok=True\n  namespace: #@ data.values.namespace\n"
+                .into(),
+        ),
+        (
+            "config/kapp-config.yaml".into(),
+            std::fs::read_to_string(root().join("deploy/kapp/kapp-config.yaml")).unwrap(),
+        ),
+    ]
+}
+
+#[test]
+fn kapp_controller_reconciles_promfeds_package_then_the_tkg_package_quietly() {
+    let Some(dir) = kapp_controller_dir() else {
+        support::skip::<()>(
+            &support::current_test(),
+            "kapp-controller (scripts/build-tools.sh)",
+        );
+        return;
+    };
+    let Some(mut lab) = lab() else { return };
+    let kc = start_kapp_controller(&lab, &dir);
+    let tmp = lab.tmp.path().to_path_buf();
+    let ns = "tkg-system";
+    lab.cluster.namespace(ns);
+
+    // promfed's Package, inline. The one change from packaging/build.sh's: kapp does not wait,
+    // as without a controller-manager no Deployment ever gets a status.
+    let mut build = lab.cluster.command("bash");
+    build
+        .arg(root().join("packaging/build.sh"))
+        .args(["--inline", "--out"])
+        .arg(tmp.join("bundle"));
+    build.arg("--package").arg(tmp.join("package.yaml"));
+    let out = build.output().unwrap();
+    assert!(
+        out.status.success(),
+        "packaging/build.sh: {}",
+        describe(&out)
+    );
+    let mut package = crate::support::manifests::parse_one(&tmp.join("package.yaml"));
+    package["spec"]["template"]["spec"]["deploy"] =
+        json!([{"kapp": {"rawOptions": ["--wait=false"]}}]);
+    let certs = certificates(&tmp.join("kc-certs"));
+    let ca = &certs.iter().find(|(n, _)| *n == "ca.crt").unwrap().1;
+    let values = json!({
+        "namespace": "promfed-pkg",
+        "fullnameOverride": "pf-pkg",
+        "certManager": {"enabled": false},
+        "tls": {"existingSecret": "pf-pkg-tls", "caBundle": ca},
+        "webhook": {"url": lab.cluster.env["PROMFED_LOCAL_WEBHOOK"]},
+    });
+    let files = [
+        ("package.json", package.to_string()),
+        ("values.yaml", values.to_string()),
+    ];
+    for (name, text) in &files {
+        std::fs::write(tmp.join(name), text).unwrap();
+    }
+    let metadata = root().join("packaging/metadata.yaml");
+    lab.cluster.kubectl_ok(
+        &[
+            "apply",
+            "-n",
+            ns,
+            "-f",
+            p(&metadata),
+            "-f",
+            p(&tmp.join("package.json")),
+        ],
+        None,
+    );
+    lab.cluster.kubectl_ok(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "promfed-values",
+            "-n",
+            ns,
+            &format!(
+                "--from-file=values.yaml={}",
+                tmp.join("values.yaml").display()
+            ),
+        ],
+        None,
+    );
+    lab.cluster.kubectl_ok(
+        &[
+            "apply",
+            "-n",
+            ns,
+            "-f",
+            p(&root().join("packaging/packageinstall.yaml")),
+        ],
+        None,
+    );
+    let guard = support::HANG_GUARD * 3;
+    let (_, op) = support::wait_for("promfed's PackageInstall reconciled", guard, || {
+        app_deploy(&lab.cluster, ns, "promfed")
+            .ok_or_else(|| std::fs::read_to_string(&kc.log).unwrap_or_default())
+    });
+    assert!(op.starts_with("Op: 8 create"), "{op}");
+    let pkgi = lab.cluster.get("packageinstall", ns, "promfed");
+    assert_eq!(
+        pkgi["status"]["friendlyDescription"], "Reconcile succeeded",
+        "{pkgi}"
+    );
+    let dir_certs = tmp.join("kc-certs");
+    let f = |n: &str| format!("--from-file={n}={}", dir_certs.join(n).display());
+    lab.cluster.kubectl_ok(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "pf-pkg-tls",
+            "-n",
+            "promfed-pkg",
+            "--type=kubernetes.io/tls",
+            &f("tls.crt"),
+            &f("tls.key"),
+            &f("ca.crt"),
+        ],
+        None,
+    );
+    lab.kubelet_sync("promfed-pkg", "pf-pkg-config", "pf-pkg-tls");
+
+    // The TKG prometheus package by a second PackageInstall, its sync period shortened.
+    let files = tkg_package_files();
+    let paths: serde_json::Map<String, Value> =
+        files.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let prometheus = json!({
+        "apiVersion": "data.packaging.carvel.dev/v1alpha1", "kind": "Package",
+        "metadata": {"name": "prometheus.tanzu.vmware.com.2.37.0"},
+        "spec": {"refName": "prometheus.tanzu.vmware.com", "version": "2.37.0", "template": {"spec": {
+            "fetch": [{"inline": {"paths": paths}}],
+            "template": [{"ytt": {"paths": ["config/"]}}],
+            "deploy": [{"kapp": {}}]}}}
+    });
+    let install = json!({
+        "apiVersion": "packaging.carvel.dev/v1alpha1", "kind": "PackageInstall",
+        "metadata": {"name": "prometheus"},
+        "spec": {"serviceAccountName": "promfed-install", "syncPeriod": "30s",
+                 "packageRef": {"refName": "prometheus.tanzu.vmware.com", "versionSelection": {"constraints": "2.37.0"}},
+                 "values": [{"secretRef": {"name": "prometheus-values"}}]}
+    });
+    lab.cluster.namespace("tanzu-system-monitoring");
+    let values = |alert: bool| {
+        let mut text = String::from("namespace: tanzu-system-monitoring\n");
+        if alert {
+            text.push_str("prometheus:\n  config:\n    alerting_rules_yml: |\n      groups:\n      - name: hub\n        rules:\n        - alert: ApiServerDown\n          expr: absent(up{job=\"kubernetes-apiservers\"} == 1)\n");
+        }
+        text
+    };
+    let secret = |alert: bool| {
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "prometheus-values", "namespace": ns},
+               "stringData": {"values.yaml": values(alert)}})
+    };
+    for (name, object) in [
+        ("prom-package.json", &prometheus),
+        ("prom-install.json", &install),
+        ("prom-values.json", &secret(false)),
+    ] {
+        std::fs::write(tmp.join(name), object.to_string()).unwrap();
+        lab.cluster
+            .kubectl_ok(&["apply", "-n", ns, "-f", p(&tmp.join(name))], None);
+    }
+    // What the package's templates make, by ytt here, for the comparison with the stored object.
+    let expected = |alert: bool| -> Value {
+        let dir = tmp.join(format!("prom-expected-{alert}"));
+        for (name, text) in files
+            .iter()
+            .filter(|(n, _)| !n.ends_with("kapp-config.yaml"))
+        {
+            let path = dir.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        std::fs::write(dir.join("values.yaml"), values(alert)).unwrap();
+        let mut ytt = lab.cluster.command("ytt");
+        ytt.arg("-f")
+            .arg(dir.join("config"))
+            .arg("--data-values-file")
+            .arg(dir.join("values.yaml"));
+        let out = ytt.output().unwrap();
+        assert!(out.status.success(), "ytt: {}", describe(&out));
+        crate::support::manifests::parse_stream(&String::from_utf8(out.stdout).unwrap()).remove(0)
+    };
+    let (first, op) = support::wait_for("the prometheus PackageInstall reconciled", guard, || {
+        app_deploy(&lab.cluster, ns, "prometheus").ok_or_else(|| "not yet".to_string())
+    });
+    assert_eq!(op, "Op: 1 create, 0 delete, 0 update, 0 noop, 0 exists");
+    assert_stored_federated_with(
+        &lab.cluster,
+        &expected(false),
+        &lab.config,
+        "installed by kapp-controller",
+    );
+
+    // kapp-controller's periodic reconciles: each a deploy that changes nothing.
+    let mut last = first;
+    let mut quiet = 0;
+    let next = |last: &str| {
+        support::wait_for("the next reconcile", guard, || {
+            match app_deploy(&lab.cluster, ns, "prometheus") {
+                Some((started, op)) if started != last => Ok((started, op)),
+                _ => Err("not yet".to_string()),
+            }
+        })
+    };
+    while quiet < 5 {
+        let (started, op) = next(&last);
+        assert_eq!(op, QUIET, "reconcile {} after the install", quiet + 1);
+        last = started;
+        quiet += 1;
+    }
+    // A data values change: one update, federated; then quiet again.
+    std::fs::write(tmp.join("prom-values.json"), secret(true).to_string()).unwrap();
+    lab.cluster.kubectl_ok(
+        &["apply", "-n", ns, "-f", p(&tmp.join("prom-values.json"))],
+        None,
+    );
+    let (started, op) = next(&last);
+    assert_eq!(op, ONE_UPDATE, "the data values change");
+    last = started;
+    assert_stored_federated_with(
+        &lab.cluster,
+        &expected(true),
+        &lab.config,
+        "after the data values change",
+    );
+    let (_, op) = next(&last);
+    assert_eq!(op, QUIET, "the reconcile after the change");
+    eprintln!(
+        "kapp-controller: promfed's PackageInstall reconciled; the prometheus PackageInstall: 1 create, \
+         {quiet} periodic reconciles with no change, 1 update from a data values change, 1 more with no change"
+    );
+}

@@ -171,11 +171,13 @@ build_tool() {
         ytt) gobuild carvel "$tmp/bin/ytt" carvel.dev/ytt/cmd/ytt -X "carvel.dev/ytt/pkg/version.Version=${version#v}" ;;
         kapp-controller)
             gobuild kappctrl "$tmp/bin/kapp-controller" carvel.dev/kapp-controller/cmd/controller -X "main.Version=${version#v}"
-            gobuild kappctrl "$tmp/bin/vendir" carvel.dev/vendir/cmd/vendir
+            local vv
+            vv=$(version_of kappctrl carvel.dev/vendir)
+            gobuild kappctrl "$tmp/bin/vendir" carvel.dev/vendir/cmd/vendir -X "carvel.dev/vendir/pkg/vendir/version.Version=${vv#v}"
             # Its CRDs (App, PackageInstall, PackageRepository, the internal ones), plain YAML.
             src=$(module_dir kappctrl "$module")
             mkdir -p "$tmp/crds"
-            cp "$src/config/config/crds.yml" "$tmp/crds/"
+            cp "$src/config/config/crds.yml" "$tmp/crds/crds.yaml"
             ;;
         prometheus)
             # Without the builtinassets tag: the web UI's compiled assets are not in the module

@@ -830,7 +830,7 @@ fn the_readme_helm_block_installs_as_written() {
 // kapp-controller itself: two PackageInstalls, periodic reconciles
 
 /// kapp-controller's folder in the tools cache (`bin/kapp-controller`, `bin/vendir`,
-/// `crds/crds.yml`), if built.
+/// `crds/crds.yaml`), if built.
 fn kapp_controller_dir() -> Option<PathBuf> {
     let out = support::run(
         &root().join("scripts/build-tools.sh"),
@@ -858,7 +858,7 @@ struct KappController {
 
 fn start_kapp_controller(lab: &Lab, dir: &Path) -> KappController {
     let cluster = &lab.cluster;
-    let crds = dir.join("crds/crds.yml");
+    let crds = dir.join("crds/crds.yaml");
     let ours = support::data("kapp-controller/data-packaging-crds.yaml");
     cluster.kubectl_ok(
         &["apply", "--server-side", "-f", p(&crds), "-f", p(&ours)],

@@ -1,4 +1,4 @@
-// kapp-controller and the vendir it fetches with (carvel), built by scripts/build-tools.sh.
+// kapp-controller and the vendir it fetches with (carvel), built with its CRDs by scripts/build-tools.sh.
 module promfed.test/tools/kappctrl
 
 go 1.26.0

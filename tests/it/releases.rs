@@ -1208,3 +1208,129 @@ fn kapp_controller_reconciles_promfeds_package_then_the_tkg_package_quietly() {
          {quiet} periodic reconciles with no change, 1 update from a data values change, 1 more with no change"
     );
 }
+
+#[test]
+fn the_readme_package_block_installs_as_written_with_kapp_controller() {
+    let Some(dir) = kapp_controller_dir() else {
+        support::skip::<()>(
+            &support::current_test(),
+            "kapp-controller (scripts/build-tools.sh)",
+        );
+        return;
+    };
+    let Some(lab) = lab() else { return };
+    let _kc = start_kapp_controller(&lab, &dir);
+    // The package's default certificate is cert-manager's: its CRDs, no controllers.
+    let crds = support::run(
+        &root().join("scripts/build-tools.sh"),
+        &[
+            std::ffi::OsStr::new("dir"),
+            std::ffi::OsStr::new("cert-manager-crds"),
+        ],
+        None,
+    );
+    let crds = PathBuf::from(String::from_utf8(crds.stdout).unwrap().trim()).join("crds");
+    lab.cluster
+        .kubectl_ok(&["apply", "--server-side", "-f", p(&crds)], None);
+    lab.cluster.kubectl_ok(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd",
+            "--all",
+            "--timeout=120s",
+        ],
+        None,
+    );
+    lab.cluster.namespace("tkg-system");
+    // A checkout's files the block uses, in a folder of its own (the block writes two files).
+    let checkout = lab.tmp.path().join("checkout");
+    for folder in ["packaging", "dashboards"] {
+        crate::support::manifests::copy_dir(&root().join(folder), &checkout.join(folder));
+    }
+    let _ = std::fs::remove_dir_all(checkout.join("packaging/bundle"));
+    for file in [
+        "charts/promfed/Chart.yaml",
+        "tests/data/example-config.yaml",
+    ] {
+        std::fs::create_dir_all(checkout.join(file).parent().unwrap()).unwrap();
+        std::fs::copy(root().join(file), checkout.join(file)).unwrap();
+    }
+    let block = readme_block("packaging/build.sh --inline --package promfed-package.yaml");
+    let mut command = lab.cluster.command("bash");
+    command
+        .args(["-euo", "pipefail", "-c", &block])
+        .current_dir(&checkout);
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "the README's package block: {}",
+        describe(&out)
+    );
+    // kapp-controller fetched, templated and applied it; kapp then waits for the pods.
+    let config = support::wait_for(
+        "the package's webhook configuration",
+        support::HANG_GUARD * 3,
+        || {
+            let out = lab.cluster.kubectl(
+                &[
+                    "get",
+                    "mutatingwebhookconfiguration",
+                    "promfed",
+                    "-o",
+                    "json",
+                ],
+                None,
+            );
+            if out.status.success() {
+                Ok(serde_json::from_slice::<Value>(&out.stdout).unwrap())
+            } else {
+                Err(describe(&out))
+            }
+        },
+    );
+    assert_eq!(
+        config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+        "promfed-system/promfed-serving"
+    );
+    support::wait_for("the package's Certificate", support::HANG_GUARD, || {
+        let out = lab.cluster.kubectl(
+            &[
+                "get",
+                "certificate",
+                "-n",
+                "promfed-system",
+                "promfed-serving",
+            ],
+            None,
+        );
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(describe(&out))
+        }
+    });
+    let stored = lab
+        .cluster
+        .get("configmap", "promfed-system", "promfed-config");
+    let written =
+        crate::support::manifests::parse_stream(stored["data"]["promfed.yaml"].as_str().unwrap())
+            .remove(0);
+    let seed = crate::support::manifests::parse_stream(
+        &std::fs::read_to_string(support::data("example-config.yaml")).unwrap(),
+    )
+    .remove(0);
+    for key in [
+        "localClusterName",
+        "clusterLabelName",
+        "additionalScrapeConfigs",
+    ] {
+        assert_eq!(written[key], seed[key], "{key}");
+    }
+    let stored = [
+        config,
+        lab.cluster
+            .get("configmap", "promfed-system", "promfed-config"),
+    ];
+    assert_match_conditions_from_config(&stored, "promfed", "the README's package block");
+}

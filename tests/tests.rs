@@ -57,6 +57,9 @@ mod hostile;
 #[path = "it/installs.rs"]
 mod installs;
 
+#[path = "it/limits.rs"]
+mod limits;
+
 #[path = "it/operator.rs"]
 mod operator;
 

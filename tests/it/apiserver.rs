@@ -427,6 +427,40 @@ fn a_one_megabyte_configmap_goes_through_the_api_server() {
     assert_stored_federated(cluster, &object, "the 1 MB ConfigMap");
 }
 
+/// A ConfigMap within Kubernetes' limit whose rewrite would not be (700 kB of tiny rules
+/// grow to about 2 MB) is refused with promfed's message naming both sizes, not with the API
+/// server's `Too long` that does not name promfed; nothing is stored.
+#[test]
+fn a_configmap_the_rewrite_would_push_over_the_limit_is_refused_by_promfed() {
+    let cluster = cluster!();
+    let namespace = "toobig";
+    cluster.namespace(namespace);
+    let mut object = configmap("tkg/prometheus-server-configmap.yaml", namespace, None);
+    let rules = crate::limits::dense_rule_file(crate::limits::Shape::TinyRules, 700_000);
+    object["data"]["recording_rules.yml"] = json!(rules);
+    let size: usize = (object["data"].as_object().unwrap().iter())
+        .map(|(k, v)| k.len() + v.as_str().unwrap().len())
+        .sum();
+    let file = write_temp(&object);
+    let out = cluster.kubectl(&["create", "-f", file.path().to_str().unwrap()], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "stored: {stderr}");
+    for want in [
+        "admission webhook",
+        "promfed cannot rewrite ConfigMap",
+        "over Kubernetes' limit of 1048576 bytes",
+        &format!("(it is {size} bytes now)"),
+    ] {
+        assert!(stderr.contains(want), "{want:?} not in {stderr}");
+    }
+    assert!(!stderr.contains("Too long"), "{stderr}");
+    let get = cluster.kubectl(
+        &["get", "configmap", "-n", namespace, "prometheus-server"],
+        None,
+    );
+    assert!(!get.status.success(), "nothing is stored");
+}
+
 // ---------------------------------------------------------------------------------------
 // e. TLS as the API server checks it
 

@@ -427,17 +427,19 @@ fn a_one_megabyte_configmap_goes_through_the_api_server() {
     assert_stored_federated(cluster, &object, "the 1 MB ConfigMap");
 }
 
-/// A ConfigMap within Kubernetes' limit whose rewrite would not be (700 kB of tiny rules
-/// grow to about 2 MB) is refused with promfed's message naming both sizes, not with the API
-/// server's `Too long` that does not name promfed; nothing is stored.
+/// A ConfigMap within Kubernetes' limit whose rewrite would not be (800 kB of notes promfed
+/// does not read, and 100 kB of tiny rules that grow to about 290 kB) is refused with
+/// promfed's message naming both sizes, not with the API server's `Too long` that does not
+/// name promfed; nothing is stored.
 #[test]
 fn a_configmap_the_rewrite_would_push_over_the_limit_is_refused_by_promfed() {
     let cluster = cluster!();
     let namespace = "toobig";
     cluster.namespace(namespace);
     let mut object = configmap("tkg/prometheus-server-configmap.yaml", namespace, None);
-    let rules = crate::limits::dense_rule_file(crate::limits::Shape::TinyRules, 700_000);
+    let rules = crate::limits::dense_rule_file(crate::limits::Shape::TinyRules, 100_000);
     object["data"]["recording_rules.yml"] = json!(rules);
+    object["data"]["notes.txt"] = json!("promfed does not read this line.\n".repeat(25_000));
     let size: usize = (object["data"].as_object().unwrap().iter())
         .map(|(k, v)| k.len() + v.as_str().unwrap().len())
         .sum();

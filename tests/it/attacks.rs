@@ -1137,18 +1137,27 @@ fn costly_reviews_in_a_loop_leave_others_served() {
 #[test]
 fn an_engine_run_stops_at_its_deadline_and_when_its_client_is_gone() {
     let files = Files::new(promfed::config::EXAMPLE);
-    // Small (150 kB: read and parsed at once) but as costly as the work budget allows: well
-    // over the deadline of a debug build (500 ms here) or of the release one (150 ms).
-    let costly = |salt| {
-        review_with(
-            &worst_case_data("rules of 1,000 operators", 150_000, salt),
-            "costly",
-        )
+    // Distinct 1,000-operator rules, as costly as the work budget allows for their size
+    // (a unit is about what a step costs): 600 kB of them on promfed's own parser (44 within
+    // budget, some 0.5 s of a release build's CPU) is well over the deadline of a debug build
+    // (500 ms here) or of the release one (150 ms); 150 kB on the full path (two) is read and
+    // parsed at once, so it runs within the 50 ms its client waits before leaving.
+    let costly = |salt, bytes| {
+        let data = if bytes > 200_000 {
+            let chain = format!("{} + vector({salt}{{n}})", vec!["up"; 999].join(" + "));
+            vec![(
+                "recording_rules.yml".to_string(),
+                rule_file_of(distinct_exprs(&chain, bytes)),
+            )]
+        } else {
+            worst_case_data("rules of 1,000 operators", bytes, salt)
+        };
+        review_with(&data, "costly")
     };
     let deadline = size(500, 150).to_string();
     let server = server(&files, &["--review-deadline-ms", &deadline]);
     let client = files.client();
-    let body = costly(7);
+    let body = costly(7, 600_000);
     for round in 1..=2 {
         let answer = client.post(server.https, &body).unwrap();
         let response = answer.response();
@@ -1169,7 +1178,7 @@ fn an_engine_run_stops_at_its_deadline_and_when_its_client_is_gone() {
     // Clients that send a costly review and hang up right after (as the API server does when
     // its timeout passes: it closes an HTTP/1.1 connection, resets an HTTP/2 stream).
     let server = attack_server(&files);
-    let body = costly(8);
+    let body = costly(8, 150_000);
     let mut conn = client.connect(server.https).unwrap();
     conn.send(&request_head(body.len(), false)).unwrap();
     conn.send(&body).unwrap();
@@ -1186,7 +1195,7 @@ fn an_engine_run_stops_at_its_deadline_and_when_its_client_is_gone() {
         Duration::from_secs(30),
         || cancelled() == 1.0,
     );
-    let body = costly(9);
+    let body = costly(9, 150_000);
     let config = tls_config(&files.pki.ca_pem, &[b"h2"]);
     let https = server.https;
     std::thread::spawn(move || {

@@ -51,6 +51,9 @@ mod federation;
 #[path = "it/hostile.rs"]
 mod hostile;
 
+#[path = "it/image.rs"]
+mod image;
+
 #[path = "it/installs.rs"]
 mod installs;
 

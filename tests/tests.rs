@@ -57,6 +57,9 @@ mod image;
 #[path = "it/installs.rs"]
 mod installs;
 
+#[path = "it/node.rs"]
+mod node;
+
 #[path = "it/operator.rs"]
 mod operator;
 

@@ -239,7 +239,15 @@ impl Writer {
 
     fn finish(mut self) -> Outcomes {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().unwrap().join().unwrap()
+        let outcomes = self.thread.take().unwrap().join().unwrap();
+        eprintln!(
+            "{}: {} writes stored federated, {} refused, {} stored unfederated",
+            current_test(),
+            outcomes.federated,
+            outcomes.refused.len(),
+            outcomes.unfederated
+        );
+        outcomes
     }
 }
 

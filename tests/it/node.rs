@@ -519,3 +519,79 @@ fn with_both_pods_gone_the_write_is_refused_and_resumes_when_one_is_ready() {
     kube::assert_stored_federated(cluster, &object, "written once a pod was Ready again");
     wait_ready_pods(cluster, 2);
 }
+
+#[test]
+fn megabyte_configmaps_from_four_writers_at_once_stay_within_the_pods_memory_limit() {
+    let (cluster, _serial) = node!();
+    let Some(python) = crate::support::python() else {
+        skip::<()>(&current_test(), "python");
+        return;
+    };
+    wait_ready_pods(cluster, 2);
+    // The largest ConfigMap the API server stores (1 MB, made by tests/peers/mkbig.py), from
+    // four writers at once, so both pods hold several at a time.
+    let out = crate::support::run(
+        &python,
+        &[
+            crate::support::peer_script("mkbig.py").as_os_str(),
+            crate::support::data("").as_os_str(),
+            OsStr::new("1000000"),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let big = promfed::yaml::parse(&text, promfed::yaml::Limits::default())
+        .unwrap()
+        .unwrap()
+        .to_json();
+    let writers: Vec<_> = (0..4)
+        .map(|i| {
+            let namespace = format!("node-big-{i}");
+            cluster.namespace(&namespace);
+            let mut object = big.clone();
+            object["metadata"]["namespace"] = json!(namespace);
+            std::thread::spawn(move || {
+                let out = cluster.kubectl(
+                    &["create", "-f", "-"],
+                    Some(&serde_json::to_string(&object).unwrap()),
+                );
+                assert!(out.status.success(), "{}", describe(&out));
+                object
+            })
+        })
+        .collect();
+    for writer in writers {
+        let object = writer.join().unwrap();
+        kube::assert_stored_federated(cluster, &object, "a 1 MB ConfigMap of four at once");
+    }
+    for pid in promfed_pids(cluster) {
+        let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let memory = cgroups
+            .lines()
+            .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))
+            .unwrap();
+        let read = |file: &str| -> u64 {
+            std::fs::read_to_string(format!("/sys/fs/cgroup/memory{memory}/{file}"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let peak = read("memory.max_usage_in_bytes");
+        eprintln!(
+            "promfed pid {pid}: peak memory {} KiB of {} KiB",
+            peak >> 10,
+            read("memory.limit_in_bytes") >> 10
+        );
+        assert!(peak < read("memory.limit_in_bytes"), "peak {peak}");
+        assert_eq!(read("memory.failcnt"), 0, "the limit was hit");
+    }
+    for pod in pods(cluster) {
+        assert_eq!(
+            pod["status"]["containerStatuses"][0]["restartCount"], 0,
+            "{}",
+            pod["status"]
+        );
+    }
+}

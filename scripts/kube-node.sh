@@ -60,6 +60,18 @@ node_spawn() {
         exec nsenter --target "$(cat "$DIR/node-holder.pid")" --mount --net -- "$@"
     ) >"$DIR/$name.log" 2>&1 &
     echo $! >"$DIR/$name.pid"
+    wait_exec "$name"
+}
+
+# wait_exec NAME: until the process in DIR/NAME.pid has exec'd NAME (or exited). Before, its
+# command line is this script's, and pid_alive NAME would call it dead.
+wait_exec() {
+    local i
+    for ((i = 0; i < 200; i++)); do
+        pid_alive "$1" && return
+        kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null || return 0
+        sleep 0.05
+    done
 }
 
 # node_down: the node's processes, by pid (the daemons, then whatever is left in its cgroup
@@ -253,11 +265,13 @@ EOF
         --use-service-account-credentials=false --profiling=false \
         >"$DIR/kube-controller-manager.log" 2>&1 &
     echo $! >"$DIR/kube-controller-manager.pid"
+    wait_exec kube-controller-manager
     kube-scheduler --kubeconfig "$DIR/kubeconfig" \
         --authentication-kubeconfig "$DIR/kubeconfig" --authorization-kubeconfig "$DIR/kubeconfig" \
         --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" --leader-elect=false --profiling=false \
         >"$DIR/kube-scheduler.log" 2>&1 &
     echo $! >"$DIR/kube-scheduler.pid"
+    wait_exec kube-scheduler
 
     # --- kubelet ---
     kd=$NODE_DIR/kubelet

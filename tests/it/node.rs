@@ -595,3 +595,118 @@ fn megabyte_configmaps_from_four_writers_at_once_stay_within_the_pods_memory_lim
         );
     }
 }
+
+#[test]
+fn down_leaves_no_process_mount_cgroup_interface_or_namespace() {
+    // A node of its own (the shared one stays up for the others), taken down here.
+    let Some((_, _serial)) = node() else { return };
+    let own = Cluster::up_with(
+        None,
+        &[
+            ("PROMFED_NODE", OsStr::new("1")),
+            ("PROMFED_IMAGE", archive().as_os_str()),
+            ("KUBE_LOCAL_TIMEOUT", OsStr::new("600")),
+        ],
+    );
+    let netns = own.env["PROMFED_LOCAL_NETNS"].clone();
+    let id = netns.strip_prefix("promfed-").unwrap().to_string();
+    let dir = own.dir.to_str().unwrap().to_string();
+    // Up, it has all of them.
+    let netns_list = || {
+        String::from_utf8(
+            std::process::Command::new("ip")
+                .args(["netns", "list"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+    };
+    let links = || {
+        String::from_utf8(
+            std::process::Command::new("ip")
+                .args(["-o", "link"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+    };
+    let cgroups = || {
+        std::fs::read_dir("/sys/fs/cgroup")
+            .unwrap()
+            .filter_map(|h| {
+                let p = h.ok()?.path().join(&netns);
+                p.exists().then(|| p.display().to_string())
+            })
+            .collect::<Vec<_>>()
+    };
+    let mounts = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&dir))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    // every process whose command line or cgroup names this node
+    let processes = || {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let cgroup = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+            // (not the test's own reaper, which waits for this process to end)
+            let reaper = cmdline.contains(" reaper ");
+            if (cmdline.contains(&dir) && !reaper) || cgroup.contains(&netns) {
+                found.push(format!("{pid}: {cmdline}"));
+            }
+        }
+        found
+    };
+    // The node's mounts live in the mount namespace of its holder process: the pods' root
+    // filesystems and volumes are there, not in the host's.
+    let holder = std::fs::read_to_string(own.dir.join("node-holder.pid")).unwrap();
+    let node_ns = std::fs::read_link(format!("/proc/{}/ns/mnt", holder.trim())).unwrap();
+    let node_mounts =
+        std::fs::read_to_string(format!("/proc/{}/mountinfo", holder.trim())).unwrap();
+    assert!(
+        node_mounts
+            .lines()
+            .any(|l| l.contains(&dir) && l.contains(" overlay ")),
+        "no pod root filesystem in the node's mounts: {node_mounts}"
+    );
+    // every process in that mount namespace
+    let in_node_ns = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| std::fs::read_link(e.path().join("ns/mnt")).is_ok_and(|ns| ns == node_ns))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+    };
+    assert!(!in_node_ns().is_empty());
+    assert!(netns_list().contains(&netns), "{}", netns_list());
+    assert!(links().contains(&format!("pf{id}")), "{}", links());
+    assert!(!cgroups().is_empty());
+    assert!(!processes().is_empty());
+    let out = std::process::Command::new(root().join("scripts/kube-local.sh"))
+        .args(["down", &dir])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(!netns_list().contains(&netns), "{}", netns_list());
+    assert!(!links().contains(&format!("pf{id}")), "{}", links());
+    assert_eq!(cgroups(), Vec::<String>::new());
+    assert_eq!(mounts(), Vec::<String>::new());
+    // nothing keeps the node's mount namespace, so its mounts are gone with it
+    assert_eq!(in_node_ns(), Vec::<String>::new());
+    assert_eq!(processes(), Vec::<String>::new());
+}

@@ -347,3 +347,32 @@ fn two_builds_of_one_binary_and_commit_are_the_same_archive() {
         .collect();
     assert!(outs[0] == outs[1], "two builds differ");
 }
+
+#[test]
+fn skopeo_copies_the_archive_as_docs_install_md_pushes_it() {
+    let Some(archive) = archive() else { return };
+    let Some(skopeo) = tool("skopeo") else { return };
+    // The push of docs/install.md with a folder for the registry: skopeo reads every blob of
+    // the archive and checks it against its digest on the way.
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("copy");
+    run(Command::new(&skopeo)
+        .arg("copy")
+        .arg(format!(
+            "oci-archive:{}:{}",
+            archive.display(),
+            env!("CARGO_PKG_VERSION")
+        ))
+        .arg(format!("dir:{}", dest.display())));
+    let manifest = json_file(&dest.join("manifest.json"));
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1, "{manifest}");
+    let unpacked = layout(&archive);
+    let index = json_file(&unpacked.path().join("index.json"));
+    let original = json_file(&blob(
+        unpacked.path(),
+        index["manifests"][0]["digest"].as_str().unwrap(),
+    ));
+    assert_eq!(manifest["layers"], original["layers"]);
+    assert_eq!(manifest["config"]["digest"], original["config"]["digest"]);
+}

@@ -92,6 +92,18 @@ pid_alive() {
     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$1" 2>/dev/null
 }
 
+# wait_exec NAME: until the process in DIR/NAME.pid (just started with `&`) has exec'd NAME, or
+# exited. Before, its command line is this script's and pid_alive NAME would call it dead
+# (seen under load: "etcd exited" for an etcd that was starting).
+wait_exec() {
+    local i
+    for ((i = 0; i < 200; i++)); do
+        pid_alive "$1" && return
+        kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null || return 0
+        sleep 0.05
+    done
+}
+
 # stop NAME: SIGTERM, up to 20 s to exit, then SIGKILL.
 stop() {
     local name=$1 pid i
@@ -278,6 +290,7 @@ etcd --name kube-local --data-dir "$DIR/etcd-data" \
     --unsafe-no-fsync --log-level warn \
     >"$DIR/etcd.log" 2>&1 &
 echo $! >"$DIR/etcd.pid"
+wait_exec etcd
 etcd_ok() {
     curl -sf --max-time 2 --cacert "$PKI/ca.crt" --cert "$PKI/apiserver-etcd-client.crt" \
         --key "$PKI/apiserver-etcd-client.key" "https://127.0.0.1:$ETCD_PORT/health" 2>/dev/null | grep -q '"health":"true"'
@@ -315,6 +328,7 @@ kube-apiserver \
     --profiling=false \
     >"$DIR/kube-apiserver.log" 2>&1 &
 echo $! >"$DIR/kube-apiserver.pid"
+wait_exec kube-apiserver
 
 CA_DATA=$(base64 -w0 <"$PKI/ca.crt")
 (
@@ -370,6 +384,7 @@ else
         --listen "127.0.0.1:$WEBHOOK_PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" \
         >"$DIR/promfed.log" 2>&1 &
     echo $! >"$DIR/promfed.pid"
+    wait_exec promfed
     METRICS_URL=http://127.0.0.1:$METRICS_PORT
     deadline=$((SECONDS + 30))
     until curl -sf --max-time 2 "$METRICS_URL/readyz" >/dev/null 2>&1; do
@@ -478,6 +493,7 @@ if [ "${PROMFED_OPERATOR:-}" = 1 ]; then
         --web.listen-address "127.0.0.1:$OPERATOR_PORT" --log-format logfmt \
         >"$DIR/prometheus-operator.log" 2>&1 &
     echo $! >"$DIR/prometheus-operator.pid"
+    wait_exec prometheus-operator
     OPERATOR_METRICS=http://127.0.0.1:$OPERATOR_PORT
     deadline=$((SECONDS + 60))
     until curl -sf --max-time 2 "$OPERATOR_METRICS/healthz" >/dev/null 2>&1 &&
@@ -497,6 +513,7 @@ if [ "${PROMFED_OPERATOR:-}" = 1 ]; then
         --web.client-ca-file "" --log-format logfmt \
         >"$DIR/admission-webhook.log" 2>&1 &
     echo $! >"$DIR/admission-webhook.pid"
+    wait_exec admission-webhook
     ADMISSION_URL=https://127.0.0.1:$ADMISSION_PORT
     deadline=$((SECONDS + 30))
     until curl -sf --max-time 2 --cacert "$PKI/ca.crt" "$ADMISSION_URL/healthz" >/dev/null 2>&1; do

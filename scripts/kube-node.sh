@@ -63,16 +63,6 @@ node_spawn() {
     wait_exec "$name"
 }
 
-# wait_exec NAME: until the process in DIR/NAME.pid has exec'd NAME (or exited). Before, its
-# command line is this script's, and pid_alive NAME would call it dead.
-wait_exec() {
-    local i
-    for ((i = 0; i < 200; i++)); do
-        pid_alive "$1" && return
-        kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null || return 0
-        sleep 0.05
-    done
-}
 
 # node_down: the node's processes, by pid (the daemons, then whatever is left in its cgroup
 # tree), and its cgroups.

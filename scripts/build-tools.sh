@@ -10,6 +10,9 @@
 #   helm-VERSION/bin/helm                            tests/tools/helm3 (helm.sh/helm/v3)
 #   helm4-VERSION/bin/helm4                          tests/tools/helm4 (helm.sh/helm/v4)
 #   kapp-VERSION/bin/kapp, ytt-VERSION/bin/ytt       tests/tools/carvel (carvel.dev/kapp, carvel.dev/ytt)
+#   kapp-controller-VERSION/bin/kapp-controller, vendir   tests/tools/kappctrl (carvel.dev/kapp-controller
+#                                                    and the vendir it fetches with); not on `path`:
+#                                                    the tests that run it ask for `dir kapp-controller`
 #   prometheus-VERSION/bin/prometheus3, promtool3    tests/tools/prometheus (Prometheus 3.x; the
 #                                                    3 keeps them apart from Debian's 2.x; service
 #                                                    discovery: kubernetes, dns, file, http only)
@@ -77,6 +80,7 @@ helm helm3 helm.sh/helm/v3
 helm4 helm4 helm.sh/helm/v4
 kapp carvel carvel.dev/kapp
 ytt carvel carvel.dev/ytt
+kapp-controller kappctrl carvel.dev/kapp-controller
 prometheus prometheus github.com/prometheus/prometheus
 prometheus-operator operator github.com/prometheus-operator/prometheus-operator
 cert-manager-crds crds github.com/cert-manager/cert-manager
@@ -186,6 +190,16 @@ build_tool() {
             ;;
         kapp) gobuild carvel "$tmp/bin/kapp" carvel.dev/kapp/cmd/kapp -X "carvel.dev/kapp/pkg/kapp/version.Version=${version#v}" ;;
         ytt) gobuild carvel "$tmp/bin/ytt" carvel.dev/ytt/cmd/ytt -X "carvel.dev/ytt/pkg/version.Version=${version#v}" ;;
+        kapp-controller)
+            gobuild kappctrl "$tmp/bin/kapp-controller" carvel.dev/kapp-controller/cmd/controller -X "main.Version=${version#v}"
+            local vv
+            vv=$(version_of kappctrl carvel.dev/vendir)
+            gobuild kappctrl "$tmp/bin/vendir" carvel.dev/vendir/cmd/vendir -X "carvel.dev/vendir/pkg/vendir/version.Version=${vv#v}"
+            # Its CRDs (App, PackageInstall, PackageRepository, the internal ones), plain YAML.
+            src=$(module_dir kappctrl "$module")
+            mkdir -p "$tmp/crds"
+            cp "$src/config/config/crds.yml" "$tmp/crds/crds.yaml"
+            ;;
         prometheus)
             # Without the builtinassets tag: the web UI's compiled assets are not in the module
             # (the API, /federate and everything the tests use are). Service discovery: only
@@ -277,6 +291,7 @@ version_line() {
         helm4) cmds=("helm4 version --short") ;;
         kapp) cmds=("kapp version") ;;
         ytt) cmds=("ytt version") ;;
+        kapp-controller) cmds=("vendir version") ;;
         prometheus) cmds=("prometheus3 --version" "promtool3 --version") ;;
         prometheus-operator) cmds=("prometheus-operator --version" "admission-webhook --version") ;;
         kube-node) cmds=("kubelet --version" "kube-controller-manager --version" "kube-scheduler --version") ;;
@@ -364,6 +379,6 @@ case "${1:-build}" in
         [ $# -eq 2 ] || die "usage: $0 dir NAME"
         tool_dir "$2"
         ;;
-    -h | --help) sed -n '2,35s/^# \{0,1\}//p' "$0" ;;
+    -h | --help) sed -n '2,38s/^# \{0,1\}//p' "$0" ;;
     *) die "unknown command $1 (build, path, dir NAME)" ;;
 esac

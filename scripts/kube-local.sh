@@ -197,7 +197,7 @@ print(json.load(sys.stdin)["manifests"][0]["annotations"]["org.opencontainers.im
 elif [ -n "${PROMFED_BIN:-}" ]; then
     [ -x "$PROMFED_BIN" ] || die "PROMFED_BIN=$PROMFED_BIN is not an executable"
 else
-    say "cargo build --release"
+    say "cargo build --release (PROMFED_BIN=/path/to/promfed skips it)"
     (cd "$ROOT" && cargo build --release -q) || die "cargo build --release failed"
     PROMFED_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/promfed
 fi
@@ -429,8 +429,8 @@ webhooks:
 EOF
     "$KUBECTL" kustomize "$DIR/local" >"$DIR/local.yaml" 2>"$DIR/apply.log" ||
         fail_with apply "kubectl kustomize $DIR/local failed"
-    kinds=$(awk '/^kind:/ {print $2}' "$DIR/local.yaml" | sort -u | tr '\n' ' ')
-    [ "$kinds" = "MutatingWebhookConfiguration Namespace " ] ||
+    kinds=$(awk '/^kind:/ {print $2}' "$DIR/local.yaml" | sort -u | paste -sd ' ')
+    [ "$kinds" = "MutatingWebhookConfiguration Namespace" ] ||
         die "deploy/local renders kinds '$kinds', wanted only the Namespace and the MutatingWebhookConfiguration: update its patches for what deploy/base gained"
     n_webhooks=$(grep -c '^ *clientConfig:' "$DIR/local.yaml" || true)
     n_local=$(grep -c "^ *url: https://127.0.0.1:$WEBHOOK_PORT/mutate\$" "$DIR/local.yaml" || true)
@@ -438,7 +438,7 @@ EOF
         die "not every webhook of deploy/local calls https://127.0.0.1:$WEBHOOK_PORT/mutate (a new webhook in deploy/base needs its patch in deploy/local and in this script): $DIR/local.yaml"
     fi
     "$KUBECTL" apply -f "$DIR/local.yaml" >>"$DIR/apply.log" 2>&1 || fail_with apply "kubectl apply of deploy/local failed"
-    say "applied deploy/local: $(grep -c '^kind:' "$DIR/local.yaml") objects ($kinds)"
+    say "applied deploy/local: $(grep -c '^kind:' "$DIR/local.yaml") objects (${kinds// /, })"
     METRICS_URLS=$METRICS_URL
 fi
 

@@ -9,10 +9,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use promfed::engine::operator::scrape_config;
 use promfed::object::Kind;
 use promfed::render::{
-    check_objects, parse_resource_list, render_resource_list, render_stream, resource_list_config,
-    unified_diff,
+    check_objects, diff_view, parse_resource_list, render_resource_list, render_stream,
+    resource_list_config, unified_diff,
 };
 use promfed::{Config, Engine, config};
 
@@ -29,7 +30,9 @@ const EXAMPLE_CONFIGMAP: &str = include_str!("../tests/data/tkg/prometheus-serve
 #[command(
     name = "promfed",
     version,
-    about = "Federate a Prometheus prometheus-server ConfigMap"
+    about = "Make a Prometheus the hub of a multi-cluster federation: rewrite its \
+             prometheus-server ConfigMap, or its prometheus-operator PrometheusRule and \
+             Prometheus objects"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -38,13 +41,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Rewrite matching ConfigMaps of a manifest stream (file or stdin) to stdout.
+    /// Rewrite the ConfigMaps, PrometheusRules and Prometheus objects the config selects in a
+    /// manifest stream (file or stdin; the items of a `kind: List` too) to stdout.
     Render {
-        /// promfed config file (a KRM ResourceList may carry it in its functionConfig instead).
+        /// promfed config file. Required, except with --example (the seed's config unless
+        /// given) and for a KRM ResourceList whose functionConfig carries it.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Print a unified diff of what would change instead of the stream, and exit like
-        /// `diff`: 0 no changes, 1 changes, 2 trouble.
+        /// `diff`: 0 no changes, 1 changes, 2 trouble (also: nothing in the input selected).
         #[arg(long)]
         diff: bool,
         /// Use the bundled example TKG prometheus-server ConfigMap as input, with the seed's
@@ -52,13 +57,16 @@ enum Command {
         #[arg(long, conflicts_with = "input")]
         example: bool,
         /// Write the config's federation jobs as prometheus-operator ScrapeConfig objects
-        /// (a YAML stream, one per workload cluster) instead of rendering a stream.
+        /// (a YAML stream, one per workload cluster; with federationAlerts.enabled, a
+        /// PrometheusRule too) instead of rendering a stream. Opening comments list the
+        /// Secrets and ConfigMaps they read.
         #[arg(long, conflicts_with_all = ["input", "example", "diff"])]
         scrape_configs: bool,
         /// Manifest file, or `-` for stdin (default).
         input: Option<PathBuf>,
     },
-    /// Validate a promfed config file: print the federation jobs it makes and its warnings.
+    /// Validate a promfed config file as every front door reads it (webhook, render,
+    /// render --scrape-configs): print the federation jobs it makes and its warnings.
     Check {
         /// promfed config file (like `promtool check config FILE`).
         #[arg(
@@ -77,7 +85,7 @@ enum Command {
         objects: Option<PathBuf>,
     },
     /// Print the `matchConditions` of promfed's MutatingWebhookConfiguration for a config:
-    /// the API server then sends promfed exactly the ConfigMaps the config selects.
+    /// the API server then sends promfed exactly the objects of the kind the config selects.
     MatchConditions {
         /// promfed config file (default: the embedded example, deploy/base/promfed.yaml).
         #[arg(long)]
@@ -259,13 +267,29 @@ fn render(
     for warning in &rendered.warnings {
         eprintln!("promfed: warning: {name}: {warning}");
     }
+    // An input with nothing promfed rewrites is said so: an empty output diff would look
+    // like "already federated". A diff of it is trouble (exit 2), since nothing was compared;
+    // a stream passed through (helm post-renderer) is not.
+    if let Some(nothing) = rendered.nothing_selected() {
+        if diff {
+            return Err(Failure::Invalid(format!("{name}: {nothing}")));
+        }
+        eprintln!("promfed: note: {name}: {nothing}");
+    }
     if !diff {
         return write_stdout(rendered.text.as_bytes());
     }
     if rendered.text == text {
+        eprintln!(
+            "promfed: {name}: {} selected object{}, no change",
+            rendered.matched,
+            if rendered.matched == 1 { "" } else { "s" },
+        );
         return Ok(Done::Ok);
     }
-    write_stdout(unified_diff(&name, &text, &rendered.text).as_bytes())?;
+    // JSON documents are compared as YAML (what render writes for them), line by line.
+    let (before, after) = (diff_view(&text), diff_view(&rendered.text));
+    write_stdout(unified_diff(&name, &before, &after).as_bytes())?;
     Ok(Done::Changes)
 }
 
@@ -281,6 +305,30 @@ fn check(path: &Path) -> Result<Done, Failure> {
         format!(": {}", jobs.join(", "))
     };
     for warning in engine.config_warnings() {
+        eprintln!("promfed: warning: {name}: {warning}");
+    }
+    // One validation for every front door: what `render --scrape-configs` would refuse is
+    // refused here when the config has `operator:` settings (it is meant for that path), and
+    // a warning naming that path otherwise (the ConfigMap path takes it).
+    if let Err(e) = engine.scrape_configs() {
+        let operator = &config.operator.scrape_configs;
+        let message = format!(
+            "{name}: render --scrape-configs (prometheus-operator's ScrapeConfig objects) \
+             refuses it: {e}"
+        );
+        if operator.namespace.is_some() || !operator.labels.is_empty() {
+            return Err(Failure::Invalid(message));
+        }
+        eprintln!(
+            "promfed: warning: for prometheus-operator only: {message}; the ConfigMap path \
+             (webhook, render) takes it as it is"
+        );
+    }
+    // A config written for the operator path whose ScrapeConfigs no selector would pick up.
+    if config.operator.scrape_configs.namespace.is_some()
+        && !jobs.is_empty()
+        && let Some(warning) = config.operator.selection_warning()
+    {
         eprintln!("promfed: warning: {name}: {warning}");
     }
     println!(
@@ -301,10 +349,58 @@ fn write_scrape_configs(config: Option<&Path>) -> Result<Done, Failure> {
         ));
     };
     let engine = load_engine(Some(path))?;
-    let objects = (engine.scrape_configs())
-        .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?;
-    let documents: Vec<String> = objects.iter().map(promfed::yaml::emit).collect();
-    write_stdout(documents.join("---\n").as_bytes())
+    let name = path.display();
+    let objects =
+        (engine.scrape_configs()).map_err(|e| Failure::Invalid(format!("{name}: {e}")))?;
+    if objects.is_empty() {
+        eprintln!(
+            "promfed: note: {name}: the config has no federation jobs: no ScrapeConfig to write"
+        );
+    }
+    let settings = &engine.config().operator;
+    if !objects.is_empty()
+        && let Some(warning) = settings.selection_warning()
+    {
+        eprintln!("promfed: warning: {name}: {warning}");
+    }
+    let mut out = needs_comment(
+        &scrape_config::references(&objects),
+        settings.scrape_configs.namespace.as_deref(),
+    );
+    let mut documents: Vec<String> = objects.iter().map(promfed::yaml::emit).collect();
+    documents.extend(
+        engine
+            .federation_alert_rule()
+            .as_ref()
+            .map(promfed::yaml::emit),
+    );
+    out.push_str(&documents.join("---\n"));
+    write_stdout(out.as_bytes())
+}
+
+/// The Secrets and ConfigMaps the ScrapeConfig objects read, as comment lines opening the
+/// stream: without them the operator logs `unable to get secret` and scrapes nothing.
+fn needs_comment(references: &[scrape_config::Reference], namespace: Option<&str>) -> String {
+    if references.is_empty() {
+        return String::new();
+    }
+    let place = match namespace {
+        Some(namespace) => format!("namespace {namespace}"),
+        None => "the namespace they are applied in".to_string(),
+    };
+    let mut out = format!(
+        "# These ScrapeConfigs read the following from {place}; create them first, or the\n\
+         # operator logs `unable to get secret` and scrapes nothing:\n"
+    );
+    for reference in references {
+        out.push_str(&format!(
+            "#   {} {}: {}\n",
+            reference.kind,
+            reference.name,
+            reference.keys.join(", ")
+        ));
+    }
+    out
 }
 
 /// `check --objects`: the stored objects render would change.
@@ -319,8 +415,13 @@ fn check_stored(config: &Path, objects: &Path) -> Result<Done, Failure> {
                 .map_err(|e| Failure::Invalid(format!("{}: {e}", objects.display())))?,
         )
     };
-    let findings =
+    let checked =
         check_objects(&engine, &text).map_err(|e| Failure::Invalid(format!("{name}: {e}")))?;
+    // Nothing selected: nothing was checked, which is no "0 changes" (as for render --diff).
+    if let Some(nothing) = checked.nothing_selected() {
+        return Err(Failure::Invalid(format!("{name}: {nothing}")));
+    }
+    let findings = checked.findings;
     let mut out = String::new();
     for finding in &findings {
         out.push_str(&format!("{name}: {finding}\n"));

@@ -24,13 +24,41 @@ pub struct Rendered {
     pub text: String,
     /// Warnings, each prefixed with its object.
     pub warnings: Vec<String>,
-    /// ConfigMaps that matched and ConfigMaps that changed.
+    /// Objects that matched and objects that changed (a `kind: List`'s items count one by one).
     pub matched: usize,
     pub changed: usize,
     pub stats: Stats,
+    /// What was looked at and not selected, one line each ("document 1: no `kind` ...");
+    /// what [`Rendered::nothing_selected`] names when no object matched.
+    pub passed: Vec<String>,
 }
 
-/// Render a multi-document manifest stream.
+impl Rendered {
+    /// When no object of the input was selected: a sentence saying what the input held, so
+    /// that an empty diff is not taken for "already federated".
+    pub fn nothing_selected(&self) -> Option<String> {
+        (self.matched == 0).then(|| nothing_selected(&self.passed))
+    }
+}
+
+/// The sentence for an input in which no object is selected, from what was passed over.
+fn nothing_selected(passed: &[String]) -> String {
+    let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+    // The first few say what the input is; a long stream (a chart's manifests) is not listed.
+    const LISTED: usize = 5;
+    let what = match passed.len() {
+        0 => "it is empty".to_string(),
+        n if n <= LISTED => passed.join("; "),
+        n => format!("{}; and {} more", passed[..LISTED].join("; "), n - LISTED),
+    };
+    format!(
+        "nothing here is an object promfed rewrites (a {} the config selects): {what}",
+        kinds.join(", ")
+    )
+}
+
+/// Render a multi-document manifest stream. A `kind: List` document (what `kubectl get -o
+/// yaml` prints) is a list of objects: each item is rendered as a document would be.
 pub fn render_stream(engine: &Engine, input: &str) -> Result<Rendered, RenderError> {
     let mut out = Rendered::default();
     let mut line = 1;
@@ -39,107 +67,199 @@ pub fn render_stream(engine: &Engine, input: &str) -> Result<Rendered, RenderErr
         line += chunk.separator.matches('\n').count();
         let first_line = line;
         line += chunk.body.matches('\n').count();
-        let rendered = render_document(engine, chunk.body, document, first_line, &mut |w| {
-            out.warnings.push(format!("document {document}: {w}"));
-        })?;
+        let rendered = render_document(engine, chunk.body, document, first_line, &mut out)?;
+        out.text.push_str(chunk.separator);
         match rendered {
-            Some((text, object, warnings, stats)) => {
-                out.matched += 1;
-                out.stats.local_jobs_labelled += stats.local_jobs_labelled;
-                out.stats.federation_jobs += stats.federation_jobs;
-                out.stats.rules_rewritten += stats.rules_rewritten;
-                out.stats.selectors_scoped += stats.selectors_scoped;
-                out.warnings
-                    .extend(warnings.iter().map(|w| format!("{object}: {w}")));
-                out.text.push_str(chunk.separator);
-                match text {
-                    Some(text) => {
-                        out.changed += 1;
-                        out.text.push_str(&text);
-                    }
-                    None => out.text.push_str(chunk.body),
-                }
-            }
-            None => {
-                out.text.push_str(chunk.separator);
-                out.text.push_str(chunk.body);
-            }
+            Some(text) => out.text.push_str(&text),
+            None => out.text.push_str(chunk.body),
         }
     }
     Ok(out)
 }
 
-type DocumentResult = (Option<String>, String, Vec<Warning>, Stats);
+/// The objects of a document: a `kind: List`'s items, or the document itself.
+fn objects_mut(root: &mut Node) -> Vec<&mut Node> {
+    if root.get("kind").and_then(Node::as_str) == Some("List")
+        && root.get("items").and_then(Node::as_seq).is_some()
+    {
+        return (root.get_mut("items").and_then(Node::as_seq_mut))
+            .map(|items| items.iter_mut().collect())
+            .unwrap_or_default();
+    }
+    vec![root]
+}
 
-/// Render one document: None when it is not a matched object; Some(None, ..) when matched
-/// but unchanged. A Prometheus server's ConfigMap that no selector matches is reported to
-/// `passed_over`: silence would look like "already federated".
+/// [`objects_mut`], read only.
+fn objects(root: &Node) -> Vec<&Node> {
+    match root.get("items").and_then(Node::as_seq) {
+        Some(items) if root.get("kind").and_then(Node::as_str) == Some("List") => {
+            items.iter().collect()
+        }
+        _ => vec![root],
+    }
+}
+
+/// Why a document's object is not one promfed rewrites, for [`Rendered::passed`].
+fn passed_over(root: &Node, engine: &Engine) -> String {
+    let Some(kind) = root.get("kind").and_then(Node::as_str) else {
+        // A Prometheus config or rule file given as it is, not in its object.
+        let holder = if root.get("groups").is_some() {
+            Some("a rule file (promfed rewrites the ConfigMap or PrometheusRule that holds it)")
+        } else if root.get("scrape_configs").is_some() || root.get("global").is_some() {
+            Some("a Prometheus config (promfed rewrites the ConfigMap that holds it)")
+        } else {
+            None
+        };
+        return match holder {
+            Some(holder) => format!("no `kind`: {holder}"),
+            None => "no `kind`: not a Kubernetes object".to_string(),
+        };
+    };
+    match Kind::of_yaml(root) {
+        None => format!("a {kind}"),
+        Some(kind) => {
+            let object = kind.object_ref_yaml(root);
+            let missed = (engine.config().passes_over(&object))
+                .unwrap_or_else(|| "the config does not select it".to_string());
+            format!("{}: {missed}", describe(kind, &object))
+        }
+    }
+}
+
+/// Render one document into `out` (objects, warnings, stats): its new text, or None when
+/// nothing in it changed. A Prometheus server's ConfigMap that no selector matches is a
+/// warning: silence would look like "already federated".
 fn render_document(
     engine: &Engine,
     body: &str,
     document: usize,
     first_line: usize,
-    passed_over: &mut dyn FnMut(String),
-) -> Result<Option<DocumentResult>, RenderError> {
-    let fail = |object: &str, reason: String| RenderError {
-        document,
-        object: object.to_string(),
-        reason,
-    };
-    let (root, _, places) = yaml::parse_placed(body, Limits::default())
-        .map_err(|e| fail("", format!("not valid YAML: {e}")))?;
+    out: &mut Rendered,
+) -> Result<Option<String>, RenderError> {
+    let (root, _, places) =
+        yaml::parse_placed(body, Limits::default()).map_err(|e| RenderError {
+            document,
+            object: String::new(),
+            reason: format!("not valid YAML: {e}"),
+        })?;
     let Some(mut root) = root else {
         return Ok(None);
     };
-    let Some(kind) = Kind::of_yaml(&root) else {
-        return Ok(None);
+    let selected = |object: &Node| {
+        Kind::of_yaml(object).is_some_and(|kind| engine.matches(&kind.object_ref_yaml(object)))
     };
-    let object = kind.object_ref_yaml(&root);
-    if !engine.matches(&object) {
-        if let Some(warning) = engine.config().passes_over(&object) {
-            passed_over(warning);
+    // The tree as read, so that writing the changed one over `body` need not parse it again;
+    // not copied for a document with nothing selected (most of a chart's).
+    let original = objects(&root)
+        .into_iter()
+        .any(selected)
+        .then(|| root.clone());
+    let mut changed = false;
+    for object in objects_mut(&mut root) {
+        let Some(kind) = Kind::of_yaml(object) else {
+            let what = passed_over(object, engine);
+            out.passed.push(format!("document {document}: {what}"));
+            continue;
+        };
+        let object_ref = kind.object_ref_yaml(object);
+        if !engine.matches(&object_ref) {
+            if let Some(warning) = engine.config().passes_over(&object_ref) {
+                out.warnings.push(format!("document {document}: {warning}"));
+            }
+            let what = passed_over(object, engine);
+            out.passed.push(format!("document {document}: {what}"));
+            continue;
         }
-        return Ok(None);
+        let rendered = render_object(engine, object, kind, &object_ref, document, first_line)?;
+        out.matched += 1;
+        out.stats.local_jobs_labelled += rendered.stats.local_jobs_labelled;
+        out.stats.federation_jobs += rendered.stats.federation_jobs;
+        out.stats.rules_rewritten += rendered.stats.rules_rewritten;
+        out.stats.selectors_scoped += rendered.stats.selectors_scoped;
+        (out.warnings).extend(
+            rendered
+                .warnings
+                .iter()
+                .map(|w| format!("{}: {w}", rendered.name)),
+        );
+        if rendered.changed {
+            out.changed += 1;
+            changed = true;
+        }
     }
-    let object_name = describe(kind, &object);
-    let label = format!(" ({object_name})");
-    let content = kind
-        .from_yaml(&root)
-        .map_err(|reason| fail(&label, reason))?;
+    Ok(original
+        .filter(|_| changed)
+        .map(|original| yaml::emit_in_place_over(body, &original, &places, &root)))
+}
+
+/// What rendering one selected object did.
+struct ObjectRendered {
+    /// `Kind namespace/name`.
+    name: String,
+    changed: bool,
+    warnings: Vec<Warning>,
+    stats: Stats,
+}
+
+/// Rewrite one selected object (a document, or an item of a List) in place.
+fn render_object(
+    engine: &Engine,
+    object: &mut Node,
+    kind: Kind,
+    object_ref: &ObjectRef,
+    document: usize,
+    first_line: usize,
+) -> Result<ObjectRendered, RenderError> {
+    let name = describe(kind, object_ref);
+    let label = format!(" ({name})");
+    let fail = |reason: String| RenderError {
+        document,
+        object: label.clone(),
+        reason,
+    };
+    let content = kind.from_yaml(object).map_err(fail)?;
     let rewritten = rewrite(engine, &content).map_err(|e: engine::Error| {
         let file_line = (e.location.line)
-            .and_then(|line| kind.line_in_document(&root, &e.location.key, line))
+            .and_then(|line| kind.line_in_document(object, &e.location.key, line))
             .map(|line| first_line + line - 1);
         match file_line {
-            Some(n) => fail(&label, format!("{e}; line {n} of the stream")),
-            None => fail(&label, e.to_string()),
+            Some(n) => fail(format!("{e}; line {n} of the stream")),
+            None => fail(e.to_string()),
         }
     })?;
-    // The tree as read, so that writing the changed one over `body` need not parse it again.
-    let original = root.clone();
-    if !kind.write_yaml(&mut root, &content, &rewritten.content) {
-        return Ok(Some((
-            None,
-            object_name,
-            rewritten.warnings,
-            rewritten.stats,
-        )));
+    let changed = kind.write_yaml(object, &content, &rewritten.content);
+    Ok(ObjectRendered {
+        name,
+        changed,
+        warnings: rewritten.warnings,
+        stats: rewritten.stats,
+    })
+}
+
+/// What `promfed check --objects` found in a stream of objects as they are stored.
+#[derive(Debug, Clone, Default)]
+pub struct Checked {
+    /// Every selected object render would change, or cannot rewrite, one line each.
+    pub findings: Vec<String>,
+    /// Objects the config selects.
+    pub selected: usize,
+    /// What was looked at and not selected, as in [`Rendered::passed`].
+    pub passed: Vec<String>,
+}
+
+impl Checked {
+    /// As [`Rendered::nothing_selected`].
+    pub fn nothing_selected(&self) -> Option<String> {
+        (self.selected == 0).then(|| nothing_selected(&self.passed))
     }
-    let text = yaml::emit_in_place_over(body, &original, &places, &root);
-    Ok(Some((
-        Some(text),
-        object_name,
-        rewritten.warnings,
-        rewritten.stats,
-    )))
 }
 
 /// What `promfed check --objects` found in a stream of objects as they are stored (documents,
-/// or a `kind: List` as `kubectl get -o yaml` prints it): every object promfed selects that
-/// render would change, i.e. that did not come through promfed (the webhook was down, or
-/// bypassed), and every one it cannot rewrite. Empty when all are as promfed writes them.
-pub fn check_objects(engine: &Engine, input: &str) -> Result<Vec<String>, RenderError> {
-    let mut findings = Vec::new();
+/// or a `kind: List` as `kubectl get -o yaml` prints it, read as `render` reads it): every
+/// object promfed selects that render would change, i.e. that did not come through promfed
+/// (the webhook was down, or bypassed), and every one it cannot rewrite.
+pub fn check_objects(engine: &Engine, input: &str) -> Result<Checked, RenderError> {
+    let mut out = Checked::default();
     for (index, chunk) in split_documents(input).into_iter().enumerate() {
         let document = index + 1;
         let root = yaml::parse(chunk.body, Limits::default()).map_err(|e| RenderError {
@@ -148,20 +268,16 @@ pub fn check_objects(engine: &Engine, input: &str) -> Result<Vec<String>, Render
             reason: format!("not valid YAML: {e}"),
         })?;
         let Some(root) = root else { continue };
-        let is_list = root.get("kind").and_then(Node::as_str) == Some("List");
-        let items: Vec<&Node> = match root.get("items").and_then(Node::as_seq) {
-            Some(items) if is_list => items.iter().collect(),
-            _ => vec![&root],
-        };
-        for item in items {
-            let Some(kind) = Kind::of_yaml(item) else {
+        for item in objects(&root) {
+            let Some(kind) =
+                Kind::of_yaml(item).filter(|kind| engine.matches(&kind.object_ref_yaml(item)))
+            else {
+                let what = passed_over(item, engine);
+                out.passed.push(format!("document {document}: {what}"));
                 continue;
             };
-            let object = kind.object_ref_yaml(item);
-            if !engine.matches(&object) {
-                continue;
-            }
-            let name = describe(kind, &object);
+            out.selected += 1;
+            let name = describe(kind, &kind.object_ref_yaml(item));
             let finding = match kind.from_yaml(item) {
                 Err(reason) => Some(format!("{name}: cannot be rewritten: {reason}")),
                 Ok(content) => match rewrite(engine, &content) {
@@ -178,10 +294,10 @@ pub fn check_objects(engine: &Engine, input: &str) -> Result<Vec<String>, Render
                     Ok(_) => None,
                 },
             };
-            findings.extend(finding);
+            out.findings.extend(finding);
         }
     }
-    Ok(findings)
+    Ok(out)
 }
 
 /// The engine on an object's content, within the default work limits and no deadline.
@@ -321,6 +437,26 @@ fn split_documents(input: &str) -> Vec<Chunk<'_>> {
         body: &input[start..],
     });
     chunks
+}
+
+/// The text `--diff` compares: the stream with every JSON document (one whose first character
+/// is `{`) written as YAML, as render writes a JSON document it changes. A JSON object is then
+/// diffed line by line, not as one line of hundreds of changes.
+pub fn diff_view(input: &str) -> std::borrow::Cow<'_, str> {
+    let chunks = split_documents(input);
+    let is_json = |chunk: &Chunk<'_>| chunk.body.trim_start().starts_with('{');
+    if !chunks.iter().any(is_json) {
+        return input.into();
+    }
+    let mut out = String::with_capacity(input.len());
+    for chunk in &chunks {
+        out.push_str(chunk.separator);
+        match yaml::parse(chunk.body, Limits::default()) {
+            Ok(Some(root)) if is_json(chunk) => out.push_str(&yaml::emit(&root)),
+            _ => out.push_str(chunk.body),
+        }
+    }
+    out.into()
 }
 
 /// A unified diff of a rendering, for `--diff`.

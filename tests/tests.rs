@@ -24,6 +24,9 @@ mod apiserver;
 #[path = "it/attacks.rs"]
 mod attacks;
 
+#[path = "it/chart.rs"]
+mod chart;
+
 #[path = "it/cli.rs"]
 mod cli;
 
@@ -57,17 +60,26 @@ mod image;
 #[path = "it/installs.rs"]
 mod installs;
 
+#[path = "it/limits.rs"]
+mod limits;
+
 #[path = "it/node.rs"]
 mod node;
 
 #[path = "it/operator.rs"]
 mod operator;
 
+#[path = "it/package.rs"]
+mod package;
+
 #[path = "it/properties.rs"]
 mod properties;
 
 #[path = "it/promql.rs"]
 mod promql;
+
+#[path = "it/releases.rs"]
+mod releases;
 
 #[path = "it/security.rs"]
 mod security;

@@ -34,6 +34,19 @@ pub struct ScrapeConfigObjects {
 }
 
 impl Operator {
+    /// Why the ScrapeConfig objects (and the alerts' PrometheusRule) written with these
+    /// settings may be picked up by no Prometheus: without labels they carry only promfed's
+    /// own, which a `scrapeConfigSelector` matches only when it is empty (`{}`).
+    pub fn selection_warning(&self) -> Option<String> {
+        self.scrape_configs.labels.is_empty().then(|| {
+            "operator.scrapeConfigs.labels is not set: the objects carry only \
+             app.kubernetes.io/managed-by=promfed, which a Prometheus picks up only if its \
+             scrapeConfigSelector is {} (kube-prometheus-stack's is `release: <release>`): set \
+             operator.scrapeConfigs.labels to the labels your Prometheus object selects"
+                .to_string()
+        })
+    }
+
     /// The problem with a setting: its path under `operator` and why.
     pub fn problem(&self) -> Option<(String, String)> {
         let objects = &self.scrape_configs;

@@ -11,7 +11,7 @@ pub mod work;
 use std::fmt;
 
 use crate::config::{Config, ConfigError, ConfigErrorKind};
-use crate::object::{Content, ObjectRef};
+use crate::object::{Content, ObjectRef, configmap};
 use crate::promql::{self, ScopeOp, Scoper};
 use crate::yaml;
 use federation::Federation;
@@ -74,6 +74,10 @@ pub enum ErrorKind {
     PromQl,
     /// Over the review's work budget, past its deadline, or cancelled ([`Work`]).
     Work,
+    /// An object that would be over Kubernetes' size limit for its kind (a ConfigMap's
+    /// data, [`crate::object::configmap::MAX_DATA_BYTES`]) before or after the rewrite: the
+    /// API server would refuse to store it.
+    Size,
 }
 
 impl Error {
@@ -119,7 +123,7 @@ pub struct Rewrite {
 impl Rewrite {
     /// Keys whose value differs from `input` (or that `input` lacks).
     pub fn changed_keys<'a>(&'a self, input: &[(String, String)]) -> Vec<&'a str> {
-        crate::object::configmap::changed_keys(input, &self.data)
+        configmap::changed_keys(input, &self.data)
     }
 }
 
@@ -203,7 +207,27 @@ impl Engine {
     pub fn rewrite_object(&self, content: &Content, work: &mut Work) -> Result<Rewritten, Error> {
         match content {
             Content::ConfigMap(data) => {
+                let before = configmap::data_bytes(data);
+                if before > configmap::MAX_DATA_BYTES {
+                    return Err(size_error(format!(
+                        "the ConfigMap's data is {before} bytes, over Kubernetes' limit of {} \
+                         bytes for a ConfigMap's data: the API server refuses to store it \
+                         whatever promfed does",
+                        configmap::MAX_DATA_BYTES
+                    )));
+                }
                 let rewrite = self.rewrite_within(data, work)?;
+                let after = configmap::data_bytes(&rewrite.data);
+                if after > configmap::MAX_DATA_BYTES {
+                    return Err(size_error(format!(
+                        "promfed's rewrite would make the ConfigMap's data {after} bytes (it is \
+                         {before} bytes now), over Kubernetes' limit of {} bytes for a \
+                         ConfigMap's data: the API server would refuse to store it. Keep some \
+                         rule files in a ConfigMap of their own, or leave groups out of the \
+                         rewrite with rules.exclude",
+                        configmap::MAX_DATA_BYTES
+                    )));
+                }
                 Ok(Rewritten {
                     content: Content::ConfigMap(rewrite.data),
                     warnings: rewrite.warnings,
@@ -369,6 +393,15 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// An object over Kubernetes' size limit, located at its data.
+fn size_error(reason: String) -> Error {
+    let location = Location {
+        key: "data".into(),
+        ..Location::default()
+    };
+    Error::new(ErrorKind::Size, location, reason)
 }
 
 /// The federation alert group must load in Prometheus like everything else promfed writes.

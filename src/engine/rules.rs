@@ -164,15 +164,20 @@ pub fn rewrite(root: &mut Node, key: &str, cx: Context<'_>) -> Result<bool, Erro
                 let result = match memo.get(&expr) {
                     Some(result) => result.clone(),
                     None => {
-                        // Each distinct expression is scoped once and counted once.
-                        work.spend_promql(&expr).map_err(|reason| {
-                            Error::new(
-                                ErrorKind::Work,
-                                at(Some(&name), item.clone(), expr_line),
-                                reason,
-                            )
-                        })?;
+                        // Each distinct expression is scoped once and counted once, after
+                        // scoping: the parser's limits bound one expression's cost, and its
+                        // errors name what is wrong.
                         let result = scoper.scope(&expr);
+                        if let Ok(scoped) = &result {
+                            work.spend_promql(&expr, scoped.full_path)
+                                .map_err(|reason| {
+                                    Error::new(
+                                        ErrorKind::Work,
+                                        at(Some(&name), item.clone(), expr_line),
+                                        reason,
+                                    )
+                                })?;
+                        }
                         memo.insert(expr.clone(), result.clone());
                         result
                     }

@@ -6,6 +6,17 @@ use sha2::{Digest, Sha256};
 
 use crate::yaml::Node;
 
+/// Kubernetes' limit on a ConfigMap's size: the bytes of its `data` and `binaryData` keys
+/// and values together (the API server's validation, `MaxSecretSize`; over it, a write is
+/// refused with "Too long: must have at most 1048576 bytes").
+pub const MAX_DATA_BYTES: usize = 1024 * 1024;
+
+/// The bytes of `data` as Kubernetes counts them against [`MAX_DATA_BYTES`]: every key and
+/// value.
+pub fn data_bytes(data: &[(String, String)]) -> usize {
+    data.iter().map(|(k, v)| k.len() + v.len()).sum()
+}
+
 /// The keys of a review object's `data`.
 pub fn keys_json(object: &Map<String, Value>) -> Vec<String> {
     (object.get("data").and_then(Value::as_object))

@@ -159,9 +159,11 @@ impl Reservation {
         let more = (want - self.kib) as u32;
         let started = Instant::now();
         let until = deadline.min(started + self.wait_left);
-        self.budget.waiting.fetch_add(1, Ordering::Relaxed);
+        // Counted by a guard: a waiter whose client hung up (its future dropped mid-wait,
+        // as hyper does on an HTTP/1 close or an HTTP/2 RST_STREAM) is no longer counted.
+        let waiting = Waiting::count(&self.budget.waiting);
         let taken = self.take(more, until).await;
-        self.budget.waiting.fetch_sub(1, Ordering::Relaxed);
+        drop(waiting);
         self.wait_left = self.wait_left.saturating_sub(started.elapsed());
         let taken = taken?;
         self.held.extend(taken);
@@ -184,18 +186,10 @@ impl Reservation {
                 return Err(short);
             }
             let total = short == Short::Budget && share.available_permits() < kib as usize;
-            if total {
-                self.budget
-                    .waiting_for_total
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+            let waiting = total.then(|| Waiting::count(&self.budget.waiting_for_total));
             let acquired =
                 tokio::time::timeout_at(until, share.clone().acquire_many_owned(kib)).await;
-            if total {
-                self.budget
-                    .waiting_for_total
-                    .fetch_sub(1, Ordering::Relaxed);
-            }
+            drop(waiting);
             match acquired {
                 Ok(Ok(permit)) => taken.push(permit),
                 // Never closed; a timeout is the share being full.
@@ -203,6 +197,23 @@ impl Reservation {
             }
         }
         Ok(taken)
+    }
+}
+
+/// One waiter counted in a gauge for as long as it lives: dropped with the future that waits,
+/// however that future ends.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn count(gauge: &'a AtomicUsize) -> Waiting<'a> {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Waiting(gauge)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -302,5 +313,41 @@ mod tests {
         assert_eq!(budget.waiting(), 1);
         drop(all);
         assert_eq!(waiter.await.unwrap(), Ok(1024));
+    }
+
+    /// A waiter whose client hangs up (its future dropped mid-wait) is counted no more: the
+    /// issue's `/readyz` stuck at 503 for good after three such waiters.
+    #[tokio::test]
+    async fn a_waiter_that_is_dropped_is_no_longer_counted() {
+        let budget = Arc::new(BodyBudget::new());
+        let mut most = budget.reserve(None, None);
+        most.cover(BODY_BUDGET_BYTES - 1024, soon()).await.unwrap();
+        let waiters: Vec<_> = (0..3)
+            .map(|n| {
+                let budget = budget.clone();
+                let address = IpAddr::from([10, 0, 0, n]);
+                tokio::spawn(async move {
+                    let mut r = budget.reserve(Some(address), Some(BodyBudget::connection_share()));
+                    r.cover(MAX_BODY_BYTES, soon()).await
+                })
+            })
+            .collect();
+        while budget.waiting_for_total() < 3 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(budget.waiting(), 3);
+        for waiter in &waiters {
+            waiter.abort();
+        }
+        for waiter in waiters {
+            assert!(waiter.await.unwrap_err().is_cancelled());
+        }
+        assert_eq!((budget.waiting(), budget.waiting_for_total()), (0, 0));
+        assert!(
+            budget.addresses.lock().unwrap().is_empty(),
+            "their addresses are forgotten"
+        );
+        drop(most);
+        assert_eq!(budget.free_bytes(), BODY_BUDGET_BYTES);
     }
 }

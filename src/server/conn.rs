@@ -1,16 +1,26 @@
 //! Connections: how many, for how long, and how they end.
 //!
 //! Every listener has a [`Tracker`] with [`ConnLimits`]: at most `max` connections, at most
-//! `per_address` from one client address. On a full listener, a new connection takes the
-//! place of an *idle* one (no request in flight: still shaking hands, waiting for its first
-//! request, kept alive between requests, lingering) of the address that holds the most
-//! connections, idle longest first, if that address holds at least two more than the
-//! newcomer's; otherwise (and from an address at its own cap) the new connection is closed at
-//! once, which costs an accept and a close. So connections left idle by a neighbour can never
-//! keep another client out, a neighbour re-opening its connections as fast as they close
-//! churns nothing, and the memory of the connections is bounded by the caps, whatever the
-//! number of connections attempted (the rest wait in the kernel's accept queue or are
-//! closed).
+//! `per_address` from one client address. A new connection over a cap takes the place of an
+//! *idle* connection (no request in flight: still shaking hands, waiting for its first
+//! request, kept alive between requests, lingering), judged connection by connection, not
+//! by how many its address holds:
+//! - from an address at its own cap: that address's own connection (chosen as below), so
+//!   that a neighbour sharing the API server's (or the kubelet's) address cannot keep it
+//!   out with idle connections, and only churns its own;
+//! - on a full listener: first a connection that has sent no request for a second, then
+//!   one of an address holding more than its fair share of the listener (the cap over the
+//!   number of addresses), then one kept alive between requests, and a connection younger
+//!   than a second that is still shaking hands last; within each, the one idle longest. A
+//!   client with a request in flight is never closed, a client that opens a connection per
+//!   review gets one while any is idle, many addresses holding one idle connection each
+//!   lose them in turn, and a neighbour flooding the listener from a few addresses churns
+//!   its own.
+//!
+//! Only when every connection in reach is busy is the new one closed at once, which costs
+//! an accept and a close. The memory of the connections is bounded by the caps, whatever the
+//! number of connections attempted (the rest wait in the kernel's accept queue or replace
+//! idle ones).
 //!
 //! Each connection has one timer task (`serve_connection`): its first request must arrive
 //! within `first_request` of the accept (the TLS handshake included), a connection with
@@ -77,13 +87,16 @@ pub const HTTPS_LIMITS: ConnLimits = ConnLimits {
     streams: 32,
 };
 
-/// The metrics listener: the kubelet's probes (a connection each) and a Prometheus or two.
+/// The metrics listener: the kubelet's probes (a connection each, from the node's address,
+/// which host-network pods share) and a Prometheus or two. Small and quick to let go: a
+/// probe or a scrape sends its request at once, so idle connections are closed after 2 s
+/// before a first request and 5 s between requests, and a probe replaces an idle one.
 pub const METRICS_LIMITS: ConnLimits = ConnLimits {
-    max: 32,
+    max: 16,
     per_address: 8,
-    first_request: Duration::from_secs(10),
-    idle: Duration::from_secs(10),
-    send: Duration::from_secs(10),
+    first_request: Duration::from_secs(2),
+    idle: Duration::from_secs(5),
+    send: Duration::from_secs(5),
     streams: 8,
 };
 
@@ -99,6 +112,10 @@ const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(5);
 const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// After an idle connection was asked to close (HTTP/2 GOAWAY), how long it may take.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// A new connection this young that has sent no request yet is given up for a newcomer only
+/// when nothing else can be: a TLS handshake and a first request take milliseconds, and a
+/// neighbour re-opening connections must not close a client's before it could send one.
+const HANDSHAKE_GRACE: Duration = Duration::from_secs(1);
 /// How often a connection's timers are checked.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -260,15 +277,44 @@ struct Open {
 }
 
 impl Open {
-    /// Close the idle connection of `peer` that has been idle the longest.
-    fn evict_from(&mut self, peer: IpAddr) -> bool {
-        let oldest = self
-            .conns
+    /// The idle connection a newcomer from `newcomer` replaces on a listener of `max`
+    /// connections, among those of `among` (all when `None`). Busy connections are never
+    /// chosen; of the idle ones, by class, then the one idle longest:
+    /// 1. one that has sent no request for [`HANDSHAKE_GRACE`];
+    /// 2. one of an address holding more than its fair share (`max` over the number of
+    ///    addresses, the newcomer's included): a neighbour that floods the listener gives
+    ///    up its own before a client holding less loses its kept connection;
+    /// 3. one kept alive between requests;
+    /// 4. one within its grace (a client shaking hands or sending its first request, as
+    ///    every new connection of a well-behaved client is) of an address within its share.
+    fn victim(&self, newcomer: IpAddr, among: Option<IpAddr>, max: usize) -> Option<Arc<ConnInfo>> {
+        let addresses =
+            self.per_address.len() + usize::from(!self.per_address.contains_key(&newcomer));
+        let over_share =
+            |peer: &IpAddr| self.per_address.get(peer).copied().unwrap_or(0) * addresses > max;
+        self.conns
             .values()
-            .filter(|c| c.peer == peer && !c.busy())
-            .max_by_key(|c| (c.idle_for(), std::cmp::Reverse(c.id)))
-            .cloned();
-        match oldest {
+            .filter(|c| !c.busy() && among.is_none_or(|p| c.peer == p))
+            .max_by_key(|c| {
+                let fresh = c.requests.load(Ordering::SeqCst) == 0;
+                let idle = c.idle_for();
+                let class = if fresh && idle >= HANDSHAKE_GRACE {
+                    3
+                } else if over_share(&c.peer) {
+                    2
+                } else if !fresh {
+                    1
+                } else {
+                    0
+                };
+                (class, idle, std::cmp::Reverse(c.id))
+            })
+            .cloned()
+    }
+
+    /// Close the [`Open::victim`] for a newcomer from `newcomer`; whether there was one.
+    fn evict(&mut self, newcomer: IpAddr, among: Option<IpAddr>, max: usize) -> bool {
+        match self.victim(newcomer, among, max) {
             Some(conn) => {
                 self.remove(&conn);
                 conn.evicted.store(true, Ordering::SeqCst);
@@ -277,23 +323,6 @@ impl Open {
             }
             None => false,
         }
-    }
-
-    /// Make room for a connection from an address holding `holds` connections: close an
-    /// idle connection of the address with the most connections (the next one down when all
-    /// of that address's are busy), if it holds at least two more than the newcomer's (so
-    /// that two busy addresses do not take turns closing each other's connections).
-    fn evict_for(&mut self, holds: usize) -> bool {
-        let mut addresses: Vec<(IpAddr, usize)> = self
-            .per_address
-            .iter()
-            .filter(|(_, n)| **n >= holds + 2)
-            .map(|(a, n)| (*a, *n))
-            .collect();
-        addresses.sort_by_key(|a| std::cmp::Reverse(a.1));
-        addresses
-            .into_iter()
-            .any(|(address, _)| self.evict_from(address))
     }
 
     fn remove(&mut self, conn: &ConnInfo) -> bool {
@@ -351,10 +380,10 @@ impl Tracker {
         let mut open = self.open();
         let from_peer = open.per_address.get(&peer).copied().unwrap_or(0);
         let room = if from_peer >= self.limits.per_address {
-            // An address at its cap opens no more; its own connections stay.
-            false
+            // An address at its cap gives up one of its own.
+            open.evict(peer, Some(peer), self.limits.max)
         } else if open.conns.len() >= self.limits.max {
-            open.evict_for(from_peer)
+            open.evict(peer, None, self.limits.max)
         } else {
             true
         };
@@ -624,37 +653,102 @@ impl tower::Service<Request<Incoming>> for Tracked {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_full_listener_replaces_idle_connections_of_the_busiest_address_only() {
+    fn tracker(max: usize, per_address: usize) -> Arc<Tracker> {
         let engine = crate::Engine::new(crate::Config::default()).unwrap();
         let state = AppState::new(crate::admission::Admission::new(engine, 1));
         let limits = ConnLimits {
-            max: 4,
-            per_address: 3,
+            max,
+            per_address,
             ..HTTPS_LIMITS
         };
-        let tracker = Tracker::new("https", limits, state);
-        let ip = |n: u8| IpAddr::from([10, 0, 0, n]);
+        Tracker::new("https", limits, state)
+    }
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, n])
+    }
+
+    fn evicted(slot: &Slot) -> bool {
+        slot.info().evicted.load(Ordering::SeqCst)
+    }
+
+    /// A connection that has had a request and is idle again.
+    fn used(slot: &Slot) {
+        drop(slot.info().start_request());
+    }
+
+    #[test]
+    fn an_address_at_its_cap_gives_up_its_own_idle_connection() {
+        let tracker = tracker(8, 3);
         let a: Vec<Slot> = (0..3).map(|_| tracker.admit(ip(1)).unwrap()).collect();
-        assert!(
-            tracker.admit(ip(1)).is_none(),
-            "an address at its cap opens no more"
-        );
         let b = tracker.admit(ip(2)).unwrap();
-        assert_eq!(tracker.len(), 4);
-        // Full: a newcomer from an address with none replaces one of the busiest's.
-        let c = tracker.admit(ip(3)).unwrap();
-        assert_eq!(tracker.len(), 4);
+        used(&a[1]);
+        // Within their grace, connections that sent no request go last: the used one first.
+        let a3 = tracker.admit(ip(1)).unwrap();
+        assert!(evicted(&a[1]) && !evicted(&a[0]) && !evicted(&a[2]) && !evicted(&b));
+        // Past it, they go first, the oldest first.
+        std::thread::sleep(HANDSHAKE_GRACE + Duration::from_millis(100));
+        used(&a3);
+        let a4 = tracker.admit(ip(1)).unwrap();
+        assert!(evicted(&a[0]) && !evicted(&a[2]) && !evicted(&a3));
+        // Busy ones stay; with every one of the address busy, the newcomer is refused.
+        let _busy = [&a[2], &a3, &a4].map(|s| s.info().start_request());
+        assert!(tracker.admit(ip(1)).is_none());
         assert!(
-            a[0].info().evicted.load(Ordering::SeqCst),
-            "the oldest idle one"
+            tracker.admit(ip(3)).is_some(),
+            "other addresses are not concerned"
         );
-        // 2, 1, 1: no address holds two more than the newcomer's.
-        assert!(tracker.admit(ip(2)).is_none());
-        // Busy connections are never replaced.
-        let _busy: Vec<RequestGuard> = a[1..].iter().map(|s| s.info().start_request()).collect();
-        assert!(tracker.admit(ip(4)).is_none());
-        drop((a, b, c));
+        drop(b);
+    }
+
+    #[test]
+    fn a_full_listener_gives_up_the_longest_idle_and_spares_new_clients() {
+        let tracker = tracker(4, 4);
+        // Four addresses holding one used, idle connection each (the 160 addresses).
+        let held: Vec<Slot> = (1..=4).map(|n| tracker.admit(ip(n)).unwrap()).collect();
+        for slot in &held {
+            used(slot);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // A client opening a connection per review gets one: the longest idle goes.
+        let first = tracker.admit(ip(9)).unwrap();
+        assert!(evicted(&held[0]) && !evicted(&held[1]));
+        assert_eq!(tracker.len(), 4);
+        // The next newcomer does not close it while it shakes hands: the next longest idle.
+        let second = tracker.admit(ip(10)).unwrap();
+        assert!(!evicted(&first) && evicted(&held[1]));
+        // A connection that sent nothing for its grace goes before any used one.
+        std::thread::sleep(HANDSHAKE_GRACE + Duration::from_millis(100));
+        used(&held[2]);
+        used(&held[3]);
+        let third = tracker.admit(ip(11)).unwrap();
+        assert!(evicted(&first) && !evicted(&second) && !evicted(&held[2]));
+        // Never busy ones.
+        let _busy: Vec<RequestGuard> = [&held[2], &held[3], &second, &third]
+            .iter()
+            .map(|s| s.info().start_request())
+            .collect();
+        assert!(tracker.admit(ip(12)).is_none());
+        drop((held, first, second, third));
         assert_eq!(tracker.len(), 0);
+    }
+
+    #[test]
+    fn a_flood_gives_up_its_own_before_a_client_within_its_share() {
+        let tracker = tracker(6, 6);
+        let well_behaved = tracker.admit(ip(1)).unwrap();
+        let attacker: Vec<Slot> = (0..5).map(|_| tracker.admit(ip(2)).unwrap()).collect();
+        // The well-behaved client's connection is the oldest fresh one, but its address
+        // holds one: the attacker's go first, while it holds more.
+        let newcomers: Vec<Slot> = (0..4)
+            .map(|n| {
+                let newcomer = tracker.admit(ip(3 + n)).unwrap();
+                assert!(evicted(&attacker[n as usize]), "{n}");
+                newcomer
+            })
+            .collect();
+        assert!(!evicted(&well_behaved));
+        assert_eq!(tracker.len(), 6);
+        drop(newcomers);
     }
 }

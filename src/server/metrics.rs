@@ -86,6 +86,7 @@ pub struct Metrics {
     pub internal_errors: Counter,
     pub config_reloads: Family<ResultLabels, Counter>,
     pub config_generation: Gauge,
+    pub config_reloads_skipped: Counter,
     pub certificate_reloads: Family<ResultLabels, Counter>,
     pub certificate_expiry: Gauge,
     pub client_ca_reloads: Family<ResultLabels, Counter>,
@@ -140,6 +141,12 @@ impl Metrics {
             "config_reloads",
             "Config file reloads after a change, by result; a failed one keeps the last good config",
             config_reloads.clone(),
+        );
+        let config_reloads_skipped = Counter::default();
+        registry.register(
+            "config_reloads_skipped",
+            "Config file contents not loaded because they changed again before staying the same for a quiet period (a file written in place)",
+            config_reloads_skipped.clone(),
         );
         let config_generation = Gauge::default();
         registry.register(
@@ -229,6 +236,7 @@ impl Metrics {
             cache,
             internal_errors,
             config_reloads,
+            config_reloads_skipped,
             config_generation,
             certificate_reloads,
             certificate_expiry,

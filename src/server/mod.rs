@@ -27,6 +27,6 @@ pub use budget::BODY_BUDGET_BYTES;
 pub use handlers::{metrics_router, router};
 pub(crate) use serve::stopped;
 pub use serve::{ServeArgs, run, serve};
-pub use state::{AppState, BODY_TIMEOUT, REVIEW_DEADLINE, SATURATED_WAIT};
+pub use state::{AppState, BODY_TIMEOUT, REVIEW_DEADLINE};
 pub use telemetry::LogFormat;
 pub(crate) use telemetry::printable;

@@ -11,10 +11,19 @@
 //! swap between the two reads gives a new certificate with the old key, a pair that was never
 //! on disk. The next poll reads the new pair and loads it; counting the torn read as a failed
 //! reload would set off an alert for a rotation that went well.
+//!
+//! The config is taken only once its contents have stayed the same for a quiet period
+//! ([`CONFIG_QUIET`], [`Watched::settling`]): a file rewritten in place (not the kubelet's
+//! `..data` swap) can be read half written, and the first two thirds of a config are often
+//! a valid config (federation jobs without their `tls_config`) that a load cannot tell from
+//! the whole. Contents that change again before they settled were never loaded: counted in
+//! `promfed_config_reloads_skipped_total`. A writer that pauses for longer than the quiet
+//! period mid-file can still be read half way; the `..data` swap of a mounted ConfigMap
+//! cannot.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
@@ -28,12 +37,19 @@ use crate::Engine;
 use crate::admission::Admission;
 use crate::redact::withhold_values;
 
+/// How long the config file's new contents must stay the same before they are loaded.
+pub const CONFIG_QUIET: Duration = Duration::from_secs(1);
+
 /// Files that are loaded together (a certificate and its key): a change to any is one change.
 #[derive(Debug)]
 pub struct Watched {
     paths: Vec<PathBuf>,
     seen: [u8; 32],
     last_error: Option<String>,
+    /// New contents are reported only after staying the same this long.
+    quiet: Duration,
+    /// New contents not reported yet: their digest and when they were first read.
+    settling: Option<([u8; 32], Instant)>,
 }
 
 /// What a poll found.
@@ -42,6 +58,9 @@ pub enum Poll {
     Unchanged,
     /// New contents, one per path, in order.
     Changed(Vec<Vec<u8>>),
+    /// New contents that changed again before they had stayed the same for the quiet
+    /// period: never loaded.
+    Skipped,
     /// A file could not be read (reported once per distinct error).
     Unreadable(String),
 }
@@ -53,7 +72,15 @@ impl Watched {
             paths,
             seen: digest(contents),
             last_error: None,
+            quiet: Duration::ZERO,
+            settling: None,
         }
+    }
+
+    /// Report new contents only once two reads at least `quiet` apart found them the same
+    /// (with none different in between).
+    pub fn settling(self, quiet: Duration) -> Watched {
+        Watched { quiet, ..self }
     }
 
     pub async fn poll(&mut self) -> Poll {
@@ -73,8 +100,31 @@ impl Watched {
         }
         self.last_error = None;
         let hash = digest(&contents);
+        let now = Instant::now();
+        let settling = self.settling.take();
         if hash == self.seen {
-            return Poll::Unchanged;
+            // Back to what is loaded: whatever was settling is never loaded.
+            return match settling {
+                Some(_) => Poll::Skipped,
+                None => Poll::Unchanged,
+            };
+        }
+        if !self.quiet.is_zero() {
+            match settling {
+                Some((pending, since)) if pending == hash => {
+                    if now - since < self.quiet {
+                        self.settling = Some((pending, since));
+                        return Poll::Unchanged;
+                    }
+                }
+                other => {
+                    self.settling = Some((hash, now));
+                    return match other {
+                        Some(_) => Poll::Skipped,
+                        None => Poll::Unchanged,
+                    };
+                }
+            }
         }
         self.seen = hash;
         Poll::Changed(contents)
@@ -106,6 +156,8 @@ pub enum Event<T> {
     Unreadable(String),
     /// New contents that did not load, found again by the next poll.
     Rejected(anyhow::Error),
+    /// New contents that changed again before they settled ([`Poll::Skipped`]).
+    Skipped,
 }
 
 /// Holds back the failure of new contents until the next poll: the same contents again make it
@@ -125,6 +177,7 @@ impl Doubt {
     ) -> Option<Event<T>> {
         match poll {
             Poll::Unchanged => self.held.take().map(Event::Rejected),
+            Poll::Skipped => Some(Event::Skipped),
             Poll::Unreadable(error) => {
                 self.held = None;
                 Some(Event::Unreadable(error))
@@ -187,6 +240,14 @@ pub async fn watch_config(
             state.metrics().config_reload(true);
             tracing::info!(generation, "config reloaded");
         }
+        Event::Skipped => {
+            state.metrics().config_reloads_skipped.inc();
+            tracing::warn!(
+                "config file changed again before it stayed the same for {:.1} s (written in \
+                 place?); not loaded",
+                CONFIG_QUIET.as_secs_f64()
+            );
+        }
         Event::Rejected(e) => {
             state.metrics().config_reload(false);
             // The config may hold credentials (inline basic_auth): values a parse error
@@ -222,6 +283,8 @@ pub async fn watch_certificate(
             state.metrics().certificate_expiry.set(cert.not_after);
             tracing::info!(names = ?cert.names, not_after = cert.not_after, "certificate reloaded");
         }
+        // Certificates are read without a quiet period (a torn pair does not load: Doubt).
+        Event::Skipped => {}
         Event::Rejected(e) => {
             state.metrics().certificate_reload(false);
             tracing::error!(
@@ -254,6 +317,7 @@ pub async fn watch_client_ca(
             state.metrics().client_ca_reload(true);
             tracing::info!("client CA reloaded");
         }
+        Event::Skipped => {}
         Event::Rejected(e) => {
             state.metrics().client_ca_reload(false);
             tracing::error!(
@@ -361,6 +425,41 @@ mod tests {
             doubt.judge(watched.poll().await, pair_loads),
             Some(Event::Loaded(_))
         ));
+    }
+
+    /// A file rewritten in place, read half way: the half is never reported, the whole is once
+    /// it stayed the same for the quiet period, and contents replaced before they settled are
+    /// counted as skipped.
+    #[tokio::test]
+    async fn contents_are_reported_only_once_they_stay_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, "old").unwrap();
+        let quiet = Duration::from_millis(200);
+        let mut watched = Watched::new(vec![path.clone()], &[b"old".to_vec()]).settling(quiet);
+        std::fs::write(&path, "ne").unwrap();
+        assert_eq!(
+            watched.poll().await,
+            Poll::Unchanged,
+            "first read of new contents"
+        );
+        std::fs::write(&path, "new").unwrap();
+        assert_eq!(watched.poll().await, Poll::Skipped, "the half, replaced");
+        assert_eq!(
+            watched.poll().await,
+            Poll::Unchanged,
+            "not quiet long enough"
+        );
+        tokio::time::sleep(quiet).await;
+        assert_eq!(watched.poll().await, Poll::Changed(vec![b"new".to_vec()]));
+        assert_eq!(watched.poll().await, Poll::Unchanged);
+        // Changed and changed back before settling: skipped, nothing loaded.
+        std::fs::write(&path, "other").unwrap();
+        assert_eq!(watched.poll().await, Poll::Unchanged);
+        std::fs::write(&path, "new").unwrap();
+        assert_eq!(watched.poll().await, Poll::Skipped);
+        tokio::time::sleep(quiet).await;
+        assert_eq!(watched.poll().await, Poll::Unchanged);
     }
 
     #[tokio::test]

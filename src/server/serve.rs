@@ -85,12 +85,22 @@ impl ServeArgs {
             send: ms(self.send_timeout_ms),
             ..limits
         };
+        // The flags may shorten the metrics listener's own (shorter) timers, not lengthen them.
+        let metrics = timers(conn::METRICS_LIMITS);
+        let metrics = conn::ConnLimits {
+            first_request: metrics
+                .first_request
+                .min(conn::METRICS_LIMITS.first_request),
+            idle: metrics.idle.min(conn::METRICS_LIMITS.idle),
+            send: metrics.send.min(conn::METRICS_LIMITS.send),
+            ..metrics
+        };
         let https = conn::ConnLimits {
             max: self.max_connections.max(1),
             per_address: self.max_connections_per_address.max(1),
             ..timers(conn::HTTPS_LIMITS)
         };
-        (https, timers(conn::METRICS_LIMITS))
+        (https, metrics)
     }
 }
 
@@ -201,7 +211,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let every = Duration::from_millis(args.reload_interval_ms.max(10));
     tokio::spawn(reload::watch_config(
         state.clone(),
-        Watched::new(vec![files.config.clone()], &[config_text]),
+        Watched::new(vec![files.config.clone()], &[config_text]).settling(reload::CONFIG_QUIET),
         every,
         stopping.clone(),
     ));

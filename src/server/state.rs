@@ -25,9 +25,6 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// (hidden, for tests) changes it.
 pub const REVIEW_DEADLINE: Duration = Duration::from_secs(4);
 
-/// Every engine thread busy and a job waiting longer than this: `/readyz` fails.
-pub const SATURATED_WAIT: Duration = Duration::from_secs(1);
-
 /// What the handlers share: the current config (engine + cache), metrics, readiness.
 #[derive(Clone, Debug)]
 pub struct AppState(pub(super) Arc<Shared>);
@@ -114,10 +111,18 @@ impl AppState {
         self.unready().is_none()
     }
 
-    /// Why promfed cannot take reviews now, if it cannot: shutting down, the body budget in
-    /// use with requests waiting for it, or every engine thread busy with jobs waiting
-    /// longer than [`SATURATED_WAIT`]. `/readyz` fails then, so that Kubernetes routes to
+    /// Why promfed cannot take reviews now, if it cannot: shutting down, or the body budget
+    /// in use with requests waiting for it (a new review, from any address, queues behind
+    /// them: nothing at all can be read). `/readyz` fails then, so that Kubernetes routes to
     /// the other replica (`failureThreshold` 2: for 10 s).
+    ///
+    /// Not for what a new review can still get past: one address at its share (429 to it
+    /// alone), or the engine threads busy (answers from the cache flow, and the threads take
+    /// a new address's review after one of every other address's, workers.rs). Failing then
+    /// would let an attack spread over the replicas take every endpoint off the Service,
+    /// which fails every review. Every count read here is kept by guards that let go when
+    /// the request they count ends, however it ends (budget.rs, workers.rs), so readiness
+    /// comes back by itself once an attack stops.
     pub fn unready(&self) -> Option<String> {
         if !self.0.ready.load(Ordering::SeqCst) {
             return Some("starting or shutting down".into());
@@ -127,15 +132,6 @@ impl AppState {
             return Some(format!(
                 "the request-body budget ({} KiB) is in use and {waiting} requests wait for it",
                 BODY_BUDGET_BYTES / 1024
-            ));
-        }
-        let load = self.0.workers.load();
-        if load.running >= load.threads && load.oldest_wait > SATURATED_WAIT {
-            return Some(format!(
-                "all {} engine threads are busy and {} reviews wait, one for {:.1} s",
-                load.threads,
-                load.queued,
-                load.oldest_wait.as_secs_f64()
             ));
         }
         None

@@ -12,7 +12,14 @@
 //! review from elsewhere runs next to the costly one instead of after it. A queue holds at
 //! most [`QUEUED_PER_LANE`] jobs and all together [`QUEUED`]; a job that could not start
 //! before its deadline (the review's), or whose caller is gone (its cancel flag set), is not
-//! run at all.
+//! run at all. A job whose caller is gone while it waits (the client hung up: its future was
+//! dropped) leaves the queue at once, and with it what the job holds (the review's body and
+//! its share of the body budget), instead of waiting for a thread to skip it.
+//!
+//! The model is fair queuing by client address with equal weights (a round robin over the
+//! addresses with work, as a deficit round robin with one job as the quantum): an address
+//! sending many jobs waits for its own, and a new address is served after at most one job of
+//! every other address with work.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -53,6 +60,7 @@ enum Start {
 }
 
 struct Job {
+    id: u64,
     enqueued: Instant,
     start_by: Option<Instant>,
     cancel: Option<Arc<AtomicBool>>,
@@ -68,6 +76,7 @@ struct Queue {
     /// Jobs running, by lane.
     running_in: HashMap<Lane, usize>,
     closed: bool,
+    next_id: u64,
 }
 
 impl Queue {
@@ -86,6 +95,18 @@ impl Queue {
         self.running += 1;
         *self.running_in.entry(lane).or_default() += 1;
         Some((lane, job))
+    }
+
+    /// Take job `id` of `lane` out of the queue if it still waits there.
+    fn withdraw(&mut self, lane: Lane, id: u64) -> Option<Job> {
+        let at = self.lanes.iter().position(|(l, _)| *l == lane)?;
+        let jobs = &mut self.lanes[at].1;
+        let job = jobs.remove(jobs.iter().position(|job| job.id == id)?)?;
+        if jobs.is_empty() {
+            self.lanes.remove(at);
+        }
+        self.queued -= 1;
+        Some(job)
     }
 
     fn done(&mut self, lane: Lane) {
@@ -196,7 +217,8 @@ impl Workers {
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, NotRun> {
         let (answer, result) = oneshot::channel();
-        let job = Job {
+        let mut job = Job {
+            id: 0,
             enqueued: Instant::now(),
             start_by,
             cancel,
@@ -208,7 +230,7 @@ impl Workers {
                 let _ = answer.send(outcome);
             }),
         };
-        {
+        let id = {
             let mut queue = self.shared.queue();
             if queue.closed || queue.queued >= QUEUED {
                 return Err(if queue.closed {
@@ -217,17 +239,32 @@ impl Workers {
                     NotRun::Full
                 });
             }
+            let id = queue.next_id;
+            job.id = id;
             match queue.lanes.iter_mut().find(|(l, _)| *l == lane) {
                 Some((_, jobs)) if jobs.len() >= QUEUED_PER_LANE => return Err(NotRun::Full),
                 Some((_, jobs)) => jobs.push_back(job),
                 None => queue.lanes.push_back((lane, VecDeque::from([job]))),
             }
+            queue.next_id += 1;
             queue.queued += 1;
-        }
+            id
+        };
+        let _withdraw = Withdraw {
+            shared: &self.shared,
+            lane,
+            id,
+        };
         // All: a thread that may not take this lane's job lets another one try.
         self.shared.ready.notify_all();
         // A job that panicked dropped its answer channel.
         result.await.unwrap_or(Err(NotRun::Lost))
+    }
+
+    /// Jobs waiting now (for tests).
+    #[cfg(test)]
+    fn queued(&self) -> usize {
+        self.shared.queue().queued
     }
 
     pub fn load(&self) -> Load {
@@ -246,6 +283,25 @@ impl Workers {
             queued: queue.queued,
             oldest_wait,
         }
+    }
+}
+
+/// Takes a job out of the queue when its caller stops waiting for it (the future of
+/// [`Workers::run`] dropped); a job already taken by a thread is left to it.
+struct Withdraw<'a> {
+    shared: &'a Shared,
+    lane: Lane,
+    id: u64,
+}
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        let job = self.shared.queue().withdraw(self.lane, self.id);
+        if job.is_some() {
+            (self.shared.on_skip)(NotRun::Cancelled);
+        }
+        // Dropped outside the lock: what the job holds is freed with it.
+        drop(job);
     }
 }
 
@@ -410,6 +466,57 @@ mod tests {
         gate.1.notify_all();
         a1.await.unwrap().unwrap();
         a2.await.unwrap().unwrap();
+    }
+
+    /// A job whose caller stops waiting leaves the queue at once, and what it holds is freed
+    /// (the issue: budget held by reviews whose client hung up, and `/readyz` stuck).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_whose_caller_is_gone_leaves_the_queue_and_frees_what_it_holds() {
+        let workers = Workers::new(1);
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let held = {
+            let (workers, gate) = (workers.clone(), gate.clone());
+            tokio::spawn(async move {
+                workers
+                    .run(None, None, None, move || {
+                        let (open, turn) = &*gate;
+                        let mut open = open.lock().unwrap();
+                        while !*open {
+                            open = turn.wait(open).unwrap();
+                        }
+                    })
+                    .await
+            })
+        };
+        while workers.load().running == 0 {
+            tokio::task::yield_now().await;
+        }
+        let holds = Arc::new(());
+        let waiting: Vec<_> = (0..3u8)
+            .map(|n| {
+                let (workers, holds) = (workers.clone(), holds.clone());
+                tokio::spawn(async move {
+                    let lane = Some(IpAddr::from([10, 0, 0, n]));
+                    workers.run(lane, None, None, move || drop(holds)).await
+                })
+            })
+            .collect();
+        while workers.queued() < 3 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(Arc::strong_count(&holds), 4);
+        for job in &waiting {
+            job.abort();
+        }
+        for job in waiting {
+            assert!(job.await.unwrap_err().is_cancelled());
+        }
+        assert_eq!(workers.queued(), 0);
+        assert_eq!(Arc::strong_count(&holds), 1, "what the jobs held is freed");
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        held.await.unwrap().unwrap();
+        assert_eq!(workers.run(None, None, None, || 5).await, Ok(5));
     }
 
     #[tokio::test]

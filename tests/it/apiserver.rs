@@ -427,6 +427,42 @@ fn a_one_megabyte_configmap_goes_through_the_api_server() {
     assert_stored_federated(cluster, &object, "the 1 MB ConfigMap");
 }
 
+/// A ConfigMap within Kubernetes' limit whose rewrite would not be (800 kB of notes promfed
+/// does not read, and 100 kB of tiny rules that grow to about 290 kB) is refused with
+/// promfed's message naming both sizes, not with the API server's `Too long` that does not
+/// name promfed; nothing is stored.
+#[test]
+fn a_configmap_the_rewrite_would_push_over_the_limit_is_refused_by_promfed() {
+    let cluster = cluster!();
+    let namespace = "toobig";
+    cluster.namespace(namespace);
+    let mut object = configmap("tkg/prometheus-server-configmap.yaml", namespace, None);
+    let rules = crate::limits::dense_rule_file(crate::limits::Shape::TinyRules, 100_000);
+    object["data"]["recording_rules.yml"] = json!(rules);
+    object["data"]["notes.txt"] = json!("promfed does not read this line.\n".repeat(25_000));
+    let size: usize = (object["data"].as_object().unwrap().iter())
+        .map(|(k, v)| k.len() + v.as_str().unwrap().len())
+        .sum();
+    let file = write_temp(&object);
+    let out = cluster.kubectl(&["create", "-f", file.path().to_str().unwrap()], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "stored: {stderr}");
+    for want in [
+        "admission webhook",
+        "promfed cannot rewrite ConfigMap",
+        "over Kubernetes' limit of 1048576 bytes",
+        &format!("(it is {size} bytes now)"),
+    ] {
+        assert!(stderr.contains(want), "{want:?} not in {stderr}");
+    }
+    assert!(!stderr.contains("Too long"), "{stderr}");
+    let get = cluster.kubectl(
+        &["get", "configmap", "-n", namespace, "prometheus-server"],
+        None,
+    );
+    assert!(!get.status.success(), "nothing is stored");
+}
+
 // ---------------------------------------------------------------------------------------
 // e. TLS as the API server checks it
 
@@ -1006,4 +1042,145 @@ fn a_webhook_that_changes_the_configmap_after_promfed_has_promfed_called_again()
         "the same object written again: promfed reviewed it {} times",
         cluster.reviews() - reviews
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Dashboards a chart manages (docs/install.md): scripts/chart-dashboards.sh on
+// kube-prometheus-stack's ConfigMaps
+
+/// kube-prometheus-stack ships kube-prometheus' dashboards (its chart syncs them from
+/// kube-prometheus' grafana-dashboardDefinitions) as ConfigMaps labelled
+/// `app: kube-prometheus-stack-grafana` and `grafana_dashboard: "1"`, which every `helm upgrade`
+/// writes again. The recipe turns them into ConfigMaps of one's own, multi-cluster: each
+/// stored dashboard is what `promfed dashboard` makes of the chart's, with a `cluster`
+/// variable and no unscoped selector; the chart's datasource and promfed's own dashboards
+/// are left out; run again, the recipe writes the same.
+#[test]
+fn chart_dashboards_recipe_makes_a_charts_dashboards_multi_cluster() {
+    let cluster = cluster!();
+    let namespace = "kps-dashboards";
+    cluster.namespace(namespace);
+    // Corpus copies (tests/data/dashboards/SOURCES.md): the ConfigMap values of kube-prometheus.
+    let nodes = support::read_data("dashboards/kube-prometheus-0.4-nodes.json");
+    let overview = support::read_data("dashboards/kube-prometheus-0.4-prometheus-overview.json");
+    let chart_labels = json!({"app": "kube-prometheus-stack-grafana", "release": "kps",
+                              "app.kubernetes.io/managed-by": "Helm"});
+    let with = |extra: Value| {
+        let mut labels = chart_labels.clone();
+        labels
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        labels
+    };
+    let objects = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "ConfigMap",
+         "metadata": {"name": "kps-nodes", "namespace": namespace,
+                      "labels": with(json!({"grafana_dashboard": "1"}))},
+         "data": {"nodes.json": nodes}},
+        {"apiVersion": "v1", "kind": "ConfigMap",
+         "metadata": {"name": "kps-prometheus", "namespace": namespace,
+                      "labels": with(json!({"grafana_dashboard": "1"}))},
+         "data": {"prometheus.json": overview}},
+        {"apiVersion": "v1", "kind": "ConfigMap",
+         "metadata": {"name": "kps-grafana-datasource", "namespace": namespace,
+                      "labels": with(json!({"grafana_datasource": "1"}))},
+         "data": {"datasource.yaml": "apiVersion: 1\n"}},
+    ]});
+    let file = write_temp(&objects);
+    cluster.kubectl_ok(&["apply", "-f", file.path().to_str().unwrap()], None);
+
+    let out_dir = tempfile::tempdir().unwrap();
+    let recipe = |out: &str| {
+        let output = cluster
+            .command(root().join("scripts/chart-dashboards.sh").to_str().unwrap())
+            .env("PROMFED", support::promfed_bin())
+            .args([
+                namespace,
+                "app=kube-prometheus-stack-grafana,grafana_dashboard=1",
+                out,
+            ])
+            .output()
+            .expect("running scripts/chart-dashboards.sh");
+        assert!(
+            output.status.success(),
+            "chart-dashboards.sh: {}",
+            describe(&output)
+        );
+        std::fs::read_to_string(out).unwrap()
+    };
+    let first = out_dir.path().join("dashboards.yaml");
+    let written = recipe(first.to_str().unwrap());
+    cluster.kubectl_ok(
+        &[
+            "apply",
+            "--server-side",
+            "-n",
+            namespace,
+            "-f",
+            first.to_str().unwrap(),
+        ],
+        None,
+    );
+
+    let options = promfed::dashboard::Options::new("cluster", "cluster").unwrap();
+    for (name, key, source) in [
+        ("promfed-dashboard-nodes", "nodes.json", &nodes),
+        ("promfed-dashboard-prometheus", "prometheus.json", &overview),
+    ] {
+        let stored = cluster.get("configmap", namespace, name);
+        assert_eq!(
+            stored["metadata"]["labels"]["grafana_dashboard"], "1",
+            "{stored}"
+        );
+        let text = stored["data"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: {stored}"));
+        let want = promfed::dashboard::convert(source, &options).unwrap().text;
+        assert_eq!(
+            text, want,
+            "{name}: what promfed dashboard makes of the chart's"
+        );
+        let dashboard: Value = serde_json::from_str(text).unwrap();
+        let variables: Vec<&str> = (dashboard["templating"]["list"].as_array().unwrap().iter())
+            .filter_map(|v| v["name"].as_str())
+            .collect();
+        assert!(variables.contains(&"cluster"), "{name}: {variables:?}");
+        let mut queries = 0;
+        for expr in promfed::dashboard::expressions(&dashboard) {
+            // The cluster variable's own query lists the clusters.
+            if expr.variable.as_deref() == Some("cluster") {
+                continue;
+            }
+            queries += 1;
+            let unscoped = promfed::dashboard::unscoped_selectors(&expr.text, "cluster").unwrap();
+            assert!(unscoped.is_empty(), "{name}: {}: {unscoped:?}", expr.text);
+        }
+        assert!(queries > 5, "{name}: {queries} queries");
+    }
+    let stored = cluster.kubectl_ok(
+        &[
+            "get",
+            "configmap",
+            "-n",
+            namespace,
+            "-l",
+            "app.kubernetes.io/name=promfed",
+            "-o",
+            "name",
+        ],
+        None,
+    );
+    assert_eq!(
+        stored.lines().collect::<Vec<_>>(),
+        [
+            "configmap/promfed-dashboard-nodes",
+            "configmap/promfed-dashboard-prometheus"
+        ],
+        "the datasource is no dashboard"
+    );
+
+    // Again, with its output stored beside the chart's: the same ConfigMaps.
+    let second = out_dir.path().join("again.yaml");
+    assert_eq!(recipe(second.to_str().unwrap()), written);
 }

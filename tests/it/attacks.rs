@@ -189,8 +189,14 @@ fn idle_connections_to_the_metrics_port_leave_the_probes_working() {
         );
         probes += 1;
     }
-    // Every connection over the cap is replaced or refused (some still in the accept queue).
-    let gone = || closed(&server, "metrics", "evicted") + closed(&server, "metrics", "refused");
+    // Every connection over the cap is replaced, refused (some still in the accept queue)
+    // or closed for sending no request in time.
+    let gone = || {
+        ["evicted", "refused", "no_request"]
+            .map(|why| closed(&server, "metrics", why))
+            .iter()
+            .sum::<f64>()
+    };
     crate::support::wait_until(
         "the metrics connections closed",
         Duration::from_secs(60),
@@ -202,9 +208,179 @@ fn idle_connections_to_the_metrics_port_leave_the_probes_working() {
         "{total} idle metrics connections ({connected} connected): {probes} probes answered, {open} open, {} replaced or refused; {summary}",
         gone()
     ));
-    assert!(open <= 32.0, "{open}");
+    assert!(open <= 16.0, "{open}");
     drop(held);
     assert_restored(&server, &files, "idle metrics connections");
+}
+
+/// The metrics port full of idle connections, ten from the prober's own address and one from
+/// each of 32 others (issue: either failed every probe: the kubelet probes from the node's
+/// address, which host-network pods share, and liveness would restart the pod in a loop):
+/// an address at its cap gives up its own idle connection, a full listener its idle ones, so
+/// every probe is answered. Before each probe the attacker re-opens whatever promfed closed,
+/// so the port is full every time.
+#[test]
+fn idle_connections_from_the_probers_address_leave_the_probes_working() {
+    let files = Files::new(promfed::config::EXAMPLE);
+    let server = server(&files, &[]);
+    let mut held: Vec<(Ipv4Addr, usize, Vec<TcpStream>)> =
+        std::iter::once((Ipv4Addr::LOCALHOST, 10))
+            .chain((0..32).map(|n| (attacker(n), 1)))
+            .map(|(source, want)| (source, want, Vec::new()))
+            .collect();
+    let (mut opened, mut probes) = (0, 0);
+    for round in 0..size(40, 200) {
+        for (source, want, conns) in &mut held {
+            conns.retain(|tcp| !closed_by_peer(tcp));
+            while conns.len() < *want {
+                match connect_from(*source, server.metrics) {
+                    Ok(tcp) => {
+                        conns.push(tcp);
+                        opened += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        for path in ["/readyz", "/healthz"] {
+            // From 127.0.0.1, the prober's address.
+            let (status, text) = server.get(path);
+            assert_eq!(
+                (status, text.as_str()),
+                (200, "ok\n"),
+                "{path} in round {round}"
+            );
+            probes += 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let evicted = closed(&server, "metrics", "evicted");
+    report(format!(
+        "idle metrics connections from the prober's address and 32 others: {opened} opened, {evicted} replaced; {probes} probes answered"
+    ));
+    // Every probe replaced an idle connection.
+    assert!(evicted >= probes as f64, "{evicted}: the port was not full");
+    drop(held);
+    assert_restored(
+        &server,
+        &files,
+        "idle metrics connections from the prober's address",
+    );
+}
+
+/// One idle connection from each of many addresses, each having sent a request, re-opened
+/// as soon as promfed closes it (issue: 160 addresses holding one each were never evicted,
+/// since none held two more than the newcomer's address, and a client opening a connection
+/// per review got 1% answered): a full listener gives up the connection idle longest, so a
+/// new connection always gets in while any connection is idle.
+#[test]
+fn one_idle_connection_from_each_of_many_addresses_cannot_keep_clients_out() {
+    let files = Files::new(promfed::config::EXAMPLE);
+    let server = server(
+        &files,
+        &scaled(&[
+            "--max-connections",
+            "32",
+            "--max-connections-per-address",
+            "16",
+        ]),
+    );
+    let addresses = size(48, 160);
+    let clients = WellBehaved::start(&files, server.https, &[Transport::NewConnection], pace());
+    let config = tls_config(&files.pki.ca_pem, &[b"http/1.1"]);
+    let https = server.https;
+    let stop = Arc::new(AtomicBool::new(false));
+    let attack = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut opened = 0;
+            let mut held: Vec<Option<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>> =
+                (0..addresses).map(|_| None).collect();
+            while !stop.load(Ordering::SeqCst) {
+                for (n, slot) in held.iter_mut().enumerate() {
+                    if slot.as_mut().is_some_and(|tls| !tls_closed(tls)) {
+                        continue;
+                    }
+                    // A request answered (404), then idle: a client, not a half-open socket.
+                    *slot = tls_from(&config, attacker(n), https)
+                        .ok()
+                        .and_then(|mut tls| {
+                            tls.write_all(b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n")
+                                .ok()?;
+                            (status_of(&mut tls, Duration::from_secs(10)) == Some(404))
+                                .then_some(tls)
+                        });
+                    opened += slot.is_some() as usize;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            opened
+        })
+    };
+    std::thread::sleep(Duration::from_secs(size(8, 30) as u64));
+    stop.store(true, Ordering::SeqCst);
+    let opened = attack.join().unwrap();
+    let summary = clients.finish("one idle connection from each of many addresses");
+    let evicted = closed(&server, "https", "evicted");
+    report(format!(
+        "one idle connection from each of {addresses} addresses: {opened} opened, {evicted} replaced; {summary}"
+    ));
+    assert!(evicted > 0.0, "the listener was never full");
+    assert_restored(
+        &server,
+        &files,
+        "one idle connection from each of many addresses",
+    );
+}
+
+/// A neighbour sharing the API server's address (host-network pods, SNAT, a konnectivity
+/// agent) holding that address's every connection idle (issue: 32 idle TLS connections
+/// from 127.0.0.1 left a well-behaved client there 51% answered): the address at its cap
+/// gives up its own connection idle longest (never used first) to each new one.
+#[test]
+fn idle_connections_from_the_api_servers_own_address_cannot_keep_it_out() {
+    let files = Files::new(promfed::config::EXAMPLE);
+    let server = server(&files, &scaled(&["--max-connections-per-address", "16"]));
+    let per_address = size(16, 32);
+    let clients = WellBehaved::start(&files, server.https, &[Transport::NewConnection], pace());
+    let config = tls_config(&files.pki.ca_pem, &[b"h2", b"http/1.1"]);
+    let https = server.https;
+    let stop = Arc::new(AtomicBool::new(false));
+    let attack = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut opened = 0;
+            let mut held = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                held.retain_mut(|tls| !tls_closed(tls));
+                while held.len() < per_address {
+                    match tls_from(&config, Ipv4Addr::LOCALHOST, https) {
+                        Ok(tls) => {
+                            held.push(tls);
+                            opened += 1;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            opened
+        })
+    };
+    std::thread::sleep(Duration::from_secs(size(8, 30) as u64));
+    stop.store(true, Ordering::SeqCst);
+    let opened = attack.join().unwrap();
+    let summary = clients.finish("idle connections from the API server's address");
+    let evicted = closed(&server, "https", "evicted");
+    report(format!(
+        "{per_address} idle TLS connections from the well-behaved client's own address, re-opened: {opened} opened, {evicted} replaced; {summary}"
+    ));
+    assert!(evicted > 0.0, "the address never reached its cap");
+    assert_restored(
+        &server,
+        &files,
+        "idle connections from the API server's address",
+    );
 }
 
 /// Idle connections, kept open and re-opened as soon as promfed closes them (issue: 176 MiB):
@@ -508,6 +684,89 @@ async fn a_full_budget_answers_503_with_retry_after_and_fails_readiness() {
     );
 }
 
+/// Requests that wait for the whole body budget and hang up while they wait (issue: three of
+/// them from two addresses left `/readyz` at 503 for good, 190 s after the attack, with no
+/// connection open, while `/healthz` said 200): HTTP/2 streams reset (RST_STREAM, how the API
+/// server cancels), then every connection closed. A waiter is counted by a guard that goes
+/// with its request however it ends, so `/readyz` is 200 again once they are gone, and stays
+/// so.
+#[test]
+fn waiters_that_hang_up_leave_readiness_free() {
+    let files = Files::new(promfed::config::EXAMPLE);
+    let server = server(&files, &[]);
+    let https = server.https;
+    let declared = 3 * 1024 * 1024;
+    let sent = vec![b' '; 128 * 1024];
+    // Two bodies from one address hold 6 MiB of the 8 MiB budget (its share)...
+    let config = tls_config(&files.pki.ca_pem, &[b"http/1.1"]);
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        let mut tls = tls_from(&config, attacker(0), https).unwrap();
+        tls.write_all(&request_head(declared, false)).unwrap();
+        tls.write_all(&sent).unwrap();
+        holders.push(tls);
+    }
+    // ... and three HTTP/2 streams from two other addresses wait for the rest.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let h2_config = tls_config(&files.pki.ca_pem, &[b"h2"]);
+    let waiters = runtime.block_on(async {
+        let mut waiters = Vec::new();
+        for source in [attacker(1), attacker(2), attacker(2)] {
+            let mut sender = h2_connect_from(h2_config.clone(), source, https)
+                .await
+                .unwrap();
+            let request = axum::http::Request::post(format!("https://{NAME}/mutate"))
+                .header("content-length", declared)
+                .body(())
+                .unwrap();
+            let (answer, mut send) = sender.send_request(request, false).unwrap();
+            // Buffered by h2 and sent as the server's window allows.
+            send.send_data(axum::body::Bytes::from(sent.clone()), false)
+                .unwrap();
+            waiters.push((sender, answer, send));
+        }
+        waiters
+    });
+    // While they wait (at most 3 s each), /readyz says so.
+    let mut said = String::new();
+    crate::support::wait_until(
+        "requests waiting for the budget",
+        Duration::from_secs(30),
+        || {
+            let (status, text) = server.get("/readyz");
+            said = text;
+            status == 503
+        },
+    );
+    assert!(said.contains("wait for it"), "{said}");
+    // The waiters hang up: RST_STREAM (CANCEL) on each stream, then their connections and
+    // the holders' close.
+    for (_, _, mut send) in waiters {
+        send.send_reset(h2::Reason::CANCEL);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    drop(runtime);
+    drop(holders);
+    crate::support::wait_until("no connection open", Duration::from_secs(30), || {
+        metric(&server, "promfed_connections{listener=\"https\"}") == 0.0
+    });
+    crate::support::wait_until("/readyz 200 again", Duration::from_secs(30), || {
+        server.get("/readyz").0 == 200
+    });
+    // And it stays so once every wait would have ended on its own (3 s).
+    std::thread::sleep(Duration::from_secs(4));
+    let readyz = server.get("/readyz");
+    report(format!(
+        "2 bodies of 3 MiB holding the budget, 3 HTTP/2 streams waiting for it reset: /readyz said {said:?} while they waited, then {readyz:?}"
+    ));
+    assert_eq!(readyz, (200, "ok\n".to_string()));
+    assert_restored(&server, &files, "waiters that hang up");
+}
+
 /// A body in one-byte chunks (each a wake-up and a copy): every piece counts 64 bytes
 /// against the 3 MiB limit, so it is refused with 413 after about 49,000 pieces, while a
 /// 3 MiB body in 16 KiB pieces (an HTTP/2 client's DATA frames) is read.
@@ -694,13 +953,17 @@ pub(crate) fn review_with(data: &[(String, String)], uid: &str) -> Vec<u8> {
     serde_json::to_vec(&review(uid, "CREATE", "ConfigMap", &object)).unwrap()
 }
 
-/// The worst case `name` as large as a request may be: (data, review).
+/// The worst case `name` as large as a ConfigMap may be (Kubernetes' limit on its data;
+/// promfed denies a larger one before any work): (data, review).
 pub(crate) fn largest_worst_case(name: &str, salt: usize) -> (Vec<(String, String)>, Vec<u8>) {
-    let mut bytes = promfed::admission::MAX_BODY_BYTES;
+    use promfed::object::configmap::{MAX_DATA_BYTES, data_bytes};
+    let tkg = crate::support::review::data_pairs(&tkg_configmap());
+    let mut bytes = MAX_DATA_BYTES;
     loop {
         let data = worst_case_data(name, bytes, salt);
         let body = review_with(&data, "worst");
-        if body.len() <= promfed::admission::MAX_BODY_BYTES {
+        let stored = data_bytes(&data) + data_bytes(&tkg);
+        if body.len() <= promfed::admission::MAX_BODY_BYTES && stored <= MAX_DATA_BYTES {
             return (data, body);
         }
         bytes = bytes * 19 / 20;
@@ -713,7 +976,7 @@ pub(crate) fn largest_worst_case(name: &str, salt: usize) -> (Vec<(String, Strin
 #[test]
 fn worst_case_reviews_are_denials_within_the_work_budget() {
     use promfed::admission::{Admission, Step};
-    use promfed::engine::work::{NODES, PROMQL_UNITS, Work, WorkLimits, YAML_BYTES};
+    use promfed::engine::work::{Work, WorkLimits};
 
     let admission = Admission::new(
         crate::support::examples::engine(promfed::config::EXAMPLE),
@@ -724,22 +987,19 @@ fn worst_case_reviews_are_denials_within_the_work_budget() {
         ("many keys mentioning groups", &[]),
         (
             "many rule files expanding aliases",
-            &["more than 250000 nodes"],
+            &["nodes (for a review of"],
         ),
         (
             "aliases expanding inside expressions",
             &[
                 "the rewritten data would be more than",
-                "more than 6291456 bytes of scalars",
+                "bytes of scalars (for a review of",
             ],
         ),
-        (
-            "rules of 1,000 operators",
-            &["more than 20000 PromQL operators"],
-        ),
+        ("rules of 1,000 operators", &["PromQL units to scope"]),
         (
             "the deepest expressions allowed",
-            &["more than 20000 PromQL operators"],
+            &["PromQL units to scope"],
         ),
     ];
     assert_eq!(cases.map(|c| c.0), WORST_CASES);
@@ -780,12 +1040,19 @@ fn worst_case_reviews_are_denials_within_the_work_budget() {
             );
         }
         assert!(
-            spent.nodes <= NODES && spent.yaml_bytes <= YAML_BYTES,
+            spent.nodes <= limits.nodes && spent.yaml_bytes <= limits.yaml_bytes,
             "{name}: {spent:?}"
         );
         // Over by at most the expression that crossed it.
+        let largest = (data.iter())
+            .flat_map(|(key, text)| {
+                crate::support::expressions::rule_exprs(text, key).unwrap_or_default()
+            })
+            .map(|(_, expr)| promfed::engine::work::promql_units(&expr, true))
+            .max()
+            .unwrap_or(0);
         assert!(
-            spent.promql_units <= PROMQL_UNITS + 1100,
+            spent.promql_units <= limits.promql_units + largest,
             "{name}: {spent:?}"
         );
         assert!(
@@ -1120,13 +1387,17 @@ fn judge_answer(answer: &crate::support::tls::Answer) {
     judge(answer.status, &answer.body).unwrap();
 }
 
-/// Costly reviews from several addresses keep every engine thread busy and more wait: while
-/// one waits longer than a second, `/readyz` fails (so Kubernetes sends reviews to the other
-/// replica) and says why; it is ready again once they are done.
+/// Costly reviews from several addresses keep every engine thread busy and more wait (issue:
+/// `/readyz` failed then although cached answers were served 100%, so an attack spread over
+/// the Service's replicas took every endpoint away): `/readyz` stays 200, as reviews answered
+/// from the cache go on being answered; the engine's queue is fair by address (workers.rs).
 #[test]
-fn saturated_engine_threads_fail_readiness() {
+fn saturated_engine_threads_leave_readiness_and_cached_answers() {
     let files = Files::new(promfed::config::EXAMPLE);
     let server = attack_server(&files);
+    let client = files.client();
+    let cached = well_behaved_body(98, 0);
+    judge_answer(&client.post(server.https, &cached).expect("answered"));
     let config = tls_config(&files.pki.ca_pem, &[b"http/1.1"]);
     let https = server.https;
     let costly: Vec<_> = (0..8)
@@ -1143,23 +1414,113 @@ fn saturated_engine_threads_fail_readiness() {
             })
         })
         .collect();
-    let mut unready = None;
+    let mut unready = Vec::new();
+    let mut answered = 0;
     let started = Instant::now();
     while !costly.iter().all(|t| t.is_finished()) && started.elapsed() < Duration::from_secs(60) {
         let (status, text) = server.get("/readyz");
-        if status == 503 && (unready.is_none() || text.contains("engine threads")) {
-            unready = Some(text);
+        if status != 200 {
+            unready.push(text);
         }
+        judge_answer(&client.post(server.https, &cached).expect("answered"));
+        answered += 1;
         std::thread::sleep(Duration::from_millis(100));
     }
     let statuses: Vec<Option<u16>> = costly.into_iter().map(|t| t.join().unwrap()).collect();
     report(format!(
-        "8 costly reviews from 4 addresses: {statuses:?}; /readyz said {unready:?}"
+        "8 costly reviews from 4 addresses: {statuses:?}; {answered} cached reviews answered meanwhile; /readyz failed {} times",
+        unready.len()
     ));
-    let unready = unready.expect("/readyz failed while the engine threads were saturated");
-    assert!(unready.contains("engine threads are busy"), "{unready}");
-    assert_eq!(server.get("/readyz"), (200, "ok\n".to_string()));
+    assert!(answered > 0);
+    assert!(unready.is_empty(), "{unready:?}");
     assert_restored(&server, &files, "saturated engine threads");
+}
+
+/// The data of a ConfigMap of real rules (the corpus's rule files, kube-prometheus and the
+/// mixins, twice), about 970 kB, never seen before for each `salt`.
+fn real_rules_data(salt: usize) -> Vec<(String, String)> {
+    let files = crate::support::yaml_files(&crate::support::data("rules"));
+    let mut data = Vec::new();
+    for copy in 0..2 {
+        for (n, path) in files.iter().enumerate() {
+            let text = std::fs::read_to_string(path).unwrap();
+            data.push((format!("corpus-{copy}-{n}.rules.yml"), text));
+        }
+    }
+    data.push((
+        "salt.rules.yml".into(),
+        format!(
+            "groups:\n- name: salt-{salt}\n  rules:\n  - record: salt:up:sum\n    expr: sum(up{{salt=\"{salt}\"}})\n"
+        ),
+    ));
+    data
+}
+
+/// Legal reviews that cost the most memory: ConfigMaps of about 1 MiB of real rules, each
+/// never seen before, from 8 addresses at once (issue: 132.5 MiB with the release binary,
+/// over the pod's 128 MiB): every review is answered (200, or 503/429 with Retry-After while
+/// the budget is in use) and peak memory stays under 100 MiB. What bounds it here is the
+/// body budget (8 MiB of bodies in flight), the engine threads and a waiting job leaving the
+/// queue when its client is gone; there is no bound in bytes on what engine jobs and answers
+/// hold yet, so this is a guard and a measurement, not the proof of such a bound.
+#[test]
+fn real_rule_configmaps_of_a_mebibyte_from_many_addresses_stay_within_memory() {
+    let files = Files::new(promfed::config::EXAMPLE);
+    let server = attack_server(&files);
+    let size_of = review_with(&real_rules_data(0), "size").len();
+    assert!((900_000..1_100_000).contains(&size_of), "{size_of} bytes");
+    let config = tls_config(&files.pki.ca_pem, &[b"http/1.1"]);
+    let https = server.https;
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders: Vec<_> = (0..8)
+        .map(|a| {
+            let (config, stop) = (config.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                let mut i = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let body = review_with(&real_rules_data(1000 * a + i), "real");
+                    i += 1;
+                    let Ok(mut tls) = tls_from(&config, attacker(a), https) else {
+                        continue;
+                    };
+                    let sent = tls
+                        .write_all(&request_head(body.len(), true))
+                        .and_then(|()| tls.write_all(&body));
+                    if sent.is_ok() {
+                        statuses.push(status_of(&mut tls, Duration::from_secs(30)));
+                    }
+                }
+                statuses
+            })
+        })
+        .collect();
+    let mut most = 0.0f64;
+    for _ in 0..size(200, 300) {
+        most = most.max(server.memory().rss_mib());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let statuses: Vec<Option<u16>> = senders
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let peak = server.memory().hwm_mib();
+    let count = |status: u16| statuses.iter().filter(|s| **s == Some(status)).count();
+    report(format!(
+        "ConfigMaps of {size_of} bytes of real rules from 8 addresses: {} sent, {} answered (200), {} busy (503), {} throttled (429); RSS at most {most:.1} MiB sampled, peak {peak:.1} MiB",
+        statuses.len(),
+        count(200),
+        count(503),
+        count(429)
+    ));
+    assert!(count(200) > 0, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| matches!(s, Some(200 | 503 | 429))),
+        "{statuses:?}"
+    );
+    assert!(peak < 100.0, "peak RSS {peak:.1} MiB");
+    assert_restored(&server, &files, "ConfigMaps of 1 MiB of real rules");
 }
 
 // ---------------------------------------------------------------------------------------

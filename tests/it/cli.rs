@@ -411,7 +411,8 @@ fn krm_function_rewrites_resource_list_items() {
 }
 
 /// A ConfigMap with a Prometheus config that no selector matches is named on stderr with the
-/// part of the selector it misses; the exit code and the output are unchanged.
+/// part of the selector it misses; the output is unchanged (`--diff`: exit 2, as nothing
+/// was compared).
 #[test]
 fn render_warns_about_a_prometheus_configmap_it_does_not_match() {
     let chart = read_data("helm/prometheus-server-configmap-chart-29.27.0.yaml");
@@ -442,12 +443,15 @@ fn render_warns_about_a_prometheus_configmap_it_does_not_match() {
                 args.push("--diff");
             }
             let out = promfed(&args, Some(&chart));
-            assert_eq!(out.status.code(), Some(0), "{part}: {}", stderr(&out));
+            // Nothing selected: a diff compared nothing, which is trouble (2), said so.
+            let code = if diff { 2 } else { 0 };
+            assert_eq!(out.status.code(), Some(code), "{part}: {}", stderr(&out));
             let message = stderr(&out);
             for want in [
                 "promfed: warning: stdin: document 1: ConfigMap default/prometheus-server holds a Prometheus config (prometheus.yml)",
                 why,
                 "left unfederated",
+                "nothing here is an object promfed rewrites",
             ] {
                 assert!(message.contains(want), "{part}: {message:?} lacks {want:?}");
             }
@@ -544,4 +548,373 @@ fn krm_function_reports_an_unmatched_prometheus_configmap() {
         "{message}"
     );
     assert_eq!(got["items"][0], configmap);
+}
+
+// ---------------------------------------------------------------------------------------
+// What a new user trips over (issue 24): each test failed before its fix.
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether a diff adds the local cluster's relabel rule (at any indentation).
+fn adds_replacement(diff: &str) -> bool {
+    (diff.lines())
+        .any(|l| l.starts_with('+') && l.trim_end().ends_with("replacement: shared-tools"))
+}
+
+/// A document as promfed's YAML reader sees it, as JSON.
+fn to_json(yaml: &str) -> serde_json::Value {
+    let node = promfed::yaml::parse(yaml, promfed::yaml::Limits::default())
+        .unwrap()
+        .unwrap();
+    node.to_json()
+}
+
+/// `kubectl get cm -o yaml` of several objects prints a `kind: List`: `render --diff` and
+/// `check --objects` both read its items as objects, and agree.
+#[test]
+fn render_and_check_read_a_list_alike() {
+    let tkg = to_json(&read_data("tkg/prometheus-server-configmap.yaml"));
+    let other = to_json(OTHER_DOCS);
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [other, tkg]});
+    let text = promfed::yaml::emit(&promfed::yaml::Node::from_json(&list));
+    let config = path("example-config.yaml");
+
+    let diff = promfed(&["render", "--diff", "--config", &config], Some(&text));
+    assert_eq!(diff.status.code(), Some(1), "{}", stderr(&diff));
+    let shown = stdout(&diff);
+    assert!(adds_replacement(&shown), "{shown}");
+    let check = promfed(&["check", &config, "--objects", "-"], Some(&text));
+    assert_eq!(check.status.code(), Some(1), "{}", stderr(&check));
+    assert!(
+        stdout(&check).contains("ConfigMap tanzu-system-monitoring/prometheus-server: not as"),
+        "{}",
+        stdout(&check)
+    );
+
+    // Rendered, the List is as promfed writes it: both say so, and render --diff says what
+    // it looked at.
+    let rendered = promfed(&["render", "--config", &config], Some(&text));
+    assert!(rendered.status.success(), "{}", stderr(&rendered));
+    let rendered = stdout(&rendered);
+    let again = promfed(&["render", "--diff", "--config", &config], Some(&rendered));
+    assert_eq!(again.status.code(), Some(0), "{}", stdout(&again));
+    assert!(
+        stderr(&again).contains("1 selected object, no change"),
+        "{}",
+        stderr(&again)
+    );
+    let check = promfed(&["check", &config, "--objects", "-"], Some(&rendered));
+    assert_eq!(check.status.code(), Some(0), "{}", stdout(&check));
+}
+
+/// An input in which nothing is an object promfed rewrites is said so on stderr, naming
+/// what it holds: `--diff` and `check --objects` exit 2 (nothing was compared), a plain
+/// render passes the stream through (exit 0, as a helm post-renderer must).
+#[test]
+fn input_with_nothing_to_rewrite_is_said_so() {
+    let config = path("example-config.yaml");
+    let tkg = to_json(&read_data("tkg/prometheus-server-configmap.yaml"));
+    let prometheus_yml = tkg["data"]["prometheus.yml"].as_str().unwrap().to_string();
+    let rule_file = tkg["data"]["recording_rules.yml"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rows: &[(&str, &str, &str)] = &[
+        (
+            "bare prometheus.yml",
+            &prometheus_yml,
+            "no `kind`: a Prometheus config (promfed rewrites the ConfigMap that holds it)",
+        ),
+        ("bare rule file", &rule_file, "no `kind`: a rule file"),
+        ("a Deployment", OTHER_DOCS, "document 1: a Deployment"),
+        (
+            "an unselected ConfigMap",
+            OTHER_CONFIGMAP,
+            "ConfigMap other/prometheus-server: ConfigMap other/prometheus-server holds a \
+             Prometheus config",
+        ),
+        ("empty", "", "it is empty"),
+    ];
+    for (name, input, want) in rows {
+        let diff = promfed(&["render", "--diff", "--config", &config], Some(input));
+        assert_eq!(diff.status.code(), Some(2), "{name}: {}", stderr(&diff));
+        let message = stderr(&diff);
+        assert!(
+            message.contains("nothing here is an object promfed rewrites")
+                && message.contains(want),
+            "{name}: {message}"
+        );
+        assert!(diff.stdout.is_empty(), "{name}");
+
+        let check = promfed(&["check", &config, "--objects", "-"], Some(input));
+        assert_eq!(check.status.code(), Some(2), "{name}: {}", stderr(&check));
+        assert!(stderr(&check).contains(want), "{name}: {}", stderr(&check));
+
+        let render = promfed(&["render", "--config", &config], Some(input));
+        assert_eq!(render.status.code(), Some(0), "{name}: {}", stderr(&render));
+        assert_eq!(stdout(&render), *input, "{name}: passed through");
+        assert!(
+            stderr(&render).contains(want),
+            "{name}: {}",
+            stderr(&render)
+        );
+    }
+    // A long stream (a chart's manifests) is summed up, not listed.
+    let services: Vec<String> = (0..9)
+        .map(|i| format!("apiVersion: v1\nkind: Service\nmetadata: {{name: s{i}}}\n"))
+        .collect();
+    let render = promfed(
+        &["render", "--config", &config],
+        Some(&services.join("---\n")),
+    );
+    let message = stderr(&render);
+    assert!(
+        message.contains("document 5: a Service; and 4 more") && !message.contains("document 6"),
+        "{message}"
+    );
+}
+
+/// A ConfigMap given as JSON (`kubectl get -o json`) is diffed as YAML, line by line, not
+/// as one line replaced by the whole rendering.
+#[test]
+fn json_input_is_diffed_line_by_line() {
+    let tkg = to_json(&read_data("tkg/prometheus-server-configmap.yaml"));
+    let text = serde_json::to_string_pretty(&tkg).unwrap();
+    let out = promfed(&["render", "--example", "--diff"], None);
+    let yaml_diff = stdout(&out);
+    let config = path("example-config.yaml");
+    let out = promfed(&["render", "--diff", "--config", &config], Some(&text));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let diff = stdout(&out);
+    let added = |d: &str| d.lines().filter(|l| l.starts_with('+')).count();
+    let removed = |d: &str| d.lines().filter(|l| l.starts_with('-')).count();
+    assert!(adds_replacement(&diff), "{diff}");
+    // As many lines as the diff of the same ConfigMap given as YAML.
+    assert!(
+        added(&diff) == added(&yaml_diff) && removed(&diff) == removed(&yaml_diff),
+        "JSON: +{} -{}, YAML: +{} -{}\n{diff}",
+        added(&diff),
+        removed(&diff),
+        added(&yaml_diff),
+        removed(&yaml_diff)
+    );
+}
+
+/// One validation: what `render --scrape-configs` refuses, `check` refuses when the config
+/// is written for prometheus-operator (`operator:` settings), and warns about naming that
+/// path otherwise.
+#[test]
+fn check_refuses_what_render_scrape_configs_refuses() {
+    let inline = "clusters:\n- name: a\n  targets: ['a:9090']\n  basic_auth:\n    username: federate\n    password_file: /etc/prometheus/secrets/fed/password\n";
+    let operator = format!("{inline}operator:\n  scrapeConfigs:\n    labels: {{release: kps}}\n");
+    let dir = crate::support::temp_files(&[("plain.yaml", inline), ("operator.yaml", &operator)]);
+    let plain = dir.path().join("plain.yaml");
+    let operator = dir.path().join("operator.yaml");
+
+    let out = promfed(
+        &[
+            "render",
+            "--scrape-configs",
+            "--config",
+            operator.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("basic_auth.username"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = promfed(&["check", operator.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let message = stderr(&out);
+    assert!(
+        message.contains("render --scrape-configs") && message.contains("basic_auth.username"),
+        "{message}"
+    );
+
+    let out = promfed(&["check", plain.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(
+        message.contains("warning")
+            && message.contains("render --scrape-configs")
+            && message.contains("basic_auth.username"),
+        "{message}"
+    );
+}
+
+/// Federation jobs with mTLS files (a CA from a ConfigMap) and basic auth from Secrets.
+const OPERATOR_CLUSTERS: &str = "clusters:\n\
+    - name: a\n  url: https://a.example.com\n  tls_config:\n    ca_file: /etc/prometheus/configmaps/federation-ca/ca.crt\n    cert_file: /etc/prometheus/secrets/federation-tls/tls.crt\n    key_file: /etc/prometheus/secrets/federation-tls/tls.key\n\
+    - name: b\n  targets: ['b:9090']\n  basic_auth:\n    username_file: /etc/prometheus/secrets/federation-b/user\n    password_file: /etc/prometheus/secrets/federation-b/password\n";
+
+/// `render --scrape-configs` with the config `OPERATOR_CLUSTERS` + `more`: (exit code,
+/// stdout, stderr).
+fn scrape_configs(more: &str) -> (Option<i32>, String, String) {
+    let config = format!("{OPERATOR_CLUSTERS}{more}");
+    let dir = crate::support::temp_files(&[("promfed.yaml", &config)]);
+    let path = dir.path().join("promfed.yaml");
+    let out = promfed(
+        &[
+            "render",
+            "--scrape-configs",
+            "--config",
+            path.to_str().unwrap(),
+        ],
+        None,
+    );
+    (out.status.code(), stdout(&out), stderr(&out))
+}
+
+const LABELLED: &str =
+    "operator:\n  scrapeConfigs:\n    namespace: monitoring\n    labels: {release: kps}\n";
+
+/// ScrapeConfigs without labels are picked up by no kube-prometheus-stack Prometheus
+/// (`scrapeConfigSelector: {release: <release>}`): `render --scrape-configs` warns, naming the
+/// setting to add, and so does `check` of a config written for the operator path.
+#[test]
+fn scrape_configs_without_labels_are_warned_about() {
+    let (code, _, message) = scrape_configs("");
+    assert_eq!(code, Some(0), "{message}");
+    assert!(
+        message.contains("warning") && message.contains("operator.scrapeConfigs.labels"),
+        "{message}"
+    );
+    let (code, _, message) = scrape_configs(LABELLED);
+    assert_eq!(code, Some(0), "{message}");
+    assert!(!message.contains("warning"), "{message}");
+
+    let config =
+        format!("{OPERATOR_CLUSTERS}operator: {{scrapeConfigs: {{namespace: monitoring}}}}\n");
+    let dir = crate::support::temp_files(&[("promfed.yaml", &config)]);
+    let out = promfed(
+        &["check", dir.path().join("promfed.yaml").to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("operator.scrapeConfigs.labels"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The Secrets and ConfigMaps the ScrapeConfigs read open the stream as comments, each with
+/// its keys, in the namespace they must be in: without them the operator scrapes nothing.
+#[test]
+fn scrape_configs_list_the_secrets_they_read() {
+    let (code, text, message) = scrape_configs("");
+    assert_eq!(code, Some(0), "{message}");
+    assert!(
+        text.starts_with(
+            "# These ScrapeConfigs read the following from the namespace they are applied in"
+        ),
+        "{text}"
+    );
+    let (code, text, message) = scrape_configs(LABELLED);
+    assert_eq!(code, Some(0), "{message}");
+    let comments: Vec<&str> = text.lines().take_while(|l| l.starts_with('#')).collect();
+    assert!(comments[0].contains("from namespace monitoring"), "{text}");
+    assert_eq!(
+        comments[2..],
+        [
+            "#   ConfigMap federation-ca: ca.crt",
+            "#   Secret federation-b: password, user",
+            "#   Secret federation-tls: tls.crt, tls.key",
+        ],
+        "{text}"
+    );
+    // Each one is what the objects refer to.
+    let documents: Vec<serde_json::Value> = text.split("---\n").map(to_json).collect();
+    let a = &documents[0]["spec"];
+    assert_eq!(
+        a["tlsConfig"]["ca"]["configMap"]["name"], "federation-ca",
+        "{a}"
+    );
+    assert_eq!(a["tlsConfig"]["keySecret"]["key"], "tls.key", "{a}");
+    let b = &documents[1]["spec"];
+    assert_eq!(b["basicAuth"]["username"]["name"], "federation-b", "{b}");
+}
+
+/// `federationAlerts.enabled` on the operator path: the alert group comes as a PrometheusRule
+/// next to the ScrapeConfigs, with their namespace and labels; promtool loads its group, and
+/// promfed (render, as the webhook) leaves it as written.
+#[test]
+fn federation_alerts_come_as_a_prometheus_rule() {
+    let (code, text, message) = scrape_configs(LABELLED);
+    assert_eq!(code, Some(0), "{message}");
+    assert!(
+        !text.contains("kind: PrometheusRule"),
+        "alerts not enabled:\n{text}"
+    );
+
+    let alerts = format!("{LABELLED}federationAlerts: {{enabled: true}}\n");
+    let (code, text, message) = scrape_configs(&alerts);
+    assert_eq!(code, Some(0), "{message}");
+    let documents: Vec<serde_json::Value> = text.split("---\n").map(to_json).collect();
+    let kinds: Vec<&str> = documents
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["ScrapeConfig", "ScrapeConfig", "PrometheusRule"]);
+    let rule = &documents[2];
+    assert_eq!(rule["metadata"]["name"], "promfed-federation-health");
+    assert_eq!(rule["metadata"]["namespace"], "monitoring");
+    assert_eq!(rule["metadata"]["labels"]["release"], "kps");
+    let group = &rule["spec"]["groups"][0];
+    assert_eq!(group["name"], "promfed-federation-health");
+    let names: Vec<&str> = (group["rules"].as_array().unwrap().iter())
+        .map(|r| r["alert"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"FederationTargetDown"), "{names:?}");
+    assert!(
+        group["rules"][0]["expr"]
+            .as_str()
+            .unwrap()
+            .contains("federate-a|federate-b"),
+        "{group}"
+    );
+
+    // The webhook and render leave it as written (its group is promfed's own).
+    let config = format!("{OPERATOR_CLUSTERS}{alerts}");
+    let dir = crate::support::temp_files(&[("promfed.yaml", &config)]);
+    let path = dir.path().join("promfed.yaml");
+    let rule_text = text.rsplit("---\n").next().unwrap();
+    let out = promfed(
+        &["render", "--diff", "--config", path.to_str().unwrap()],
+        Some(rule_text),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+
+    // Prometheus loads the group.
+    if crate::support::promtool().is_none() {
+        crate::support::skip::<()>(&crate::support::current_test(), "promtool");
+        return;
+    }
+    let file = promfed::yaml::emit(&promfed::yaml::Node::from_json(&rule["spec"]));
+    let out =
+        crate::support::run_promtool(&["check", "rules", "alerts.yml"], &[("alerts.yml", &file)]);
+    assert!(out.status.success(), "{}", crate::support::describe(&out));
+}
+
+/// The help says what `--config` needs and which kinds promfed rewrites.
+#[test]
+fn help_speaks_of_every_kind_and_when_config_is_needed() {
+    let out = promfed(&["render", "--help"], None);
+    let help = stdout(&out);
+    for want in [
+        "PrometheusRule",
+        "Prometheus objects",
+        "Required, except with --example",
+        "kind: List",
+    ] {
+        assert!(help.contains(want), "render --help lacks {want:?}:\n{help}");
+    }
+    let out = promfed(&["--help"], None);
+    assert!(stdout(&out).contains("PrometheusRule"), "{}", stdout(&out));
 }

@@ -331,16 +331,23 @@ fn deployment_is_redundant_hardened_probed_and_scraped() {
     let policy = find(&objects, "NetworkPolicy", "promfed");
     assert_eq!(policy["spec"]["podSelector"]["matchLabels"], *pod_labels);
     let ingress = policy["spec"]["ingress"].as_array().unwrap();
-    assert!(ingress.iter().all(|rule| rule.get("from").is_none()));
-    let ports: Vec<&Value> = ingress
-        .iter()
-        .flat_map(|r| r["ports"].as_array().unwrap())
-        .collect();
-    let expected = [
-        json!({"port": 8443, "protocol": "TCP"}),
-        json!({"port": 9102, "protocol": "TCP"}),
-    ];
-    assert_eq!(ports, expected.iter().collect::<Vec<_>>());
+    // The webhook port from anywhere; the metrics port from the scraping namespaces only.
+    assert_eq!(
+        ingress[0],
+        json!({"ports": [{"port": 8443, "protocol": "TCP"}]})
+    );
+    assert_eq!(
+        ingress[1]["ports"],
+        json!([{"port": 9102, "protocol": "TCP"}])
+    );
+    let scrapers = &ingress[1]["from"][0]["namespaceSelector"]["matchExpressions"][0];
+    assert_eq!(scrapers["key"], "kubernetes.io/metadata.name");
+    assert_eq!(scrapers["operator"], "In");
+    assert!(
+        strings(&scrapers["values"]).contains(&"tanzu-system-monitoring"),
+        "{scrapers}"
+    );
+    assert_eq!(ingress.len(), 2);
     assert_eq!(
         policy["spec"]["egress"],
         json!([]),
@@ -1263,8 +1270,9 @@ fn the_webhook_port_is_set_in_one_place() {
         let to = item(&service["spec"]["ports"], "port", json!(443));
         assert_eq!(to["targetPort"], "https", "{overlay}");
         let policy = find(&objects, "NetworkPolicy", "promfed");
-        let ports: Vec<&Value> = (policy["spec"]["ingress"][0]["ports"].as_array().unwrap())
+        let ports: Vec<&Value> = (policy["spec"]["ingress"].as_array().unwrap())
             .iter()
+            .flat_map(|rule| rule["ports"].as_array().unwrap())
             .map(|p| &p["port"])
             .collect();
         assert_eq!(ports, [&json!(port), &json!(9102)], "{overlay}");

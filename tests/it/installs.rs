@@ -837,30 +837,72 @@ fn post_renderer_helm3_and_helm4_plugin_federate_and_show_promfed_refusal() {
     let chart_arg = chart_path.to_str().unwrap();
     let config = root().join("deploy/base/promfed.yaml");
     let config_arg = config.to_str().unwrap();
-    let script = root().join("scripts/helm-post-renderer.sh");
-    let plugins = tempfile::tempdir().unwrap();
+    // Each helm its own data folder, where its plugins are: helm 3 fails on every command
+    // with the helm 4 plugin among its own (docs/install.md says so, and shows the alias).
+    let homes = tempfile::tempdir().unwrap();
+    let data_home = |program: &str| homes.path().join(program).join("data");
     let with_env = |program: &str| {
         let mut command = cluster.command(program);
         command.env("PROMFED", support::promfed_bin());
-        // helm 4's own home, where its plugin is installed (helm 3 would choke on the plugin).
-        if program == "helm4" {
-            command
-                .env("HELM_CONFIG_HOME", plugins.path().join("config"))
-                .env("HELM_CACHE_HOME", plugins.path().join("cache"))
-                .env("HELM_DATA_HOME", plugins.path().join("data"));
-        }
+        command
+            .env(
+                "HELM_CONFIG_HOME",
+                homes.path().join(program).join("config"),
+            )
+            .env("HELM_CACHE_HOME", homes.path().join(program).join("cache"))
+            .env("HELM_DATA_HOME", data_home(program));
         command
     };
+    // The plugin as a user installs it: from the archive scripts/helm-plugin-package.sh
+    // writes, copied (not linked to the checkout), unsigned.
+    let packaged = homes.path().join("package");
+    let out = output({
+        let mut command = Command::new(root().join("scripts/helm-plugin-package.sh"));
+        command.arg(&packaged);
+        command
+    });
+    assert!(
+        out.status.success(),
+        "helm-plugin-package.sh: {}",
+        describe(&out)
+    );
+    let archive = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(archive.ends_with("/promfed-0.1.0.tgz"), "{archive}");
     let mut install = with_env("helm4");
-    install
-        .args(["plugin", "install"])
-        .arg(root().join("deploy/helm-plugin/promfed"));
+    install.args(["plugin", "install", "--verify=false", &archive]);
     let out = output(install);
     assert!(
         out.status.success(),
         "helm4 plugin install: {}",
         describe(&out)
     );
+    let installed = data_home("helm4").join("plugins/promfed");
+    let script = installed.join("helm-post-renderer.sh");
+    assert!(
+        !std::fs::symlink_metadata(&installed).unwrap().is_symlink()
+            && !std::fs::symlink_metadata(&script).unwrap().is_symlink(),
+        "the plugin is a copy, not a link into the checkout"
+    );
+    // helm 3 beside it, in its own folder, works; in helm 4's it fails as documented.
+    let mut list = with_env("helm");
+    list.args(["plugin", "list"]);
+    let out = output(list);
+    assert!(
+        out.status.success(),
+        "helm 3 beside helm 4: {}",
+        describe(&out)
+    );
+    let mut shared = with_env("helm");
+    shared
+        .args(["plugin", "list"])
+        .env("HELM_DATA_HOME", data_home("helm4"));
+    let out = output(shared);
+    assert!(
+        text(&out).contains("apiVersion"),
+        "helm 3 reading helm 4's plugins, docs/install.md says it fails: {}",
+        describe(&out)
+    );
+    let script = root().join("scripts/helm-post-renderer.sh");
 
     let bad = r#"extraRules=[{"record":"bad:rule","expr":"sum(rate(x[5m])"}]"#;
     for (program, post_renderer) in [("helm", script.to_str().unwrap()), ("helm4", "promfed")] {

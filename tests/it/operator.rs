@@ -1102,6 +1102,7 @@ fn assert_stored_spec(cluster: &Cluster, want: &Json, how: &str) {
 /// operator generates rules that carry both its `enforcedNamespaceLabel` matcher and
 /// promfed's; the ScrapeConfig objects of `promfed render --scrape-configs` complete the
 /// config, and a real Prometheus on what the operator generated passes the federation table;
+/// the federation alerts' PrometheusRule of the same command is stored as written and loaded;
 /// with promfed down a PrometheusRule is still admitted (failurePolicy Ignore), and
 /// `promfed check --objects` finds it. The operator's own admission webhook runs next to
 /// promfed's for PrometheusRule objects (see [`assert_both_webhooks_admit_prometheus_rules`]).
@@ -1119,7 +1120,12 @@ fn webhook_rewrites_operator_objects_and_they_federate() {
     let workloads = workloads(&release);
     let config_dir = tempfile::tempdir().unwrap();
     let config = config_dir.path().join("promfed.yaml");
-    std::fs::write(&config, federation_config(&workloads, namespace)).unwrap();
+    // With the federation alerts, which the operator path writes as a PrometheusRule.
+    let text = format!(
+        "{}federationAlerts: {{enabled: true}}\n",
+        federation_config(&workloads, namespace)
+    );
+    std::fs::write(&config, text).unwrap();
     let config_arg = config.to_str().unwrap();
     let cluster = Cluster::up_with(
         Some(&config),
@@ -1196,10 +1202,31 @@ fn webhook_rewrites_operator_objects_and_they_federate() {
         &["render", "--config", config_arg, "--scrape-configs"],
         None,
     );
-    let scrape_configs = documents(&text);
-    assert_eq!(scrape_configs.len(), 2, "{text}");
+    let mut scrape_configs = documents(&text);
+    assert_eq!(scrape_configs.len(), 3, "{text}");
+    let alerts = scrape_configs.pop().unwrap();
+    assert_eq!(alerts["kind"], "PrometheusRule", "{text}");
     operator::apply(&cluster, &scrape_configs);
     assert_federation_table(&cluster, namespace, &workloads, &release);
+
+    // The federation alerts: stored as written (the webhook leaves promfed's own group
+    // alone) and loaded by the operator into the hub's rule files.
+    operator::apply(&cluster, std::slice::from_ref(&alerts));
+    assert_stored_spec(
+        &cluster,
+        &alerts,
+        "the federation alerts through the webhook",
+    );
+    let key = |alert: &str| ("promfed-federation-health".to_string(), alert.to_string());
+    let generated = operator::generated(&cluster, namespace, "hub", |g| {
+        g.rules().contains_key(&key("FederationTargetDown"))
+    });
+    let down = &generated.rules()[&key("FederationTargetDown")];
+    let expr = down["expr"].as_str().unwrap();
+    assert!(
+        expr.contains("federate-workload-a") && expr.contains("federate-workload-b"),
+        "{down}"
+    );
 
     // promfed down: a PrometheusRule is still admitted, as written, and check finds it.
     let (code, _) = promfed(

@@ -217,12 +217,17 @@ pub fn is_builtin(object: &Value) -> bool {
 /// 1.33 schemas, and check that kubernetes-validate reports each one as passed, so none was
 /// skipped as unknown. CRD objects (cert-manager's) are left out: it has no schema for them.
 pub fn assert_valid(objects: &[Value]) {
+    assert_valid_for(objects, K8S_VERSION);
+}
+
+/// [`assert_valid`] against the schemas of Kubernetes `k8s_version` (e.g. "1.30.0").
+pub fn assert_valid_for(objects: &[Value], k8s_version: &str) {
     let builtin: Vec<&Value> = objects.iter().filter(|o| is_builtin(o)).collect();
     let text: Vec<String> = builtin.iter().map(|o| o.to_string()).collect();
-    let out = super::run_kubernetes_validate(&text.join("\n---\n"), K8S_VERSION);
+    let out = super::run_kubernetes_validate(&text.join("\n---\n"), k8s_version);
     assert!(
         out.status.success(),
-        "kubernetes-validate {K8S_VERSION}: {}",
+        "kubernetes-validate {k8s_version}: {}",
         describe(&out)
     );
     let report = format!("{}{}", stdout(&out), stderr(&out));

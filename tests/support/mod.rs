@@ -30,6 +30,7 @@
 //! - `promql_grammar`: PromQL text from the grammar, as a proptest strategy;
 //! - `attack`, `well_behaved`: the attack tests' neighbour and clients; `manifests`: the
 //!   install tools and manifest helpers of `deploy`; `kube`: a local Kubernetes API server;
+//!   `charts`: the helm chart and the Carvel package as the pinned helm and ytt render them;
 //! - `expressions`: every PromQL expression the project holds, with where it came from;
 //!   `lezer`: the Prometheus project's lezer grammar of PromQL as a peer (`require!(lezer_promql)`).
 
@@ -44,6 +45,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 pub mod attack;
+pub mod charts;
 pub mod examples;
 pub mod expressions;
 pub mod kube;

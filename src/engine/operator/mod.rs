@@ -8,8 +8,9 @@
 //! - [`Engine::rewrite_prometheus`]: a Prometheus object's `spec.scrapeClasses`, so the hub's
 //!   own series carry `cluster=<local>` (`prometheus.rs`);
 //! - [`Engine::scrape_configs`]: the federation jobs as ScrapeConfig objects
-//!   (`scrape_config.rs`).
+//!   (`scrape_config.rs`), and the federation alert group as a PrometheusRule (`alerts.rs`).
 
+pub mod alerts;
 pub mod prometheus;
 pub mod rule;
 pub mod scrape_config;
@@ -66,5 +67,11 @@ impl Engine {
     /// order of [`Engine::federation_jobs`].
     pub fn scrape_configs(&self) -> Result<Vec<Node>, Error> {
         scrape_config::objects(&self.config, &self.federation)
+    }
+
+    /// With `federationAlerts.enabled` and federation jobs, the federation alert group as a
+    /// PrometheusRule object, which goes with the ScrapeConfig objects.
+    pub fn federation_alert_rule(&self) -> Option<Node> {
+        (self.alert_group.as_ref()).map(|group| alerts::object(&self.config, group))
     }
 }

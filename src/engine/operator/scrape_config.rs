@@ -65,6 +65,49 @@ pub fn objects(config: &Config, federation: &Federation) -> Result<Vec<Node>, Er
     Ok(out)
 }
 
+/// A Secret or ConfigMap that ScrapeConfig objects refer to, and the keys they read from it:
+/// what must exist in their namespace before the operator can use them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Reference {
+    /// `Secret` or `ConfigMap`.
+    pub kind: &'static str,
+    pub name: String,
+    pub keys: Vec<String>,
+}
+
+/// The Secrets and ConfigMaps `objects` (ScrapeConfig objects) refer to, each once, sorted.
+pub fn references(objects: &[Node]) -> Vec<Reference> {
+    let mut found: std::collections::BTreeMap<(&'static str, String), Vec<String>> =
+        Default::default();
+    for object in objects {
+        let spec = object.get("spec").map(Node::to_json).unwrap_or_default();
+        let tls = &spec["tlsConfig"];
+        let selectors = [
+            ("Secret", &tls["ca"]["secret"]),
+            ("ConfigMap", &tls["ca"]["configMap"]),
+            ("Secret", &tls["cert"]["secret"]),
+            ("Secret", &tls["keySecret"]),
+            ("Secret", &spec["basicAuth"]["username"]),
+            ("Secret", &spec["basicAuth"]["password"]),
+            ("Secret", &spec["authorization"]["credentials"]),
+        ];
+        for (kind, selector) in selectors {
+            if let (Some(name), Some(key)) = (selector["name"].as_str(), selector["key"].as_str()) {
+                let keys = found.entry((kind, name.to_string())).or_default();
+                if !keys.iter().any(|k| k == key) {
+                    keys.push(key.to_string());
+                }
+            }
+        }
+    }
+    (found.into_iter())
+        .map(|((kind, name), mut keys)| {
+            keys.sort();
+            Reference { kind, name, keys }
+        })
+        .collect()
+}
+
 /// A Kubernetes object name for a job name: lower case, every other character `-`.
 pub fn object_name(job: &str) -> String {
     let name: String = (job.chars())

@@ -38,6 +38,7 @@ impl Scoper {
             scoped: decided.scoped,
             kept: decided.kept,
             reprinted: false,
+            full_path: false,
         }))
     }
 

@@ -55,6 +55,9 @@ pub struct Scoped {
     pub kept: Vec<String>,
     /// True when splicing failed verification and the printed AST was used.
     pub reprinted: bool,
+    /// True when promfed's own parser declined the expression and the full path scoped it
+    /// (about ten times the work per step: the work budget counts it so).
+    pub full_path: bool,
 }
 
 impl Scoper {
@@ -83,7 +86,11 @@ impl Scoper {
         if let Some(scoped) = self.scope_fast(expr)? {
             return Ok(scoped);
         }
-        self.scope_with_full_parse(expr, &Source::new(expr)?)
+        let scoped = self.scope_with_full_parse(expr, &Source::new(expr)?)?;
+        Ok(Scoped {
+            full_path: true,
+            ..scoped
+        })
     }
 
     /// The full path: parse with regexes and decide on the exact AST; if splicing cannot be
@@ -123,6 +130,7 @@ impl Scoper {
                 scoped,
                 kept,
                 reprinted: false,
+                full_path: false,
             });
         }
         let printed = expected.to_string();
@@ -133,6 +141,7 @@ impl Scoper {
                 scoped,
                 kept,
                 reprinted: true,
+                full_path: false,
             });
         }
         Err(ScopeError::Verification(format!(
@@ -316,6 +325,7 @@ impl Decided {
             scoped: 0,
             kept: self.kept,
             reprinted: false,
+            full_path: false,
         }
     }
 }

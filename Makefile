@@ -5,15 +5,15 @@
 CARGO ?= cargo
 VENV_PYTHON := $(CURDIR)/.venv/bin/python
 
-.PHONY: test lint bench fmt deps soak loadtest dashboards
+.PHONY: test lint bench fmt deps soak loadtest dashboards image
 
 # The pinned Go tools (scripts/build-tools.sh: kubectl, helm, kapp, ...) come first on PATH, so
 # the tests use them and not whatever a machine has. PROMFED_REQUIRE_TOOLS=1 turns a test's "SKIPPED: needs <tool>" into a failure, so this target
 # never passes while skipping. `cargo test` (not --all-targets) also runs the doc tests;
 # --no-fail-fast reports every failing target, not only the first. clippy
 # --all-targets below still type-checks the benches.
-test: deps
-	PATH="$$(scripts/build-tools.sh path):$$PATH" PROMFED_REQUIRE_TOOLS=1 PROMFED_PYTHON=$(VENV_PYTHON) $(CARGO) test --no-fail-fast
+test: deps image
+	PATH="$$(scripts/build-tools.sh path):$$PATH" PROMFED_REQUIRE_TOOLS=1 PROMFED_IMAGE=$(IMAGE) PROMFED_PYTHON=$(VENV_PYTHON) $(CARGO) test --no-fail-fast
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
@@ -47,3 +47,11 @@ dashboards:
 
 deps:
 	scripts/test-deps.sh
+
+# promfed's OCI image archive, built without a daemon (scripts/image.sh: the static release
+# binary, umoci, the Dockerfile's config). The path is stable: docs/install.md pushes it with
+# skopeo, the tests and the node mode of scripts/kube-local.sh import it.
+IMAGE := $(CURDIR)/target/promfed-image.tar
+
+image:
+	scripts/image.sh $(IMAGE)

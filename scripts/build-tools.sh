@@ -19,6 +19,13 @@
 #   prometheus-operator-VERSION/bin/prometheus-operator, admission-webhook (its own admission
 #                                    webhook, cmd/admission-webhook) and crds/*.yaml (its CRDs)
 #   cert-manager-crds-VERSION/crds/*.yaml            cert-manager's CRDs, from its module source
+#   kube-node-VERSION/bin/kubelet, kube-controller-manager, kube-scheduler
+#                                                    tests/tools/node (k8s.io/kubernetes): the
+#                                                    node of `kube-local.sh` with PROMFED_NODE=1
+#   containerd-VERSION/bin/containerd, containerd-shim-runc-v2, ctr, pause, and
+#     pause-image.tar (an OCI archive of pause)      tests/tools/containerd (containerd/v2)
+#   cni-VERSION/cni/bridge, host-local, loopback     tests/tools/cni (containernetworking/plugins;
+#                                                    not on PATH: containerd's CNI folder)
 #
 # A tool is rebuilt only when its stamp (a hash of its tests/tools module, RECIPES below and the
 # Go version) changes or a file is missing; a run with everything cached takes about a second.
@@ -77,6 +84,9 @@ kapp-controller kappctrl carvel.dev/kapp-controller
 prometheus prometheus github.com/prometheus/prometheus
 prometheus-operator operator github.com/prometheus-operator/prometheus-operator
 cert-manager-crds crds github.com/cert-manager/cert-manager
+kube-node node k8s.io/kubernetes
+containerd containerd github.com/containerd/containerd/v2
+cni cni github.com/containernetworking/plugins
 "
 
 # tool_dir NAME: the cache folder of NAME at its pinned version.
@@ -125,6 +135,17 @@ gobuild() {
 module_dir() {
     (cd "$TOOLS/$1" && GOFLAGS=-mod=readonly go mod download -json "$2") |
         awk -F'"' '$2 == "Dir" { print $4 }'
+}
+
+# kube_ldflags VERSION: the version variables of a Kubernetes release build.
+kube_ldflags() {
+    local v=${1#v} minor
+    minor=$(cut -d. -f2 <<<"$v")
+    printf -- '-X %s ' \
+        "k8s.io/component-base/version.gitVersion=$1" "k8s.io/component-base/version.gitMajor=${v%%.*}" \
+        "k8s.io/component-base/version.gitMinor=$minor" "k8s.io/component-base/version.gitTreeState=clean" \
+        "k8s.io/client-go/pkg/version.gitVersion=$1" "k8s.io/client-go/pkg/version.gitMajor=${v%%.*}" \
+        "k8s.io/client-go/pkg/version.gitMinor=$minor" "k8s.io/client-go/pkg/version.gitTreeState=clean"
 }
 
 # build_tool NAME MODDIR MODULE VERSION DIR: everything into DIR.tmp, then renamed to DIR.
@@ -210,6 +231,47 @@ build_tool() {
             mkdir -p "$tmp/crds"
             cp "$src"/deploy/crds/cert-manager.io_*.yaml "$src"/deploy/crds/acme.cert-manager.io_*.yaml "$tmp/crds/"
             ;;
+        kube-node)
+            local b
+            for b in kubelet kube-controller-manager kube-scheduler; do
+                # shellcheck disable=SC2046 # a list of flags
+                gobuild node "$tmp/bin/$b" "k8s.io/kubernetes/cmd/$b" $(kube_ldflags "$version")
+            done
+            ;;
+        containerd)
+            # Without the snapshotters that need cgo or kernel features this node does not use
+            # (overlayfs and native stay).
+            local b cv=github.com/containerd/containerd/v2/version
+            for b in containerd containerd-shim-runc-v2 ctr; do
+                TAGS=no_btrfs,no_devmapper,no_zfs gobuild containerd "$tmp/bin/$b" "$module/cmd/$b" \
+                    -X "$cv.Version=$version" -X "$cv.Revision=module-$version" \
+                    -X "$cv.Package=github.com/containerd/containerd"
+            done
+            gobuild containerd "$tmp/bin/pause" .
+            # The pause image: pause alone, run as nobody, as an OCI archive for `ctr images import`.
+            command -v umoci >/dev/null || die "umoci is required for the pause image (scripts/test-deps.sh installs it)"
+            local img=$tmp/pause-oci
+            mkdir -p "$tmp/pause-rootfs"
+            install -m 0755 "$tmp/bin/pause" "$tmp/pause-rootfs/pause"
+            umoci init --layout "$img"
+            umoci new --image "$img:1"
+            umoci insert --image "$img:1" --no-history "$tmp/pause-rootfs" /
+            umoci config --image "$img:1" --no-history --os linux --architecture amd64 \
+                --clear=config.env --config.entrypoint /pause --config.user 65535:65535
+            umoci gc --layout "$img"
+            tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$img" \
+                -cf "$tmp/pause-image.tar" oci-layout index.json blobs
+            rm -rf "$img" "$tmp/pause-rootfs"
+            ;;
+        cni)
+            rmdir "$tmp/bin"
+            mkdir -p "$tmp/cni"
+            local b
+            for b in main/bridge ipam/host-local main/loopback; do
+                gobuild cni "$tmp/cni/${b#*/}" "$module/plugins/$b" \
+                    -X "github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$version"
+            done
+            ;;
         *) die "no recipe for $name" ;;
     esac
     chmod -R u+w "$tmp"
@@ -232,6 +294,8 @@ version_line() {
         kapp-controller) cmds=("vendir version") ;;
         prometheus) cmds=("prometheus3 --version" "promtool3 --version") ;;
         prometheus-operator) cmds=("prometheus-operator --version" "admission-webhook --version") ;;
+        kube-node) cmds=("kubelet --version" "kube-controller-manager --version" "kube-scheduler --version") ;;
+        containerd) cmds=("containerd --version" "ctr --version") ;;
         *) cmds=() ;;
     esac
     for cmd in ${cmds[@]+"${cmds[@]}"}; do
@@ -239,6 +303,9 @@ version_line() {
         out=$("$b"/$cmd 2>&1) || return 1
         line=${line:+$line; }$(sed -n 1p <<<"$out")
     done
+    if [ -d "$1/cni" ]; then
+        line=${line:+$line; }$(CNI_COMMAND=VERSION "$1/cni/bridge" </dev/null | tr -d '\n') || return 1
+    fi
     if [ -d "$1/crds" ]; then
         line=${line:+$line; }$(find "$1/crds" -name '*.yaml' | wc -l)" CRDs"
     fi
@@ -301,7 +368,7 @@ case "${1:-build}" in
     path)
         # only what is built: kube-local.sh runs the build first
         p=
-        for n in kubernetes etcd helm helm4 kapp ytt prometheus prometheus-operator; do
+        for n in kubernetes etcd helm helm4 kapp ytt prometheus prometheus-operator kube-node containerd; do
             d=$(tool_dir "$n")
             [ -f "$d/.stamp" ] || die "$n is not built ($d): run scripts/build-tools.sh"
             p=${p:+$p:}$d/bin
@@ -312,6 +379,6 @@ case "${1:-build}" in
         [ $# -eq 2 ] || die "usage: $0 dir NAME"
         tool_dir "$2"
         ;;
-    -h | --help) sed -n '2,28s/^# \{0,1\}//p' "$0" ;;
+    -h | --help) sed -n '2,38s/^# \{0,1\}//p' "$0" ;;
     *) die "unknown command $1 (build, path, dir NAME)" ;;
 esac

@@ -38,7 +38,23 @@
 # operator: DIR/prometheus-operator.pid, DIR/admission-webhook.pid), and logs
 # in DIR/*.log. The tools come from scripts/build-tools.sh (built on first use, then cached).
 #
-# Env: PROMFED_OPERATOR (1: the operator too), PROMFED_CONFIG, PROMFED_BIN (skip the cargo build), KUBE_LOCAL_TIMEOUT (seconds to wait
+# With PROMFED_NODE=1 (root only) there is a real node instead of the local `promfed serve`:
+# kube-controller-manager, kube-scheduler, and in a network namespace of its own a kubelet and
+# containerd with runc and CNI (bridge, host-local), the pod network routed from the host
+# (scripts/kube-node.sh says how). promfed's image (PROMFED_IMAGE, default
+# target/promfed-image.tar, built by scripts/image.sh when missing) and a pause image built here
+# are imported into containerd: no registry. `up` applies the overlay PROMFED_OVERLAY (default
+# self-signed; from a copy of deploy/ in DIR/deploy, its certificates made there) and returns
+# once promfed runs as pods and the API server has called it through the Service (the dry run
+# below, promfed's review counter read from the pods). The API server then listens on the
+# host's end of the node's veth (172.30.N.1), not 127.0.0.1, and calls Services at their
+# endpoints (--enable-aggregator-routing: no kube-proxy). DIR/env also sets
+# PROMFED_LOCAL_NODE=1, PROMFED_LOCAL_NETNS, PROMFED_LOCAL_CONTAINERD (containerd's socket, for
+# `ctr --address`), PROMFED_LOCAL_IMAGE (the imported image) and PROMFED_LOCAL_OVERLAY (the
+# applied overlay's folder); PROMFED_LOCAL_WEBHOOK and PROMFED_LOCAL_METRICS are empty. `down`
+# leaves no process, mount, cgroup, interface or namespace behind.
+#
+# Env: PROMFED_NODE (1: the node), PROMFED_OVERLAY, PROMFED_IMAGE, PROMFED_OPERATOR (1: the operator too), PROMFED_CONFIG, PROMFED_BIN (skip the cargo build), KUBE_LOCAL_TIMEOUT (seconds to wait
 # for the API server, default 120), PROMFED_CERT_DIR (a folder holding tls.crt, tls.key and the
 # ca.crt that signed them, e.g. a kubelet-style mount with `..data` that the caller swaps:
 # promfed reads its certificate from there, the webhook's caBundle is its ca.crt, and
@@ -65,6 +81,7 @@ usage() {
 CMD=$1
 DIR=$2
 case "$CMD" in up | down) ;; *) usage ;; esac
+NODE=${PROMFED_NODE:-0}
 
 # --- processes ---------------------------------------------------------------------------
 # pid_alive NAME: the pid in DIR/NAME.pid runs, and is that program (not a reused pid).
@@ -73,6 +90,18 @@ pid_alive() {
     pid=$(cat "$DIR/$1.pid" 2>/dev/null) || return 1
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$1" 2>/dev/null
+}
+
+# wait_exec NAME: until the process in DIR/NAME.pid (just started with `&`) has exec'd NAME, or
+# exited. Before, its command line is this script's and pid_alive NAME would call it dead
+# (seen under load: "etcd exited" for an etcd that was starting).
+wait_exec() {
+    local i
+    for ((i = 0; i < 200; i++)); do
+        pid_alive "$1" && return
+        kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null || return 0
+        sleep 0.05
+    done
 }
 
 # stop NAME: SIGTERM, up to 20 s to exit, then SIGKILL.
@@ -101,9 +130,19 @@ down() {
     stop admission-webhook
     stop prometheus-operator
     stop promfed
+    # the node (a no-op when DIR had none); its network after the API server, which listens
+    # there and deletes its lease on the way out
+    node_down
     stop kube-apiserver
     stop etcd
+    node_network_down
 }
+
+if [ "$CMD" = up ]; then mkdir -p "$DIR"; fi
+[ -d "$DIR" ] || die "no such folder: $DIR"
+DIR=$(cd "$DIR" && pwd)
+# shellcheck source=scripts/kube-node.sh
+. "$ROOT/scripts/kube-node.sh"
 
 if [ "$CMD" = down ]; then
     down
@@ -111,9 +150,7 @@ if [ "$CMD" = down ]; then
 fi
 
 # --- up ----------------------------------------------------------------------------------
-mkdir -p "$DIR"
-DIR=$(cd "$DIR" && pwd)
-for n in admission-webhook prometheus-operator promfed kube-apiserver etcd; do
+for n in admission-webhook prometheus-operator promfed kube-apiserver etcd kubelet containerd kube-controller-manager kube-scheduler; do
     if pid_alive "$n"; then
         die "$n already runs from $DIR (pid $(cat "$DIR/$n.pid")): scripts/kube-local.sh down $DIR first"
     fi
@@ -146,7 +183,18 @@ for t in etcd kube-apiserver kubectl; do
 done
 KUBECTL=$(command -v kubectl)
 
-if [ -n "${PROMFED_BIN:-}" ]; then
+if [ "$NODE" = 1 ]; then
+    IMAGE_ARCHIVE=${PROMFED_IMAGE:-$ROOT/target/promfed-image.tar}
+    if ! [ -f "$IMAGE_ARCHIVE" ]; then
+        say "no image at $IMAGE_ARCHIVE: scripts/image.sh"
+        "$ROOT/scripts/image.sh" "$IMAGE_ARCHIVE" || die "scripts/image.sh failed"
+    fi
+    IMAGE_ARCHIVE=$(cd "$(dirname "$IMAGE_ARCHIVE")" && pwd)/$(basename "$IMAGE_ARCHIVE")
+    # the tag is the crate version the archive was made from (its index's ref.name)
+    PROMFED_IMAGE=$PROMFED_IMAGE_NAME:$(tar -xOf "$IMAGE_ARCHIVE" index.json | python3 -c '
+import json, sys
+print(json.load(sys.stdin)["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"])')
+elif [ -n "${PROMFED_BIN:-}" ]; then
     [ -x "$PROMFED_BIN" ] || die "PROMFED_BIN=$PROMFED_BIN is not an executable"
 else
     say "cargo build --release (PROMFED_BIN=/path/to/promfed skips it)"
@@ -160,13 +208,24 @@ CONFIG=$(cd "$(dirname "$CONFIG")" && pwd)/$(basename "$CONFIG")
 # --- ports -------------------------------------------------------------------------------
 # Free ports on 127.0.0.1, all different (the kernel's picks, released right away: another
 # process could take one before we bind it, which then fails loudly below).
-read -r ETCD_PORT ETCD_PEER_PORT API_PORT WEBHOOK_PORT METRICS_PORT OPERATOR_PORT ADMISSION_PORT < <(python3 -c '
+read -r ETCD_PORT ETCD_PEER_PORT API_PORT WEBHOOK_PORT METRICS_PORT OPERATOR_PORT ADMISSION_PORT KCM_PORT SCHEDULER_PORT < <(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(7)]
+socks = [socket.socket() for _ in range(9)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])
 ')
+
+# The API server's address: 127.0.0.1, or with the node the host's end of its veth (which the
+# kubelet in the node's netns can reach).
+API_ADDR=127.0.0.1
+if [ "$NODE" = 1 ]; then
+    node_network
+    API_ADDR=$HOST_IP
+    # the API server and the pods, never through a proxy
+    export NO_PROXY=$NO_PROXY,$HOST_IP,$POD_CIDR
+    export no_proxy=$NO_PROXY
+fi
 
 # --- certificates ------------------------------------------------------------------------
 PKI=$DIR/pki
@@ -197,8 +256,11 @@ if ! [ -s "$PKI/ca.crt" ] || ! [ -s "$PKI/ca.key" ]; then
 fi
 leaf etcd etcd "" serverAuth,clientAuth "IP:127.0.0.1,DNS:localhost"
 leaf apiserver-etcd-client kube-apiserver-etcd-client "" clientAuth ""
-leaf apiserver kube-apiserver "" serverAuth \
-    "IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+# (named after its address, so a DIR used with and without the node has one of each)
+API_SANS=IP:127.0.0.1
+[ "$API_ADDR" = 127.0.0.1 ] || API_SANS=IP:$API_ADDR,$API_SANS
+leaf "apiserver-$API_ADDR" kube-apiserver "" serverAuth \
+    "$API_SANS,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
 leaf admin kube-local-admin system:masters clientAuth ""
 # the operator's admission webhook (used with PROMFED_OPERATOR=1)
 leaf admission-webhook prometheus-operator-admission "" serverAuth "IP:127.0.0.1"
@@ -228,6 +290,7 @@ etcd --name kube-local --data-dir "$DIR/etcd-data" \
     --unsafe-no-fsync --log-level warn \
     >"$DIR/etcd.log" 2>&1 &
 echo $! >"$DIR/etcd.pid"
+wait_exec etcd
 etcd_ok() {
     curl -sf --max-time 2 --cacert "$PKI/ca.crt" --cert "$PKI/apiserver-etcd-client.crt" \
         --key "$PKI/apiserver-etcd-client.key" "https://127.0.0.1:$ETCD_PORT/health" 2>/dev/null | grep -q '"health":"true"'
@@ -242,22 +305,30 @@ say "etcd $(etcd --version | awk 'NR == 1 {print $3}') on https://127.0.0.1:$ETC
 
 # --- kube-apiserver ----------------------------------------------------------------------
 t=$(now)
+# Without a node nothing makes ServiceAccounts, so their admission plugin is off. With one, the
+# controller-manager does, and Services are called at their endpoints (no kube-proxy).
+if [ "$NODE" = 1 ]; then
+    NODE_API_FLAGS=(--enable-aggregator-routing=true)
+else
+    NODE_API_FLAGS=(--disable-admission-plugins=ServiceAccount)
+fi
 kube-apiserver \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
+    --bind-address="$API_ADDR" --advertise-address="$API_ADDR" --secure-port="$API_PORT" \
     --etcd-servers="https://127.0.0.1:$ETCD_PORT" --etcd-cafile="$PKI/ca.crt" \
     --etcd-certfile="$PKI/apiserver-etcd-client.crt" --etcd-keyfile="$PKI/apiserver-etcd-client.key" \
-    --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+    --tls-cert-file="$PKI/apiserver-$API_ADDR.crt" --tls-private-key-file="$PKI/apiserver-$API_ADDR.key" \
     --client-ca-file="$PKI/ca.crt" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
     --service-cluster-ip-range=10.0.0.0/24 \
     --endpoint-reconciler-type=none \
     --authorization-mode=RBAC \
-    --disable-admission-plugins=ServiceAccount \
+    "${NODE_API_FLAGS[@]}" \
     --enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook \
     --profiling=false \
     >"$DIR/kube-apiserver.log" 2>&1 &
 echo $! >"$DIR/kube-apiserver.pid"
+wait_exec kube-apiserver
 
 CA_DATA=$(base64 -w0 <"$PKI/ca.crt")
 (
@@ -268,7 +339,7 @@ kind: Config
 clusters:
 - name: kube-local
   cluster:
-    server: https://127.0.0.1:$API_PORT
+    server: https://$API_ADDR:$API_PORT
     certificate-authority-data: $CA_DATA
 users:
 - name: admin
@@ -296,30 +367,39 @@ until api_ready; do
     [ "$SECONDS" -lt "$deadline" ] || fail_with kube-apiserver "kube-apiserver not ready after $TIMEOUT s"
     sleep 0.25
 done
-say "kube-apiserver $("$KUBECTL" version -o json 2>/dev/null | awk -F'"' '/gitVersion/ {v=$4} END {print v}') on https://127.0.0.1:$API_PORT (pid $(cat "$DIR/kube-apiserver.pid"), ready in $(since "$t"))"
+say "kube-apiserver $("$KUBECTL" version -o json 2>/dev/null | awk -F'"' '/gitVersion/ {v=$4} END {print v}') on https://$API_ADDR:$API_PORT (pid $(cat "$DIR/kube-apiserver.pid"), ready in $(since "$t"))"
 
-# --- promfed -----------------------------------------------------------------------------
-t=$(now)
-"$PROMFED_BIN" serve --config "$CONFIG" \
-    --tls-cert-file "$CERTS/tls.crt" --tls-key-file "$CERTS/tls.key" \
-    --listen "127.0.0.1:$WEBHOOK_PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" \
-    >"$DIR/promfed.log" 2>&1 &
-echo $! >"$DIR/promfed.pid"
-METRICS_URL=http://127.0.0.1:$METRICS_PORT
-deadline=$((SECONDS + 30))
-until curl -sf --max-time 2 "$METRICS_URL/readyz" >/dev/null 2>&1; do
-    pid_alive promfed || fail_with promfed "promfed serve exited"
-    [ "$SECONDS" -lt "$deadline" ] || fail_with promfed "promfed not ready after 30 s"
-    sleep 0.1
-done
-say "promfed serve on https://127.0.0.1:$WEBHOOK_PORT/mutate, metrics $METRICS_URL (pid $(cat "$DIR/promfed.pid"), config $CONFIG, $(since "$t"))"
+if [ "$NODE" = 1 ]; then
+    # --- the node, and promfed as its pods --------------------------------------------------
+    node_start
+    node_deploy
+    METRICS_URLS=$(pod_ips | sed 's|.*|http://&:9102|' | tr '\n' ' ')
+    [ -n "$METRICS_URLS" ] || die "no Ready promfed endpoint in the Service's EndpointSlices"
+    METRICS_URL=
+else
+    # --- promfed -----------------------------------------------------------------------------
+    t=$(now)
+    "$PROMFED_BIN" serve --config "$CONFIG" \
+        --tls-cert-file "$CERTS/tls.crt" --tls-key-file "$CERTS/tls.key" \
+        --listen "127.0.0.1:$WEBHOOK_PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" \
+        >"$DIR/promfed.log" 2>&1 &
+    echo $! >"$DIR/promfed.pid"
+    wait_exec promfed
+    METRICS_URL=http://127.0.0.1:$METRICS_PORT
+    deadline=$((SECONDS + 30))
+    until curl -sf --max-time 2 "$METRICS_URL/readyz" >/dev/null 2>&1; do
+        pid_alive promfed || fail_with promfed "promfed serve exited"
+        [ "$SECONDS" -lt "$deadline" ] || fail_with promfed "promfed not ready after 30 s"
+        sleep 0.1
+    done
+    say "promfed serve on https://127.0.0.1:$WEBHOOK_PORT/mutate, metrics $METRICS_URL (pid $(cat "$DIR/promfed.pid"), config $CONFIG, $(since "$t"))"
 
-# --- deploy/local ------------------------------------------------------------------------
-# An overlay on top of deploy/local with this run's port and caBundle (kustomize wants the
-# path relative, not absolute).
-rm -rf "$DIR/local"
-mkdir -p "$DIR/local"
-cat >"$DIR/local/kustomization.yaml" <<EOF
+    # --- deploy/local ------------------------------------------------------------------------
+    # An overlay on top of deploy/local with this run's port and caBundle (kustomize wants the
+    # path relative, not absolute).
+    rm -rf "$DIR/local"
+    mkdir -p "$DIR/local"
+    cat >"$DIR/local/kustomization.yaml" <<EOF
 # Written by scripts/kube-local.sh: deploy/local with this run's webhook port and caBundle.
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
@@ -328,7 +408,7 @@ resources:
 patches:
 - path: endpoint.yaml
 EOF
-cat >"$DIR/local/endpoint.yaml" <<EOF
+    cat >"$DIR/local/endpoint.yaml" <<EOF
 apiVersion: admissionregistration.k8s.io/v1
 kind: MutatingWebhookConfiguration
 metadata:
@@ -347,25 +427,30 @@ webhooks:
     url: https://127.0.0.1:$WEBHOOK_PORT/mutate
     caBundle: $(base64 -w0 <"$CERTS/ca.crt")
 EOF
-"$KUBECTL" kustomize "$DIR/local" >"$DIR/local.yaml" 2>"$DIR/apply.log" ||
-    fail_with apply "kubectl kustomize $DIR/local failed"
-kinds=$(awk '/^kind:/ {print $2}' "$DIR/local.yaml" | sort -u | paste -sd ' ')
-[ "$kinds" = "MutatingWebhookConfiguration Namespace" ] ||
-    die "deploy/local renders kinds '$kinds', wanted only the Namespace and the MutatingWebhookConfiguration: update its patches for what deploy/base gained"
-n_webhooks=$(grep -c '^ *clientConfig:' "$DIR/local.yaml" || true)
-n_local=$(grep -c "^ *url: https://127.0.0.1:$WEBHOOK_PORT/mutate\$" "$DIR/local.yaml" || true)
-if [ "$n_webhooks" = 0 ] || [ "$n_local" != "$n_webhooks" ] || grep -q '^ *service:' "$DIR/local.yaml"; then
-    die "not every webhook of deploy/local calls https://127.0.0.1:$WEBHOOK_PORT/mutate (a new webhook in deploy/base needs its patch in deploy/local and in this script): $DIR/local.yaml"
+    "$KUBECTL" kustomize "$DIR/local" >"$DIR/local.yaml" 2>"$DIR/apply.log" ||
+        fail_with apply "kubectl kustomize $DIR/local failed"
+    kinds=$(awk '/^kind:/ {print $2}' "$DIR/local.yaml" | sort -u | paste -sd ' ')
+    [ "$kinds" = "MutatingWebhookConfiguration Namespace" ] ||
+        die "deploy/local renders kinds '$kinds', wanted only the Namespace and the MutatingWebhookConfiguration: update its patches for what deploy/base gained"
+    n_webhooks=$(grep -c '^ *clientConfig:' "$DIR/local.yaml" || true)
+    n_local=$(grep -c "^ *url: https://127.0.0.1:$WEBHOOK_PORT/mutate\$" "$DIR/local.yaml" || true)
+    if [ "$n_webhooks" = 0 ] || [ "$n_local" != "$n_webhooks" ] || grep -q '^ *service:' "$DIR/local.yaml"; then
+        die "not every webhook of deploy/local calls https://127.0.0.1:$WEBHOOK_PORT/mutate (a new webhook in deploy/base needs its patch in deploy/local and in this script): $DIR/local.yaml"
+    fi
+    "$KUBECTL" apply -f "$DIR/local.yaml" >>"$DIR/apply.log" 2>&1 || fail_with apply "kubectl apply of deploy/local failed"
+    say "applied deploy/local: $(grep -c '^kind:' "$DIR/local.yaml") objects (${kinds// /, })"
+    METRICS_URLS=$METRICS_URL
 fi
-"$KUBECTL" apply -f "$DIR/local.yaml" >>"$DIR/apply.log" 2>&1 || fail_with apply "kubectl apply of deploy/local failed"
-say "applied deploy/local: $(grep -c '^kind:' "$DIR/local.yaml") objects (${kinds// /, })"
 
 # --- proof: the API server calls promfed -------------------------------------------------
 # The TKG package's ConfigMap (a shape the webhook must catch) created with --dry-run=server
 # in its namespace: stored nowhere, but sent through the admission chain, so it must come back
 # with promfed's changes and promfed's review counter must move.
+# (summed over the pods with the node)
 reviews() {
-    curl -sf --max-time 5 "$METRICS_URL/metrics" | awk '/^promfed_reviews_total\{/ { n += $NF } END { print n + 0 }'
+    local u
+    for u in $METRICS_URLS; do curl -sf --max-time 5 "$u/metrics"; done |
+        awk '/^promfed_reviews_total\{/ { n += $NF } END { print n + 0 }'
 }
 PROBE=$ROOT/tests/data/tkg/prometheus-server-configmap.yaml
 PROBE_NS=$(awk '/^  namespace:/ {print $2; exit}' "$PROBE")
@@ -403,11 +488,12 @@ if [ "${PROMFED_OPERATOR:-}" = 1 ]; then
         fail_with apply "kubectl apply of the CRDs in $CRDS failed"
     "$KUBECTL" wait --for=condition=Established crd --all --timeout=60s >>"$DIR/apply.log" 2>&1 ||
         fail_with apply "the CRDs in $CRDS were not established in 60 s"
-    prometheus-operator --apiserver "https://127.0.0.1:$API_PORT" --ca-file "$PKI/ca.crt" \
+    prometheus-operator --apiserver "https://$API_ADDR:$API_PORT" --ca-file "$PKI/ca.crt" \
         --cert-file "$PKI/admin.crt" --key-file "$PKI/admin.key" \
         --web.listen-address "127.0.0.1:$OPERATOR_PORT" --log-format logfmt \
         >"$DIR/prometheus-operator.log" 2>&1 &
     echo $! >"$DIR/prometheus-operator.pid"
+    wait_exec prometheus-operator
     OPERATOR_METRICS=http://127.0.0.1:$OPERATOR_PORT
     deadline=$((SECONDS + 60))
     until curl -sf --max-time 2 "$OPERATOR_METRICS/healthz" >/dev/null 2>&1 &&
@@ -427,6 +513,7 @@ if [ "${PROMFED_OPERATOR:-}" = 1 ]; then
         --web.client-ca-file "" --log-format logfmt \
         >"$DIR/admission-webhook.log" 2>&1 &
     echo $! >"$DIR/admission-webhook.pid"
+    wait_exec admission-webhook
     ADMISSION_URL=https://127.0.0.1:$ADMISSION_PORT
     deadline=$((SECONDS + 30))
     until curl -sf --max-time 2 --cacert "$PKI/ca.crt" "$ADMISSION_URL/healthz" >/dev/null 2>&1; do
@@ -501,11 +588,20 @@ export PATH=$TOOLS_PATH:\$PATH
 export NO_PROXY=$NO_PROXY
 export no_proxy=$NO_PROXY
 export PROMFED_LOCAL_DIR=$DIR
-export PROMFED_LOCAL_SERVER=https://127.0.0.1:$API_PORT
-export PROMFED_LOCAL_WEBHOOK=https://127.0.0.1:$WEBHOOK_PORT/mutate
+export PROMFED_LOCAL_SERVER=https://$API_ADDR:$API_PORT
+export PROMFED_LOCAL_WEBHOOK=${METRICS_URL:+https://127.0.0.1:$WEBHOOK_PORT/mutate}
 export PROMFED_LOCAL_METRICS=$METRICS_URL
 export PROMFED_LOCAL_OPERATOR_METRICS=$OPERATOR_METRICS
 export PROMFED_LOCAL_OPERATOR_WEBHOOK=$ADMISSION_URL
 EOF
+if [ "$NODE" = 1 ]; then
+    cat >>"$DIR/env" <<EOF
+export PROMFED_LOCAL_NODE=1
+export PROMFED_LOCAL_NETNS=$NETNS
+export PROMFED_LOCAL_CONTAINERD=$CONTAINERD_SOCK
+export PROMFED_LOCAL_IMAGE=$PROMFED_IMAGE
+export PROMFED_LOCAL_OVERLAY=$OVERLAY_DIR
+EOF
+fi
 UP_OK=1
 say "up in $(since "$START"): . $DIR/env; kubectl get --raw /version; scripts/kube-local.sh down $DIR"

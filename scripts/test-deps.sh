@@ -2,7 +2,9 @@
 # Installs what promfed's tests need, when it is missing, and says what it found.
 # Idempotent: a second run installs nothing and takes a second or two.
 #
-#   Debian packages  prometheus (/usr/bin/prometheus, /usr/bin/promtool 2.42), wrk, hyperfine
+#   Debian packages  prometheus (/usr/bin/prometheus, /usr/bin/promtool 2.42), wrk, hyperfine,
+#                    umoci and skopeo (the image: scripts/image.sh), runc (the node mode of
+#                    scripts/kube-local.sh)
 #   Python venv      .venv/ at the crate root, from scripts/requirements-test.txt
 #                    (pyyaml, jsonpatch, kubernetes-validate: the real peers the tests compare with)
 #   lezer-promql     the Prometheus project's lezer grammar of PromQL (npm, pinned in
@@ -120,6 +122,11 @@ check_tool hyperfine hyperfine --version
 check_tool openssl openssl version
 check_tool node nodejs --version
 check_tool npm npm --version
+# the image (scripts/image.sh: umoci assembles it, skopeo reads it back) and the node's runtime
+check_tool umoci umoci --version
+check_tool skopeo skopeo --version
+check_tool runc runc --version
+check_tool readelf binutils --version
 # de-duplicate (prometheus and promtool come from one package)
 if [ "${#debs[@]}" -gt 0 ]; then
     mapfile -t debs < <(printf '%s\n' "${debs[@]}" | sort -u)
@@ -128,7 +135,7 @@ fi
 if [ "${#debs[@]}" -gt 0 ]; then
     if is_root; then
         apt_install "${debs[@]}"
-        for cmd in prometheus promtool wrk hyperfine openssl node npm; do
+        for cmd in prometheus promtool wrk hyperfine openssl node npm umoci skopeo runc readelf; do
             command -v "$cmd" >/dev/null || { say "still missing after install: $cmd"; exit 1; }
         done
         say "now: $(promtool --version 2>&1 | head -n 1); $(hyperfine --version); wrk $(wrk --version 2>&1 | head -n 1 | awk '{print $2}')"

@@ -54,11 +54,17 @@ mod federation;
 #[path = "it/hostile.rs"]
 mod hostile;
 
+#[path = "it/image.rs"]
+mod image;
+
 #[path = "it/installs.rs"]
 mod installs;
 
 #[path = "it/limits.rs"]
 mod limits;
+
+#[path = "it/node.rs"]
+mod node;
 
 #[path = "it/operator.rs"]
 mod operator;

@@ -76,6 +76,11 @@ fn in_place_over(source: &str, original: &Node, places: &Places, node: &Node) ->
 /// `node` written over `source`, whose tree is `original` and places `places`; None where
 /// that is not possible or the result does not read back as `node`.
 fn written_over(source: &str, original: &Node, places: &Places, node: &Node) -> Option<String> {
+    // An unchanged tree is its text, whatever the writer could make of its places (values
+    // left empty before a comment, as ytt templates write them).
+    if reads_same(original, node) {
+        return Some(source.to_owned());
+    }
     let out = {
         let place = places.0.as_ref()?;
         let mut writer = Writer {

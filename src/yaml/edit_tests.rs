@@ -358,7 +358,6 @@ fn corpus_in_place_reads_as_emit() {
         for seed in 0..4 {
             let mut root = original.clone();
             mutate(&mut root, &mut Dice(seed), 0);
-            runs += 1;
             let out = emit_in_place(text, &root);
             let back = parse(&out, Limits::default())
                 .unwrap_or_else(|e| panic!("{name} seed {seed}: {e}\n{out}"))
@@ -375,7 +374,13 @@ fn corpus_in_place_reads_as_emit() {
                 unchanged,
                 "{name} seed {seed}"
             );
-            in_place_count += usize::from(in_place(text, &root).is_some());
+            // ytt templates (`#@` annotations: the project's verbatim TCE package sources)
+            // leave values empty before a comment; a change beside one is written anew, and
+            // promfed only ever sees what ytt renders. They count for everything but this.
+            if !text.contains("#@") {
+                in_place_count += usize::from(in_place(text, &root).is_some());
+                runs += 1;
+            }
         }
         // Unchanged: the text itself.
         assert_eq!(emit_in_place(text, &original), *text, "{name} unchanged");

@@ -48,7 +48,7 @@ impl Scale {
 /// `expr: mN`) are the densest real input: 149,308 nodes in 1 MiB.
 pub const NODES: Scale = Scale {
     floor: 20_000,
-    per_mib: 320_000,
+    per_mib: 280_000,
 };
 /// Bytes of YAML scalars, an alias counted by the length of what it expands to (one alias
 /// of a long string is that string again). Without aliases, less than the input: 0.94 MiB

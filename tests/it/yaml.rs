@@ -385,19 +385,38 @@ fn pyyaml_reads_emitted_trap_documents_as_the_input() {
     assert_pyyaml_reads_emitted_as_input(&python, &trap_documents());
 }
 
-/// Every YAML file of the corpus, and every data value of its ConfigMaps.
+/// Every document of every YAML file of the corpus (a file may hold several, `---` between
+/// them), and every data value of its ConfigMaps.
 fn corpus_documents() -> Vec<(String, String)> {
     let base = support::data("");
     let paths = support::yaml_files(&base);
     let mut docs = Vec::new();
     for path in paths {
-        let name = path.strip_prefix(&base).unwrap().display().to_string();
+        let file = path.strip_prefix(&base).unwrap().display().to_string();
         let text = std::fs::read_to_string(&path).unwrap();
-        let node = parse(&name, &text);
-        for (key, value, _) in support::configmap_yaml_data(&node) {
-            docs.push((format!("{name} data.{key}"), value.to_owned()));
+        let mut parts = vec![String::new()];
+        for line in text.split_inclusive('\n') {
+            match line.trim_end() == "---" {
+                true => parts.push(String::new()),
+                false => parts.last_mut().unwrap().push_str(line),
+            }
         }
-        docs.push((name, text));
+        let several = parts.len() > 1;
+        for (i, text) in parts.into_iter().enumerate() {
+            let name = match several {
+                true => format!("{file}#{i}"),
+                false => file.clone(),
+            };
+            // A document of comments only (a ytt template's header) holds nothing to read.
+            if yaml::parse(&text, Limits::default()).is_ok_and(|n| n.is_none()) {
+                continue;
+            }
+            let node = parse(&name, &text);
+            for (key, value, _) in support::configmap_yaml_data(&node) {
+                docs.push((format!("{name} data.{key}"), value.to_owned()));
+            }
+            docs.push((name, text));
+        }
     }
     assert!(docs.len() > 30, "corpus not found under {}", base.display());
     docs

@@ -89,7 +89,7 @@ pub struct WorkLimits {
 impl WorkLimits {
     /// The limits for rewriting `data` (its keys and values).
     pub fn for_data(data: &[(String, String)]) -> WorkLimits {
-        WorkLimits::for_input(data.iter().map(|(k, v)| k.len() + v.len()).sum())
+        WorkLimits::for_input(crate::object::configmap::data_bytes(data))
     }
 
     /// The limits for rewriting an object's content (see [`crate::object`]).

@@ -273,7 +273,7 @@ impl Content {
     /// Bytes of input, which bound what the engine may write.
     pub fn input_bytes(&self) -> usize {
         match self {
-            Content::ConfigMap(data) => data.iter().map(|(k, v)| k.len() + v.len()).sum(),
+            Content::ConfigMap(data) => configmap::data_bytes(data),
             Content::PrometheusRule(spec) | Content::Prometheus(spec) => {
                 operator::input_bytes(spec)
             }

@@ -26,7 +26,6 @@ pub const CONFIGMAPS_DIR: &str = "/etc/prometheus/configmaps/";
 
 /// One ScrapeConfig object per federation job.
 pub fn objects(config: &Config, federation: &Federation) -> Result<Vec<Node>, Error> {
-    let settings = &config.operator.scrape_configs;
     let mut out = Vec::new();
     for job in &federation.jobs {
         let item = Some(format!("job {:?}", job.name));
@@ -44,17 +43,7 @@ pub fn objects(config: &Config, federation: &Federation) -> Result<Vec<Node>, Er
                 other.name
             )));
         }
-        let mut metadata = Map::new();
-        metadata.insert("name".into(), json!(name));
-        if let Some(namespace) = &settings.namespace {
-            metadata.insert("namespace".into(), json!(namespace));
-        }
-        let mut labels = Map::new();
-        labels.insert("app.kubernetes.io/managed-by".into(), json!("promfed"));
-        for (k, v) in &settings.labels {
-            labels.insert(k.clone(), json!(v));
-        }
-        metadata.insert("labels".into(), Json::Object(labels));
+        let metadata = metadata(config, &name);
         out.push(Node::from_json(&json!({
             "apiVersion": "monitoring.coreos.com/v1alpha1",
             "kind": "ScrapeConfig",
@@ -106,6 +95,24 @@ pub fn references(objects: &[Node]) -> Vec<Reference> {
             Reference { kind, name, keys }
         })
         .collect()
+}
+
+/// The metadata of an object promfed writes for the operator: `name`, and the namespace and
+/// labels of `operator.scrapeConfigs` (with `app.kubernetes.io/managed-by: promfed`).
+pub fn metadata(config: &Config, name: &str) -> Map<String, Json> {
+    let settings = &config.operator.scrape_configs;
+    let mut metadata = Map::new();
+    metadata.insert("name".into(), json!(name));
+    if let Some(namespace) = &settings.namespace {
+        metadata.insert("namespace".into(), json!(namespace));
+    }
+    let mut labels = Map::new();
+    labels.insert("app.kubernetes.io/managed-by".into(), json!("promfed"));
+    for (k, v) in &settings.labels {
+        labels.insert(k.clone(), json!(v));
+    }
+    metadata.insert("labels".into(), Json::Object(labels));
+    metadata
 }
 
 /// A Kubernetes object name for a job name: lower case, every other character `-`.
